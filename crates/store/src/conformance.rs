@@ -1,0 +1,1 @@
+//! The conformance suite every event store backend runs against itself.
