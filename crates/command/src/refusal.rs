@@ -1,0 +1,122 @@
+//! Why a command was refused: a machine-readable code plus details that hold ids and
+//! amounts only, never personal data, so a refusal is safe to log and to return in an
+//! error body as is.
+
+use ledger_types::{Money, SubscriptionId};
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use thiserror::Error;
+
+/// A command the aggregate will not turn into events.
+///
+/// The `Display` messages and the serialized form contain ids, amounts and field
+/// names only: a refusal never echoes a personal value (not even an invalid one).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Refusal {
+    /// The customer does not exist, or the broadcaster named in the command cannot
+    /// see it. The two cases are deliberately indistinguishable (no existence oracle).
+    #[error("customer not found")]
+    NotFound,
+    /// Only a white-label broadcaster may erase a customer.
+    #[error("the broadcaster does not have a white-label integration")]
+    NotWhiteLabel,
+    /// The customer is linked to more than the requesting broadcaster.
+    #[error("the customer account is shared with other broadcasters")]
+    SharedAcrossBroadcasters,
+    /// Subscriptions (of any broadcaster) that must be terminated before erasure.
+    #[error(
+        "the customer has active subscriptions that must be terminated first: {}",
+        join(subscriptions)
+    )]
+    ActiveSubscription { subscriptions: Vec<SubscriptionId> },
+    /// The customer was anonymized; nothing may add personal data to the account.
+    #[error("the customer was anonymized")]
+    CustomerAnonymized,
+    #[error("a customer with this id already exists")]
+    CustomerExists,
+    #[error("the customer is already linked to this broadcaster")]
+    AlreadyLinked,
+    #[error("a subscription with this id already exists")]
+    SubscriptionExists,
+    #[error("subscription not found")]
+    SubscriptionNotFound,
+    #[error("the subscription is not active")]
+    SubscriptionNotActive,
+    #[error("a payment with this id already exists")]
+    PaymentExists,
+    #[error("payment not found")]
+    PaymentNotFound,
+    #[error("a refund with this id already exists")]
+    RefundExists,
+    /// The refund would take the refunded total above the captured amount.
+    #[error("the refund exceeds the refundable amount of {refundable}")]
+    RefundExceedsPayment { refundable: Money },
+    #[error("the refund's currency differs from the payment's")]
+    CurrencyMismatch,
+    /// A field of the command is malformed. Names the field, never its value.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        field: &'static str,
+        reason: &'static str,
+    },
+}
+
+fn join(ids: &[SubscriptionId]) -> String {
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Refusal {
+    /// The stable machine-readable code (what the API returns and clients match on).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NotFound => "NOT_FOUND",
+            Refusal::NotWhiteLabel => "NOT_WHITE_LABEL",
+            Refusal::SharedAcrossBroadcasters => "SHARED_ACROSS_BROADCASTERS",
+            Refusal::ActiveSubscription { .. } => "ACTIVE_SUBSCRIPTION",
+            Refusal::CustomerAnonymized => "CUSTOMER_ANONYMIZED",
+            Refusal::CustomerExists => "CUSTOMER_EXISTS",
+            Refusal::AlreadyLinked => "ALREADY_LINKED",
+            Refusal::SubscriptionExists => "SUBSCRIPTION_EXISTS",
+            Refusal::SubscriptionNotFound => "SUBSCRIPTION_NOT_FOUND",
+            Refusal::SubscriptionNotActive => "SUBSCRIPTION_NOT_ACTIVE",
+            Refusal::PaymentExists => "PAYMENT_EXISTS",
+            Refusal::PaymentNotFound => "PAYMENT_NOT_FOUND",
+            Refusal::RefundExists => "REFUND_EXISTS",
+            Refusal::RefundExceedsPayment { .. } => "REFUND_EXCEEDS_PAYMENT",
+            Refusal::CurrencyMismatch => "CURRENCY_MISMATCH",
+            Refusal::InvalidInput { .. } => "INVALID_INPUT",
+        }
+    }
+
+    pub(crate) fn invalid(field: &'static str, reason: &'static str) -> Self {
+        Refusal::InvalidInput { field, reason }
+    }
+}
+
+/// Serializes as `{"code": "...", "message": "...", ...details}` where the details
+/// are `subscriptions` (ACTIVE_SUBSCRIPTION), `refundable` (REFUND_EXCEEDS_PAYMENT)
+/// or `field` and `reason` (INVALID_INPUT).
+impl Serialize for Refusal {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("code", self.code())?;
+        m.serialize_entry("message", &self.to_string())?;
+        match self {
+            Refusal::ActiveSubscription { subscriptions } => {
+                m.serialize_entry("subscriptions", subscriptions)?;
+            }
+            Refusal::RefundExceedsPayment { refundable } => {
+                m.serialize_entry("refundable", refundable)?;
+            }
+            Refusal::InvalidInput { field, reason } => {
+                m.serialize_entry("field", field)?;
+                m.serialize_entry("reason", reason)?;
+            }
+            _ => {}
+        }
+        m.end()
+    }
+}

@@ -1,0 +1,206 @@
+//! Where wrapped data keys live, and how they are really deleted.
+//!
+//! [`SqliteKeyStore`] keeps them in their own SQLite file, apart from the event log,
+//! with `secure_delete` on (deleted cells and freed pages are overwritten with
+//! zeros) and the WAL checkpointed and truncated after every destruction, so that a
+//! destroyed wrapped key no longer occurs in any file of the data folder. A
+//! tombstone row records when each key was destroyed; a destroyed customer can
+//! never get a new key.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use ledger_types::{CustomerId, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::CryptoError;
+
+/// A data key wrapped by the KEK. Useless without the KEK; still destroyed for real.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WrappedKey(pub(crate) Vec<u8>);
+
+impl WrappedKey {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for WrappedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WrappedKey(<redacted>)")
+    }
+}
+
+/// What the key store knows of a customer's data key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyState {
+    Active(WrappedKey),
+    Destroyed { at: Timestamp },
+    Missing,
+}
+
+/// A store of wrapped data keys with real deletion.
+pub trait KeyStore: Send + Sync + std::fmt::Debug {
+    /// Stores keys for customers that have none. For each customer returns the state
+    /// after the call: the new key, an existing key (another writer won), or
+    /// `Destroyed` (no key is ever created again for an erased customer).
+    fn insert_new(&self, keys: &[(CustomerId, WrappedKey)]) -> Result<Vec<KeyState>, CryptoError>;
+    fn get(&self, customer: CustomerId) -> Result<KeyState, CryptoError>;
+    /// Destroys the keys for good and records tombstones; returns how many keys
+    /// were present. Idempotent.
+    fn destroy(&self, customers: &[CustomerId], at: Timestamp) -> Result<usize, CryptoError>;
+    /// Ids of customers that still have a key.
+    fn active_ids(&self) -> Result<Vec<CustomerId>, CryptoError>;
+}
+
+fn db_err(e: rusqlite::Error) -> CryptoError {
+    // rusqlite errors name SQL and SQLite codes, never bound values.
+    CryptoError::Store(e.to_string())
+}
+
+/// The embedded key store.
+#[derive(Debug)]
+pub struct SqliteKeyStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteKeyStore {
+    pub fn open(path: &Path) -> Result<Self, CryptoError> {
+        let conn = Connection::open(path).map_err(db_err)?;
+        conn.execute_batch(
+            "PRAGMA secure_delete = ON;
+             PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA auto_vacuum = NONE;
+             CREATE TABLE IF NOT EXISTS data_keys (
+                 customer_id BLOB PRIMARY KEY,
+                 wrapped BLOB NOT NULL,
+                 created_at INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS destroyed_keys (
+                 customer_id BLOB PRIMARY KEY,
+                 destroyed_at INTEGER NOT NULL
+             ) WITHOUT ROWID;",
+        )
+        .map_err(db_err)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, CryptoError> {
+        self.conn
+            .lock()
+            .map_err(|_| CryptoError::Store("key store lock poisoned".into()))
+    }
+
+    fn state_in(conn: &Connection, c: CustomerId) -> Result<KeyState, CryptoError> {
+        let id = c.as_bytes().as_slice();
+        if let Some(w) = conn
+            .prepare_cached("SELECT wrapped FROM data_keys WHERE customer_id = ?1")
+            .map_err(db_err)?
+            .query_row([id], |r| r.get::<_, Vec<u8>>(0))
+            .optional()
+            .map_err(db_err)?
+        {
+            return Ok(KeyState::Active(WrappedKey(w)));
+        }
+        let destroyed = conn
+            .prepare_cached("SELECT destroyed_at FROM destroyed_keys WHERE customer_id = ?1")
+            .map_err(db_err)?
+            .query_row([id], |r| r.get::<_, i64>(0))
+            .optional()
+            .map_err(db_err)?;
+        Ok(match destroyed {
+            Some(ms) => KeyState::Destroyed {
+                at: Timestamp::from_millis(ms),
+            },
+            None => KeyState::Missing,
+        })
+    }
+}
+
+impl KeyStore for SqliteKeyStore {
+    fn insert_new(&self, keys: &[(CustomerId, WrappedKey)]) -> Result<Vec<KeyState>, CryptoError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(db_err)?;
+        let now = Timestamp::now().millis();
+        let mut out = Vec::with_capacity(keys.len());
+        for (c, w) in keys {
+            match Self::state_in(&tx, *c)? {
+                KeyState::Missing => {
+                    tx.prepare_cached(
+                        "INSERT INTO data_keys (customer_id, wrapped, created_at) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(db_err)?
+                    .execute(params![c.as_bytes().as_slice(), w.0, now])
+                    .map_err(db_err)?;
+                    out.push(KeyState::Active(w.clone()));
+                }
+                other => out.push(other),
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    fn get(&self, customer: CustomerId) -> Result<KeyState, CryptoError> {
+        Self::state_in(&*self.conn()?, customer)
+    }
+
+    fn destroy(&self, customers: &[CustomerId], at: Timestamp) -> Result<usize, CryptoError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(db_err)?;
+        let mut present = 0;
+        for c in customers {
+            let id = c.as_bytes().as_slice();
+            present += tx
+                .prepare_cached("DELETE FROM data_keys WHERE customer_id = ?1")
+                .map_err(db_err)?
+                .execute([id])
+                .map_err(db_err)?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO destroyed_keys (customer_id, destroyed_at) VALUES (?1, ?2)",
+            )
+            .map_err(db_err)?
+            .execute(params![id, at.millis()])
+            .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        // Move the zeroed pages into the main file and empty the WAL, so no frame
+        // holding the old wrapped key survives in any file.
+        let busy: i64 = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .map_err(db_err)?;
+        if busy != 0 {
+            return Err(CryptoError::Store(
+                "WAL checkpoint after key destruction did not complete".into(),
+            ));
+        }
+        Ok(present)
+    }
+
+    fn active_ids(&self) -> Result<Vec<CustomerId>, CryptoError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare("SELECT customer_id FROM data_keys")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let b = r.map_err(db_err)?;
+            let arr: [u8; 16] = b
+                .as_slice()
+                .try_into()
+                .map_err(|_| CryptoError::Store("malformed customer id in key store".into()))?;
+            out.push(CustomerId::from_uuid(uuid_from(arr)));
+        }
+        Ok(out)
+    }
+}
+
+fn uuid_from(b: [u8; 16]) -> uuid::Uuid {
+    uuid::Uuid::from_bytes(b)
+}
