@@ -1,1 +1,70 @@
-//! placeholder
+//! The application layer: where the pure domain meets storage and keys.
+//!
+//! [`Ledger`] loads a customer's stream, asks the aggregate to decide, seals every
+//! personal block under the customer's data key, appends with optimistic concurrency
+//! and, for an erasure, destroys the data key once `CustomerAnonymized` is durable.
+//! [`Ledger::reconcile`] finishes any destruction a crash interrupted, so the log is
+//! the single source of truth for "was this customer erased". [`audit`] replays the
+//! whole log for auditors and [`demo`] makes a realistic data set.
+//!
+//! This crate is backend-agnostic (`Arc<dyn EventStore>`, `Keyring`); only the binary
+//! picks concrete backends. It logs ids and positions, never personal data.
+
+pub mod audit;
+mod codec;
+pub mod demo;
+pub mod failpoint;
+mod service;
+
+pub use codec::{decode_record, encode_customer_event, Decoded};
+pub use service::{ErasureReceipt, Executed, Ledger};
+
+use ledger_command::Refusal;
+use ledger_crypto::CryptoError;
+use ledger_events::CodecError;
+use ledger_store::StoreError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum AppError {
+    /// The domain refused the command; the refusal carries the machine-readable code.
+    #[error("refused: {0}")]
+    Refused(Refusal),
+    /// The broadcaster is unknown.
+    #[error("broadcaster not found")]
+    UnknownBroadcaster,
+    /// A broadcaster with this id already exists.
+    #[error("broadcaster already exists")]
+    BroadcasterExists,
+    /// Concurrent writers kept winning; the command was not applied.
+    #[error("the customer kept changing concurrently; retry the command")]
+    Contention,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+impl AppError {
+    /// The machine-readable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Refused(r) => r.code(),
+            AppError::UnknownBroadcaster => "NOT_FOUND",
+            AppError::BroadcasterExists => "BROADCASTER_EXISTS",
+            AppError::Contention => "CONCURRENCY_CONFLICT",
+            AppError::Store(StoreError::Integrity { .. }) => "INTEGRITY_VIOLATION",
+            AppError::Store(_) => "STORAGE_ERROR",
+            AppError::Crypto(_) => "KEY_ERROR",
+            AppError::Codec(_) => "CODEC_ERROR",
+        }
+    }
+}
+
+impl From<Refusal> for AppError {
+    fn from(r: Refusal) -> Self {
+        AppError::Refused(r)
+    }
+}

@@ -31,15 +31,18 @@ impl ParseError {
 
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        uuid_id!($(#[$doc])* $name, $kind, Uuid::new_v4, "A fresh random id (UUID v4).");
+    };
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $gen:path, $gen_doc:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(Uuid);
 
         impl $name {
-            /// A fresh random id (UUID v4).
+            #[doc = $gen_doc]
             pub fn new() -> Self {
-                Self(Uuid::new_v4())
+                Self($gen())
             }
             /// Wraps an existing UUID (e.g. one derived deterministically in a test or the demo).
             pub fn from_uuid(id: Uuid) -> Self {
@@ -112,9 +115,13 @@ uuid_id!(
     "refund id"
 );
 uuid_id!(
-    /// The id of a stored event; appends are idempotent by it.
+    /// The id of a stored event; appends are idempotent by it. New ids are
+    /// time-ordered (UUID v7) so the store's unique index grows at its right edge
+    /// instead of dirtying a random page per insert.
     EventId,
-    "event id"
+    "event id",
+    Uuid::now_v7,
+    "A fresh time-ordered id (UUID v7)."
 );
 uuid_id!(
     /// The id of an erasure request; a receipt is filed under it.

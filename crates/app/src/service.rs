@@ -1,0 +1,316 @@
+//! The command service: load, decide, seal, append, shred.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use ledger_command::{BroadcasterRef, Customer, CustomerCommand, Refusal};
+use ledger_crypto::{KeyState, Keyring};
+use ledger_events::{
+    streams, BroadcasterRegistered, CustomerAnonymized, CustomerEvent, Integration,
+    PersonalCategory, Precondition, SCHEMA_VERSION,
+};
+use ledger_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, Position, StoreError};
+use ledger_types::{BroadcasterId, CustomerId, EventId, RequestId, Timestamp};
+use serde::Serialize;
+use tracing::{info, instrument, warn};
+
+use crate::codec::{decode_record, encode_customer_event, Decoded};
+use crate::{failpoint, AppError};
+
+const MAX_ATTEMPTS: usize = 8;
+
+/// The proof of an erasure. Holds ids, times, categories and positions only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErasureReceipt {
+    pub request_id: RequestId,
+    pub customer_id: CustomerId,
+    pub broadcaster_id: BroadcasterId,
+    pub at: String,
+    pub categories_erased: Vec<PersonalCategory>,
+    pub preconditions_checked: Vec<Precondition>,
+    /// Global position of the `CustomerAnonymized` event.
+    pub event_position: Position,
+    /// Whether the data key is gone now (it always is once the call returns Ok).
+    pub data_key_destroyed: bool,
+}
+
+impl ErasureReceipt {
+    fn of(e: &CustomerAnonymized, position: Position, destroyed: bool) -> Self {
+        Self {
+            request_id: e.request_id,
+            customer_id: e.customer_id,
+            broadcaster_id: e.broadcaster_id,
+            at: e.at.to_rfc3339(),
+            categories_erased: e.categories.clone(),
+            preconditions_checked: e.preconditions.clone(),
+            event_position: position,
+            data_key_destroyed: destroyed,
+        }
+    }
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed {
+    /// Number of events appended (0 for an idempotent no-op).
+    pub appended: usize,
+    pub last_position: Option<Position>,
+    pub stream_version: u64,
+}
+
+/// The ledger's command side, over any event store and keyring.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    store: Arc<dyn EventStore>,
+    keyring: Arc<Keyring>,
+    broadcasters: Arc<RwLock<HashMap<BroadcasterId, BroadcasterRegistered>>>,
+}
+
+/// A loaded customer: its state, the stream version and its erasure's position.
+struct Loaded {
+    customer: Customer,
+    version: u64,
+    anonymized_at: Option<Position>,
+}
+
+impl Ledger {
+    pub fn new(store: Arc<dyn EventStore>, keyring: Arc<Keyring>) -> Self {
+        Self {
+            store,
+            keyring,
+            broadcasters: Default::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
+    }
+
+    /// Registers a broadcaster (a tenant). Its integration type never changes.
+    #[instrument(skip(self, name))]
+    pub async fn register_broadcaster(
+        &self,
+        id: BroadcasterId,
+        name: &str,
+        integration: Integration,
+        at: Timestamp,
+    ) -> Result<(), AppError> {
+        let event = BroadcasterRegistered {
+            broadcaster_id: id,
+            name: name.to_owned(),
+            integration,
+            at,
+        };
+        let req = AppendRequest {
+            stream: streams::broadcaster(id),
+            expected: ExpectedVersion::NoStream,
+            events: vec![NewEvent {
+                event_id: EventId::new(),
+                event_type: BroadcasterRegistered::EVENT_TYPE.to_owned(),
+                schema_version: SCHEMA_VERSION,
+                payload: event.encode()?,
+                recorded_at: at,
+            }],
+        };
+        match self.store.append(req).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict { .. }) => return Err(AppError::BroadcasterExists),
+            Err(e) => return Err(e.into()),
+        }
+        self.remember_broadcaster(event);
+        Ok(())
+    }
+
+    fn remember_broadcaster(&self, e: BroadcasterRegistered) {
+        if let Ok(mut m) = self.broadcasters.write() {
+            m.insert(e.broadcaster_id, e);
+        }
+    }
+
+    /// The broadcaster, if registered.
+    pub async fn broadcaster(&self, id: BroadcasterId) -> Result<BroadcasterRegistered, AppError> {
+        if let Some(b) = self
+            .broadcasters
+            .read()
+            .ok()
+            .and_then(|m| m.get(&id).cloned())
+        {
+            return Ok(b);
+        }
+        let records = self.store.read_stream(&streams::broadcaster(id), 1).await?;
+        for r in &records {
+            if let Decoded::Broadcaster(_, b) = decode_record(r)? {
+                self.remember_broadcaster(b.clone());
+                return Ok(b);
+            }
+        }
+        Err(AppError::UnknownBroadcaster)
+    }
+
+    async fn load(&self, c: CustomerId) -> Result<Loaded, AppError> {
+        let records = self.store.read_stream(&streams::customer(c), 1).await?;
+        let mut customer = Customer::default();
+        let mut anonymized_at = None;
+        for r in &records {
+            let e = CustomerEvent::decode(&r.event_type, r.schema_version, &r.payload)?;
+            if matches!(e, CustomerEvent::Anonymized(_)) && anonymized_at.is_none() {
+                anonymized_at = Some(r.position);
+            }
+            customer.apply(&e);
+        }
+        Ok(Loaded {
+            customer,
+            version: records.last().map_or(0, |r| r.version),
+            anonymized_at,
+        })
+    }
+
+    /// The customer's current state (for read-side callers and tests).
+    pub async fn customer(&self, c: CustomerId) -> Result<Customer, AppError> {
+        Ok(self.load(c).await?.customer)
+    }
+
+    /// Runs a command on a customer: decide, seal, append with optimistic
+    /// concurrency, retrying on a concurrent change.
+    #[instrument(skip(self, cmd), fields(command = cmd.name()))]
+    pub async fn execute(
+        &self,
+        c: CustomerId,
+        cmd: &CustomerCommand,
+    ) -> Result<Executed, AppError> {
+        if let CustomerCommand::Register { .. } = cmd {
+            self.keyring.ensure_keys(&[c])?;
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let loaded = self.load(c).await?;
+            let events = loaded.customer.handle(cmd)?;
+            if events.is_empty() {
+                return Ok(Executed {
+                    appended: 0,
+                    last_position: None,
+                    stream_version: loaded.version,
+                });
+            }
+            let at = Timestamp::now();
+            let n = events.len();
+            let new = events
+                .into_iter()
+                .map(|e| encode_customer_event(&self.keyring, c, e, at))
+                .collect::<Result<Vec<_>, _>>()?;
+            let expected = if loaded.version == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(loaded.version)
+            };
+            let req = AppendRequest {
+                stream: streams::customer(c),
+                expected,
+                events: new,
+            };
+            match self.store.append(req).await {
+                Ok(r) => {
+                    return Ok(Executed {
+                        appended: n,
+                        last_position: Some(r.last_position),
+                        stream_version: r.stream_version,
+                    })
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Contention)
+    }
+
+    /// Erases a customer on behalf of a broadcaster: appends `CustomerAnonymized`
+    /// (the durable decision) and then destroys the data key. A repeat returns the
+    /// first receipt.
+    #[instrument(skip(self))]
+    pub async fn anonymize(
+        &self,
+        broadcaster: BroadcasterId,
+        customer: CustomerId,
+        request_id: RequestId,
+    ) -> Result<ErasureReceipt, AppError> {
+        let b = match self.broadcaster(broadcaster).await {
+            Ok(b) => b,
+            // An unknown broadcaster cannot see any customer.
+            Err(AppError::UnknownBroadcaster) => return Err(Refusal::NotFound.into()),
+            Err(e) => return Err(e),
+        };
+        let cmd = CustomerCommand::Anonymize {
+            request_id,
+            broadcaster: BroadcasterRef::from(&b),
+            at: Timestamp::now(),
+        };
+        self.execute(customer, &cmd).await?;
+        let loaded = self.load(customer).await?;
+        let (Some(receipt), Some(position)) = (loaded.customer.anonymized(), loaded.anonymized_at)
+        else {
+            return Err(Refusal::NotFound.into());
+        };
+        failpoint::hit(failpoint::AFTER_ANONYMIZE_APPEND);
+        let destroyed = self.keyring.destroy(&[customer], Timestamp::now())?;
+        info!(%customer, position, keys_destroyed = destroyed, "customer anonymized");
+        Ok(ErasureReceipt::of(receipt, position, true))
+    }
+
+    /// The receipt of a past erasure, if the customer was erased and the caller can
+    /// see it.
+    pub async fn receipt(
+        &self,
+        broadcaster: BroadcasterId,
+        customer: CustomerId,
+    ) -> Result<Option<ErasureReceipt>, AppError> {
+        let loaded = self.load(customer).await?;
+        if !loaded.customer.is_visible_to(broadcaster) {
+            return Err(Refusal::NotFound.into());
+        }
+        let destroyed = !matches!(self.keyring.state(customer)?, KeyState::Active(_));
+        Ok(loaded
+            .customer
+            .anonymized()
+            .zip(loaded.anonymized_at)
+            .map(|(e, p)| ErasureReceipt::of(e, p, destroyed)))
+    }
+
+    /// Finishes every erasure the log records but a crash left unfinished: destroys
+    /// each data key whose customer has a `CustomerAnonymized` event. Returns how
+    /// many keys it destroyed.
+    #[instrument(skip(self))]
+    pub async fn reconcile(&self) -> Result<usize, AppError> {
+        let mut after = 0;
+        let mut erased = Vec::new();
+        loop {
+            let page = self.store.read_all(after, 10_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            for r in &page {
+                if r.event_type == "CustomerAnonymized" {
+                    if let Some(c) = streams::parse_customer(&r.stream) {
+                        erased.push(c);
+                    }
+                }
+            }
+        }
+        let mut pending = Vec::new();
+        for c in erased {
+            if matches!(self.keyring.state(c)?, KeyState::Active(_)) {
+                pending.push(c);
+            }
+        }
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let n = self.keyring.destroy(&pending, Timestamp::now())?;
+        warn!(
+            keys = n,
+            "reconciler finished erasures that were interrupted before their key was destroyed"
+        );
+        Ok(n)
+    }
+}

@@ -1,0 +1,226 @@
+//! `ledger bench`: durable append throughput and latency with 1 and N concurrent
+//! writers (one event per append, each writer on its own streams), bulk import and
+//! full replay (with hash-chain verification), on a scratch store in the data
+//! folder. Each figure is measured `--runs` times on a fresh store; the report gives
+//! every run and the median.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::Args;
+use ledger_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
+use ledger_store_sqlite::SqliteStore;
+use ledger_types::{EventId, Timestamp};
+use serde::Serialize;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Appends by the single writer.
+    #[arg(long, default_value_t = 2_000)]
+    single: usize,
+    /// Number of concurrent writers.
+    #[arg(long, default_value_t = 64)]
+    writers: usize,
+    /// Appends per concurrent writer.
+    #[arg(long, default_value_t = 500)]
+    per_writer: usize,
+    /// Events written by the bulk import (10,000 per transaction).
+    #[arg(long, default_value_t = 300_000)]
+    bulk: usize,
+    /// Independent runs; the report gives the median of each figure.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Run {
+    single_events_per_s: f64,
+    single_p50_ms: f64,
+    single_p99_ms: f64,
+    concurrent_events_per_s: f64,
+    concurrent_p50_ms: f64,
+    concurrent_p99_ms: f64,
+    bulk_events_per_s: f64,
+    replay_events: u64,
+    replay_events_per_s: f64,
+}
+
+/// A ~300-byte JSON payload, like the peer benchmark's events.
+fn payload(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"amount":{},"ref":"pay-{i}","memo":"{}"}}"#,
+        100 + i % 1000,
+        "m".repeat(240)
+    )
+    .into_bytes()
+}
+
+fn event(i: usize) -> NewEvent {
+    NewEvent {
+        event_id: EventId::new(),
+        event_type: "BenchEvent".into(),
+        schema_version: 1,
+        payload: payload(i),
+        recorded_at: Timestamp::now(),
+    }
+}
+
+/// Appends `n` single-event appends to streams `prefix-k` (10 events a stream).
+async fn writer(store: Arc<dyn EventStore>, prefix: String, n: usize) -> Result<Vec<Duration>> {
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let req = AppendRequest {
+            stream: format!("{prefix}-{}", i / 10),
+            expected: ExpectedVersion::Exact((i % 10) as u64),
+            events: vec![event(i)],
+        };
+        let t = Instant::now();
+        store.append(req).await?;
+        lat.push(t.elapsed());
+    }
+    Ok(lat)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx].as_secs_f64() * 1e3
+}
+
+async fn one_run(dir: &Path, args: &BenchArgs) -> Result<Run> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&dir.join("events.sqlite"))?);
+
+    let t = Instant::now();
+    let mut single = writer(store.clone(), "single".into(), args.single).await?;
+    let single_secs = t.elapsed().as_secs_f64();
+    single.sort();
+
+    let t = Instant::now();
+    let handles: Vec<_> = (0..args.writers)
+        .map(|w| tokio::spawn(writer(store.clone(), format!("w{w}"), args.per_writer)))
+        .collect();
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.extend(h.await??);
+    }
+    let concurrent_secs = t.elapsed().as_secs_f64();
+    lat.sort();
+
+    let t = Instant::now();
+    let per_batch = 10_000;
+    let mut written = 0;
+    while written < args.bulk {
+        let n = per_batch.min(args.bulk - written);
+        let reqs: Vec<AppendRequest> = (0..n.div_ceil(10))
+            .map(|s| AppendRequest {
+                stream: format!("bulk-{}-{s}", written / per_batch),
+                expected: ExpectedVersion::NoStream,
+                events: (0..10.min(n - s * 10)).map(|i| event(s * 10 + i)).collect(),
+            })
+            .collect();
+        store.append_batch(reqs).await?;
+        written += n;
+    }
+    let bulk_secs = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let mut after = 0;
+    let mut replayed = 0u64;
+    loop {
+        let page = store.read_all(after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        replayed += page.len() as u64;
+    }
+    let replay_secs = t.elapsed().as_secs_f64();
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+
+    Ok(Run {
+        single_events_per_s: args.single as f64 / single_secs,
+        single_p50_ms: pct(&single, 0.50),
+        single_p99_ms: pct(&single, 0.99),
+        concurrent_events_per_s: lat.len() as f64 / concurrent_secs,
+        concurrent_p50_ms: pct(&lat, 0.50),
+        concurrent_p99_ms: pct(&lat, 0.99),
+        bulk_events_per_s: args.bulk as f64 / bulk_secs,
+        replay_events: replayed,
+        replay_events_per_s: replayed as f64 / replay_secs,
+    })
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
+}
+
+pub async fn run(data: &Path, args: BenchArgs) -> Result<()> {
+    let dir = data.join(format!("bench-{}", std::process::id()));
+    let mut runs = Vec::new();
+    for i in 0..args.runs.max(1) {
+        let r = one_run(&dir, &args).await?;
+        if !args.json {
+            eprintln!("run {}: {:?}", i + 1, r);
+        }
+        runs.push(r);
+    }
+    let m = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
+    let summary = serde_json::json!({
+        "store": "sqlite (WAL, synchronous=FULL, group commit)",
+        "runs": runs.len(),
+        "median": {
+            "append_1_writer_events_per_s": m(|r| r.single_events_per_s),
+            "append_1_writer_p50_ms": m(|r| r.single_p50_ms),
+            "append_1_writer_p99_ms": m(|r| r.single_p99_ms),
+            "append_concurrent_writers": args.writers,
+            "append_concurrent_events_per_s": m(|r| r.concurrent_events_per_s),
+            "append_concurrent_p50_ms": m(|r| r.concurrent_p50_ms),
+            "append_concurrent_p99_ms": m(|r| r.concurrent_p99_ms),
+            "bulk_import_events_per_s": m(|r| r.bulk_events_per_s),
+            "replay_events_per_s": m(|r| r.replay_events_per_s),
+            "replay_events": runs.first().map_or(0, |r| r.replay_events),
+        },
+        "all_runs": runs,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    let md = &summary["median"];
+    let f = |k: &str| md[k].as_f64().unwrap_or(0.0);
+    println!(
+        "ledger bench: SQLite embedded store, durable (fsync) appends; medians of {} runs",
+        runs.len()
+    );
+    println!(
+        "  append, 1 writer, 1 event/append:    {:>10.0} events/s   p50 {:.2} ms  p99 {:.2} ms",
+        f("append_1_writer_events_per_s"),
+        f("append_1_writer_p50_ms"),
+        f("append_1_writer_p99_ms")
+    );
+    println!(
+        "  append, {} writers, 1 event/append:  {:>10.0} events/s   p50 {:.2} ms  p99 {:.2} ms",
+        args.writers,
+        f("append_concurrent_events_per_s"),
+        f("append_concurrent_p50_ms"),
+        f("append_concurrent_p99_ms")
+    );
+    println!(
+        "  bulk import (10,000 events/commit):  {:>10.0} events/s",
+        f("bulk_import_events_per_s")
+    );
+    println!(
+        "  full replay, chains verified:        {:>10.0} events/s   ({} events)",
+        f("replay_events_per_s"),
+        md["replay_events"]
+    );
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Connection set-up (pragmas) and the schema with its migrations.
+//!
+//! The schema version lives in the `schema_meta` table (`key = 'schema_version'`).
+//! Migrations are applied in order, each in its own transaction, by the writer
+//! connection at open; a database written by a newer binary is refused rather than
+//! guessed at.
+
+use std::path::Path;
+
+use ledger_store::StoreError;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::backend;
+
+/// Page size for a new database. 4 KiB matches the OS page and the disk's write
+/// unit; every group commit writes each dirty page whole into the WAL and the
+/// `event_id` index is random-insert (UUID v4), so smaller pages mean less WAL
+/// traffic per commit. Sequential replay does not need larger pages.
+const PAGE_SIZE: u32 = 4096;
+/// Writer page cache (negative = KiB): keeps the hot index leaves of both unique
+/// indexes resident so event-id and head look-ups rarely touch the disk.
+const WRITER_CACHE_KIB: i64 = 128 * 1024;
+/// Reader page cache per connection.
+const READER_CACHE_KIB: i64 = 32 * 1024;
+/// Memory-mapped I/O for the main database file (reads only; WAL frames are read
+/// normally). Saves a copy per page on replay.
+const MMAP_BYTES: i64 = 1 << 30;
+/// The writer connection never checkpoints on its own (`wal_autocheckpoint = 0`):
+/// a checkpoint copies pages into the database file and fsyncs it, which would stall
+/// every append queued behind it. A background checkpointer thread with its own
+/// connection runs `PASSIVE` checkpoints instead, concurrently with commits, once the
+/// WAL file passes [`CHECKPOINT_WAL_BYTES`]; the writer only checkpoints itself if
+/// the WAL still grows past [`FORCE_CHECKPOINT_WAL_BYTES`] (a passive checkpoint
+/// cannot reset a WAL that is written without pause). 64 MiB lets the hot index
+/// leaves, rewritten by almost every commit, be copied once for many commits.
+pub(crate) const CHECKPOINT_WAL_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const FORCE_CHECKPOINT_WAL_BYTES: u64 = 512 * 1024 * 1024;
+/// After a checkpoint resets the WAL, truncate the file back to this size. Below
+/// [`CHECKPOINT_WAL_BYTES`], so the file size tells the writer when to checkpoint.
+const JOURNAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
+const BUSY_TIMEOUT_MS: i64 = 10_000;
+
+/// The migrations, in order; index `i` brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: the event log.
+    "CREATE TABLE events (
+        position       INTEGER PRIMARY KEY,
+        stream         TEXT    NOT NULL,
+        version        INTEGER NOT NULL,
+        event_id       BLOB    NOT NULL UNIQUE,
+        event_type     TEXT    NOT NULL,
+        schema_version INTEGER NOT NULL,
+        payload        BLOB    NOT NULL,
+        recorded_at    INTEGER NOT NULL,
+        hash           BLOB    NOT NULL,
+        log_hash       BLOB    NOT NULL,
+        UNIQUE (stream, version)
+    );",
+];
+
+/// The schema version this binary writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Opens the writer connection: creates the file, sets the durable WAL pragmas and
+/// brings the schema up to date.
+pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(backend)?;
+    conn.pragma_update(None, "busy_timeout", BUSY_TIMEOUT_MS)
+        .map_err(backend)?;
+    // Only takes effect on a new, empty database (before WAL is on).
+    conn.pragma_update(None, "page_size", PAGE_SIZE)
+        .map_err(backend)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .map_err(backend)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "could not enable WAL journal mode (got {mode})"
+        )));
+    }
+    // FULL: the WAL is fsynced at every commit, so an acknowledged append survives
+    // power loss (NORMAL would only survive an application crash).
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(backend)?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+        .map_err(backend)?;
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)
+        .map_err(backend)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(backend)?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
+        .map_err(backend)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(backend)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// Opens the background checkpointer's connection (the schema already exists).
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(backend)?;
+    conn.pragma_update(None, "busy_timeout", BUSY_TIMEOUT_MS)
+        .map_err(backend)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(backend)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(backend)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection for the read pool.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(backend)?;
+    conn.pragma_update(None, "busy_timeout", BUSY_TIMEOUT_MS)
+        .map_err(backend)?;
+    conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)
+        .map_err(backend)?;
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)
+        .map_err(backend)?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(backend)?;
+    conn.set_prepared_statement_cache_capacity(16);
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    )
+    .map_err(backend)?;
+    let current: i64 = conn
+        .query_row(
+            "SELECT value FROM schema_meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?
+        .unwrap_or(0);
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "database schema version {current} is newer than this binary supports ({SCHEMA_VERSION})"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i64 + 1;
+        let tx = conn.unchecked_transaction().map_err(backend)?;
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.execute(
+            "INSERT INTO schema_meta (key, value) VALUES ('schema_version', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [version],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        tracing::info!(schema_version = version, "event store schema migrated");
+    }
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! The shared conformance suite, one test per check, each on its own temp-dir store;
+//! plus the SQLite-specific durability and tamper tests.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ledger_store::chain::{log_link_ok, stream_link_ok};
+use ledger_store::conformance;
+use ledger_store::{
+    AppendRequest, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, ZERO_HASH,
+};
+use ledger_store_sqlite::SqliteStore;
+use ledger_types::{EventId, Timestamp};
+use tempfile::TempDir;
+
+fn open_temp() -> (Arc<dyn EventStore>, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("events.db")).expect("open store");
+    (Arc::new(store), dir)
+}
+
+macro_rules! conformance_tests {
+    ($($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $check() {
+                let (store, _dir) = open_temp();
+                conformance::$check(store).await;
+            }
+        )*
+    };
+}
+
+conformance_tests!(
+    check_append_and_read_stream_round_trip,
+    check_empty_requests_are_invalid,
+    check_expected_version_rules,
+    check_concurrent_writers_one_wins,
+    check_refused_appends_do_not_disturb_concurrent_ones,
+    check_idempotent_retry,
+    check_partial_or_foreign_event_ids_rejected,
+    check_multi_event_append_is_atomic,
+    check_append_batch_is_atomic,
+    check_global_order_and_paging,
+    check_read_stream_from_version,
+    check_hash_chains_verify,
+    check_wait_for_head,
+    check_subscription_with_concurrent_writers,
+    check_large_batch_round_trips,
+);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_all_passes_with_a_fresh_store_per_check() {
+    let dirs: Arc<Mutex<Vec<TempDir>>> = Arc::default();
+    conformance::run_all(|| {
+        let dirs = dirs.clone();
+        async move {
+            let (store, dir) = open_temp();
+            dirs.lock().expect("dirs").push(dir);
+            store
+        }
+    })
+    .await;
+}
+
+fn event(n: u64) -> NewEvent {
+    NewEvent {
+        event_id: EventId::new(),
+        event_type: "Tested".into(),
+        schema_version: 1,
+        payload: format!("sealed-payload-{n:06}").into_bytes(),
+        recorded_at: Timestamp::from_millis(1_700_000_000_000 + n as i64),
+    }
+}
+
+fn req(stream: &str, events: Vec<NewEvent>) -> AppendRequest {
+    AppendRequest {
+        stream: stream.into(),
+        expected: ExpectedVersion::Any,
+        events,
+    }
+}
+
+/// Three streams, 30 events, interleaved one per append.
+async fn fill(store: &dyn EventStore) {
+    for i in 0..30u64 {
+        let stream = format!("s-{}", i % 3);
+        store
+            .append(req(&stream, vec![event(i)]))
+            .await
+            .expect("append");
+    }
+}
+
+fn verify_log(all: &[RecordedEvent]) {
+    let mut prev = ZERO_HASH;
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(e.position, i as u64 + 1);
+        assert!(log_link_ok(e, &prev), "log chain at {}", e.position);
+        prev = e.log_hash;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_events_survive_reopen_and_positions_continue() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("data").join("events.db");
+    {
+        let store = SqliteStore::open(&path).expect("open");
+        fill(&store).await;
+        store
+            .append_batch(vec![
+                req("s-0", vec![event(100)]),
+                req("t", vec![event(101)]),
+            ])
+            .await
+            .expect("batch");
+    }
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(store.head().await.expect("head"), 32);
+    let all = store.read_all(0, 1000).await.expect("read_all");
+    assert_eq!(all.len(), 32);
+    verify_log(&all);
+    let s0 = store.read_stream("s-0", 1).await.expect("read_stream");
+    assert_eq!(s0.len(), 11);
+    let mut prev = ZERO_HASH;
+    for e in &s0 {
+        assert!(stream_link_ok(e, &prev));
+        prev = e.hash;
+    }
+    // The writer resumed from the stored head: versions, positions and chains go on.
+    let r = store
+        .append(AppendRequest {
+            stream: "s-0".into(),
+            expected: ExpectedVersion::Exact(11),
+            events: vec![event(200)],
+        })
+        .await
+        .expect("append after reopen");
+    assert_eq!((r.first_position, r.stream_version), (33, 12));
+    verify_log(&store.read_all(0, 1000).await.expect("read_all"));
+    // Idempotency survives the reopen too.
+    let again = store
+        .append(req(
+            "s-0",
+            vec![s0[0].clone()]
+                .into_iter()
+                .map(|e| NewEvent {
+                    event_id: e.event_id,
+                    event_type: e.event_type,
+                    schema_version: e.schema_version,
+                    payload: e.payload,
+                    recorded_at: e.recorded_at,
+                })
+                .collect(),
+        ))
+        .await
+        .expect("retry");
+    assert!(again.duplicate);
+    assert_eq!(again.first_position, s0[0].position);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn close_stops_the_writer_and_later_appends_are_refused() {
+    let (dir, store) = {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("e.db")).expect("open");
+        (dir, store)
+    };
+    fill(&store).await;
+    store.checkpoint_truncate().await.expect("checkpoint");
+    let wal = dir.path().join("e.db-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal_len, 0, "checkpoint_truncate empties the WAL");
+    store.close().await;
+    store.close().await;
+    let r = store.append(req("s-0", vec![event(1)])).await;
+    assert!(matches!(r, Err(StoreError::Closed)), "got {r:?}");
+    assert_eq!(
+        store
+            .read_all(0, 100)
+            .await
+            .expect("reads still work")
+            .len(),
+        30
+    );
+}
+
+/// Opens the file behind the store's back, like an attacker with disk access.
+fn tamper(path: &Path, sql: &str) {
+    let conn = rusqlite::Connection::open(path).expect("open raw");
+    conn.execute_batch(sql).expect("tamper");
+    assert!(
+        conn.total_changes() > 0,
+        "tamper statement changed nothing: {sql}"
+    );
+}
+
+async fn tampered_store(sql: &str) -> (SqliteStore, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("events.db");
+    {
+        let store = SqliteStore::open(&path).expect("open");
+        fill(&store).await;
+    }
+    tamper(&path, sql);
+    let store = SqliteStore::open(&path).expect("reopen");
+    (store, dir)
+}
+
+fn assert_integrity<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
+    assert!(
+        matches!(r, Err(StoreError::Integrity { .. })),
+        "{what}: expected an integrity error, got {r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_payload_byte_is_detected() {
+    // Position 14 is s-1 version 5.
+    let (store, _dir) = tampered_store(
+        "UPDATE events SET payload = CAST(replace(CAST(payload AS TEXT), '0', '1') AS BLOB) \
+         WHERE position = 14",
+    )
+    .await;
+    assert_integrity(store.read_all(0, 1000).await, "read_all");
+    assert_integrity(store.read_all(13, 1).await, "read_all page at the record");
+    assert_integrity(store.read_stream("s-1", 1).await, "read_stream");
+    assert_integrity(
+        store.read_stream("s-1", 5).await,
+        "read_stream from the record",
+    );
+    // Untouched streams still read.
+    assert_eq!(store.read_stream("s-0", 1).await.expect("s-0").len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_middle_row_is_detected() {
+    let (store, _dir) = tampered_store("DELETE FROM events WHERE position = 14").await;
+    assert_integrity(store.read_all(0, 1000).await, "read_all");
+    assert_integrity(store.read_all(13, 10).await, "read_all after the hole");
+    assert_integrity(store.read_all(14, 10).await, "read_all from the hole");
+    assert_integrity(store.read_stream("s-1", 1).await, "read_stream");
+    assert_integrity(
+        store.read_stream("s-1", 6).await,
+        "read_stream after the hole",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn swapped_payloads_are_detected() {
+    // Positions 4 and 7 are s-0 versions 2 and 3; 5 is s-1 version 2.
+    for (a, b, stream) in [(4, 7, "s-0"), (4, 5, "s-1")] {
+        let (store, _dir) = tampered_store(&format!(
+            "CREATE TEMP TABLE t AS SELECT position, payload FROM events \
+               WHERE position IN ({a}, {b}); \
+             UPDATE events SET payload = \
+               (SELECT payload FROM t WHERE t.position = {a} + {b} - events.position) \
+             WHERE position IN ({a}, {b});"
+        ))
+        .await;
+        assert_integrity(store.read_all(0, 1000).await, "read_all");
+        assert_integrity(store.read_stream(stream, 1).await, "read_stream");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_refused_without_writing() {
+    let (store, _dir) = open_temp();
+    let long = "x".repeat(ledger_store_sqlite::MAX_STREAM_NAME_BYTES + 1);
+    for r in [
+        req(&long, vec![event(1)]),
+        req("bad\nname", vec![event(1)]),
+        req(
+            "s",
+            vec![NewEvent {
+                event_type: String::new(),
+                ..event(1)
+            }],
+        ),
+    ] {
+        let got = store.append(r).await;
+        assert!(matches!(got, Err(StoreError::Invalid(_))), "got {got:?}");
+    }
+    assert_eq!(store.head().await.expect("head"), 0);
+}
