@@ -15,8 +15,9 @@ use ledger_store::{chain, Hash32, StoreError, ZERO_HASH};
 use ledger_types::CustomerId;
 use serde::Serialize;
 
-use crate::codec::{decode_record, Decoded};
+use crate::codec::decode_record;
 use crate::{AppError, Ledger};
+use ledger_events::DomainEvent;
 
 /// One discrepancy. Holds positions, stream names (ids) and codes only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -113,7 +114,7 @@ pub async fn verify(ledger: &Ledger, anchor: Option<Anchor>) -> Result<AuditRepo
             }
             heads.insert(r.stream.clone(), (r.version, r.hash));
             match decode_record(r) {
-                Ok(Decoded::Customer(c, e)) => match e {
+                Ok(DomainEvent::Customer(c, e)) => match e {
                     CustomerEvent::Registered(_) => customers += 1,
                     CustomerEvent::Anonymized(a) => {
                         if a.customer_id != c {
@@ -128,7 +129,7 @@ pub async fn verify(ledger: &Ledger, anchor: Option<Anchor>) -> Result<AuditRepo
                     }
                     _ => {}
                 },
-                Ok(Decoded::Broadcaster(..)) => broadcasters += 1,
+                Ok(DomainEvent::Broadcaster(..)) => broadcasters += 1,
                 Err(e) => problems.push(Problem {
                     code: "SCHEMA_INVALID",
                     position: Some(r.position),

@@ -2,41 +2,21 @@
 //! (still sealed) on the way out.
 
 use ledger_crypto::{seal_block, CryptoError, DataKey, Keyring};
-use ledger_events::{
-    streams, BroadcasterRegistered, CustomerEvent, PaymentData, Personal, SCHEMA_VERSION,
-};
+use ledger_events::{CustomerEvent, DomainEvent, PaymentData, Personal, SCHEMA_VERSION};
 use ledger_store::{NewEvent, RecordedEvent};
-use ledger_types::{BroadcasterId, CustomerId, EventId, Timestamp};
+use ledger_types::{CustomerId, EventId, Timestamp};
 use serde::Serialize;
 
 use crate::AppError;
 
-/// A stored record, decoded (personal blocks stay sealed).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decoded {
-    Customer(CustomerId, CustomerEvent),
-    Broadcaster(BroadcasterId, BroadcasterRegistered),
-}
-
 /// Decodes a stored record by its stream and type.
-pub fn decode_record(r: &RecordedEvent) -> Result<Decoded, AppError> {
-    if let Some(c) = streams::parse_customer(&r.stream) {
-        let e = CustomerEvent::decode(&r.event_type, r.schema_version, &r.payload)?;
-        return Ok(Decoded::Customer(c, e));
-    }
-    if let Some(b) = streams::parse_broadcaster(&r.stream) {
-        if r.event_type == BroadcasterRegistered::EVENT_TYPE {
-            return Ok(Decoded::Broadcaster(
-                b,
-                BroadcasterRegistered::decode(r.schema_version, &r.payload)?,
-            ));
-        }
-    }
-    Err(ledger_events::CodecError::UnknownType {
-        event_type: r.event_type.clone(),
-        version: r.schema_version,
-    }
-    .into())
+pub fn decode_record(r: &RecordedEvent) -> Result<DomainEvent, AppError> {
+    Ok(DomainEvent::decode(
+        &r.stream,
+        &r.event_type,
+        r.schema_version,
+        &r.payload,
+    )?)
 }
 
 fn seal_in_place<T: Serialize>(

@@ -16,7 +16,7 @@ pub mod demo;
 pub mod failpoint;
 mod service;
 
-pub use codec::{decode_record, encode_customer_event, Decoded};
+pub use codec::{decode_record, encode_customer_event};
 pub use service::{ErasureReceipt, Executed, Ledger};
 
 use ledger_command::Refusal;

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use ledger_command::{BroadcasterRef, Customer, CustomerCommand, Refusal};
 use ledger_crypto::{KeyState, Keyring};
 use ledger_events::{
-    streams, BroadcasterRegistered, CustomerAnonymized, CustomerEvent, Integration,
+    streams, BroadcasterRegistered, CustomerAnonymized, CustomerEvent, DomainEvent, Integration,
     PersonalCategory, Precondition, SCHEMA_VERSION,
 };
 use ledger_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, Position, StoreError};
@@ -14,7 +14,7 @@ use ledger_types::{BroadcasterId, CustomerId, EventId, RequestId, Timestamp};
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
-use crate::codec::{decode_record, encode_customer_event, Decoded};
+use crate::codec::{decode_record, encode_customer_event};
 use crate::{failpoint, AppError};
 
 const MAX_ATTEMPTS: usize = 8;
@@ -143,7 +143,7 @@ impl Ledger {
         }
         let records = self.store.read_stream(&streams::broadcaster(id), 1).await?;
         for r in &records {
-            if let Decoded::Broadcaster(_, b) = decode_record(r)? {
+            if let DomainEvent::Broadcaster(_, b) = decode_record(r)? {
                 self.remember_broadcaster(b.clone());
                 return Ok(b);
             }

@@ -305,6 +305,42 @@ impl BroadcasterRegistered {
     }
 }
 
+/// Any stored event, decoded by its stream and type (personal blocks stay sealed).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DomainEvent {
+    Customer(CustomerId, CustomerEvent),
+    Broadcaster(BroadcasterId, BroadcasterRegistered),
+}
+
+impl DomainEvent {
+    /// Decodes a stored record from its stream name, type, schema version and payload.
+    pub fn decode(
+        stream: &str,
+        event_type: &str,
+        version: u16,
+        payload: &[u8],
+    ) -> Result<Self, CodecError> {
+        if let Some(c) = streams::parse_customer(stream) {
+            return Ok(DomainEvent::Customer(
+                c,
+                CustomerEvent::decode(event_type, version, payload)?,
+            ));
+        }
+        if let Some(b) = streams::parse_broadcaster(stream) {
+            if event_type == BroadcasterRegistered::EVENT_TYPE {
+                return Ok(DomainEvent::Broadcaster(
+                    b,
+                    BroadcasterRegistered::decode(version, payload)?,
+                ));
+            }
+        }
+        Err(CodecError::UnknownType {
+            event_type: event_type.to_owned(),
+            version,
+        })
+    }
+}
+
 /// Stream names: one stream per customer and per broadcaster.
 pub mod streams {
     use ledger_types::{BroadcasterId, CustomerId};
