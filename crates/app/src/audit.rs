@@ -3,7 +3,9 @@
 //! - the log chain and gap-free positions (checked by the store on every read);
 //! - every stream's chain and gap-free versions;
 //! - every record decodes against the schema;
-//! - every erasure is honoured: no anonymized customer still has a data key;
+//! - every erasure is honoured: no anonymized customer still has a data key, and no
+//!   customer view of an anonymized customer holds a personal block;
+//! - revenue recomputed from the log equals the revenue projection (same digest);
 //! - optionally, that the log still holds a head the auditor recorded earlier
 //!   (`--expect-head POSITION:HASH`), which also detects a truncated tail.
 
@@ -16,8 +18,10 @@ use ledger_types::CustomerId;
 use serde::Serialize;
 
 use crate::codec::decode_record;
+use crate::read::ReadSide;
 use crate::{AppError, Ledger};
 use ledger_events::DomainEvent;
+use ledger_projections::{Envelope, Revenue, RevenueFilter};
 
 /// One discrepancy. Holds positions, stream names (ids) and codes only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,6 +43,8 @@ pub struct AuditReport {
     pub head_position: u64,
     /// The log hash at the head: record it to detect a truncated tail later.
     pub head_log_hash: String,
+    /// Digest of all revenue recomputed from the log (canonical form v1).
+    pub revenue_digest: String,
     pub checks: Vec<&'static str>,
     pub problems: Vec<Problem>,
 }
@@ -61,7 +67,12 @@ impl Anchor {
 }
 
 /// Replays the log and reports every discrepancy found.
-pub async fn verify(ledger: &Ledger, anchor: Option<Anchor>) -> Result<AuditReport, AppError> {
+pub async fn verify(
+    ledger: &Ledger,
+    read_side: Option<&ReadSide>,
+    anchor: Option<Anchor>,
+) -> Result<AuditReport, AppError> {
+    let mut revenue = Revenue::new();
     let mut problems = Vec::new();
     let mut heads: HashMap<String, (u64, Hash32)> = HashMap::new();
     let mut anonymized: HashSet<CustomerId> = HashSet::new();
@@ -113,7 +124,16 @@ pub async fn verify(ledger: &Ledger, anchor: Option<Anchor>) -> Result<AuditRepo
                 });
             }
             heads.insert(r.stream.clone(), (r.version, r.hash));
-            match decode_record(r) {
+            let decoded = decode_record(r);
+            if let Ok(e) = &decoded {
+                revenue.apply(&Envelope {
+                    position: r.position,
+                    event_id: r.event_id,
+                    recorded_at: r.recorded_at,
+                    event: e,
+                });
+            }
+            match decoded {
                 Ok(DomainEvent::Customer(c, e)) => match e {
                     CustomerEvent::Registered(_) => customers += 1,
                     CustomerEvent::Anonymized(a) => {
@@ -159,8 +179,41 @@ pub async fn verify(ledger: &Ledger, anchor: Option<Anchor>) -> Result<AuditRepo
             });
         }
     }
+    let revenue_digest = revenue.digest(&RevenueFilter::all());
+    if let Some(rs) = read_side {
+        let (projected, leaky) = rs.with_model(|m| {
+            let leaky: Vec<CustomerId> = sorted
+                .iter()
+                .copied()
+                .filter(|c| {
+                    m.customers
+                        .get(*c)
+                        .is_some_and(|v| v.holds_personal_data() || !v.is_tombstone())
+                })
+                .collect();
+            (m.revenue.digest(&RevenueFilter::all()), leaky)
+        })?;
+        if problems.is_empty() && projected != revenue_digest {
+            problems.push(Problem {
+                code: "REVENUE_MISMATCH",
+                position: None,
+                stream: None,
+                detail: "the revenue projection differs from revenue recomputed from the log"
+                    .into(),
+            });
+        }
+        for c in leaky {
+            problems.push(Problem {
+                code: "ERASED_VIEW_NOT_TOMBSTONE",
+                position: None,
+                stream: Some(ledger_events::streams::customer(c)),
+                detail: "the view of an anonymized customer still holds personal blocks".into(),
+            });
+        }
+    }
     Ok(AuditReport {
         ok: problems.is_empty(),
+        revenue_digest,
         events,
         streams: heads.len() as u64,
         customers,
@@ -168,12 +221,16 @@ pub async fn verify(ledger: &Ledger, anchor: Option<Anchor>) -> Result<AuditRepo
         anonymized_customers: anonymized.len() as u64,
         head_position: after,
         head_log_hash: hex::encode(head_hash),
-        checks: vec![
+        checks: [
             "log chain and gap-free positions",
             "stream chains and gap-free versions",
             "every record decodes against the schema",
             "every anonymized customer has no data key",
-        ],
+        ]
+        .into_iter()
+        .chain(read_side.map(|_| "every anonymized customer's view is a tombstone"))
+        .chain(read_side.map(|_| "revenue recomputed from the log equals the revenue projection"))
+        .collect(),
         problems,
     })
 }

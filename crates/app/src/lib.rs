@@ -10,10 +10,14 @@
 //! This crate is backend-agnostic (`Arc<dyn EventStore>`, `Keyring`); only the binary
 //! picks concrete backends. It logs ids and positions, never personal data.
 
+pub mod access;
 pub mod audit;
 mod codec;
 pub mod demo;
+pub mod export;
 pub mod failpoint;
+pub mod read;
+pub mod search;
 mod service;
 
 pub use codec::{decode_record, encode_customer_event};
@@ -45,6 +49,14 @@ pub enum AppError {
     Crypto(#[from] CryptoError),
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// No projection has this name.
+    #[error("unknown projection (expected customers, revenue or erasures)")]
+    UnknownProjection,
+    #[error(transparent)]
+    Views(#[from] ledger_projections::ViewStoreError),
+    /// A file could not be read or written (the message names the I/O error kind).
+    #[error("i/o error: {0}")]
+    Io(String),
 }
 
 impl AppError {
@@ -59,6 +71,9 @@ impl AppError {
             AppError::Store(_) => "STORAGE_ERROR",
             AppError::Crypto(_) => "KEY_ERROR",
             AppError::Codec(_) => "CODEC_ERROR",
+            AppError::Io(_) => "IO_ERROR",
+            AppError::UnknownProjection => "UNKNOWN_PROJECTION",
+            AppError::Views(_) => "STORAGE_ERROR",
         }
     }
 }

@@ -34,6 +34,13 @@ pub struct BenchArgs {
     runs: usize,
     #[arg(long)]
     json: bool,
+    /// Measure the read side instead: projection rebuild events/s and search
+    /// latency over a demo data set of `--customers` customers.
+    #[arg(long)]
+    read_side: bool,
+    /// Customers in the read-side data set (100,000 make about 1.1M events).
+    #[arg(long, default_value_t = 100_000)]
+    customers: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -164,6 +171,11 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 pub async fn run(data: &Path, args: BenchArgs) -> Result<()> {
     let dir = data.join(format!("bench-{}", std::process::id()));
+    if args.read_side {
+        let r = read_side(&dir, &args).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
+    }
     let mut runs = Vec::new();
     for i in 0..args.runs.max(1) {
         let r = one_run(&dir, &args).await?;
@@ -221,6 +233,111 @@ pub async fn run(data: &Path, args: BenchArgs) -> Result<()> {
         "  full replay, chains verified:        {:>10.0} events/s   ({} events)",
         f("replay_events_per_s"),
         md["replay_events"]
+    );
+    Ok(())
+}
+
+/// Read-side figures: demo load, projection rebuild from zero (fold, persist, and
+/// the in-memory search index), and in-process search latency by email and by
+/// name prefix.
+async fn read_side(dir: &Path, args: &BenchArgs) -> Result<()> {
+    use ledger_app::{demo, read::ReadSide, Ledger};
+    use ledger_crypto::{Kek, Keyring, SqliteKeyStore};
+    use rand::{Rng, SeedableRng};
+
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&dir.join("events.sqlite"))?);
+    let keys = SqliteKeyStore::open(&dir.join("keys.sqlite"))?;
+    let ledger = Ledger::new(
+        store.clone(),
+        Arc::new(Keyring::new(Kek::generate(), Arc::new(keys))),
+    );
+    let data = demo::generate(2026, args.customers);
+    let t = Instant::now();
+    let summary = demo::load(&ledger, &data).await?;
+    let load_s = t.elapsed().as_secs_f64();
+
+    let views = Arc::new(ledger_store_sqlite::SqliteViewStore::open(
+        &dir.join("views.sqlite"),
+    )?);
+    let t = Instant::now();
+    let read = ReadSide::open(store.clone(), ledger.keyring().clone(), views).await?;
+    let first_s = t.elapsed().as_secs_f64();
+    let mut rebuilds = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        let r = read.rebuild(None).await?;
+        rebuilds.push(r.events as f64 / r.seconds);
+    }
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let (mut by_email, mut by_name) = (Vec::new(), Vec::new());
+    let mut misses = 0;
+    for _ in 0..2_000 {
+        let dc = &data.customers[rng.gen_range(0..data.customers.len())];
+        let Some(ledger_command::CustomerCommand::Register {
+            profile,
+            broadcaster_id,
+            ..
+        }) = dc.commands.first()
+        else {
+            continue;
+        };
+        let t = Instant::now();
+        let hits = read.search(*broadcaster_id, &profile.email, 20)?;
+        by_email.push(t.elapsed());
+        if !hits.contains(&dc.id) {
+            misses += 1;
+        }
+        let prefix: String = profile.last_name.chars().take(3).collect();
+        let t = Instant::now();
+        let hits = read.search(*broadcaster_id, &prefix, 20)?;
+        by_name.push(t.elapsed());
+        if hits.is_empty() {
+            misses += 1;
+        }
+    }
+    anyhow::ensure!(misses == 0, "{misses} searches did not find their customer");
+    by_email.sort();
+    by_name.sort();
+    let ms = |d: &[Duration], p: f64| pct(d, p);
+    let us = |v: f64| v * 1000.0;
+    let report = serde_json::json!({
+        "customers": summary.customers,
+        "events": summary.events,
+        "demo_load_events_per_s": summary.events as f64 / load_s,
+        "first_open_seconds": first_s,
+        "rebuild_events_per_s_runs": rebuilds,
+        "rebuild_events_per_s_median": median(rebuilds.clone()),
+        "search_email_p50_us": us(ms(&by_email, 0.5)),
+        "search_email_p99_us": us(ms(&by_email, 0.99)),
+        "search_name_prefix_p50_us": us(ms(&by_name, 0.5)),
+        "search_name_prefix_p99_us": us(ms(&by_name, 0.99)),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "ledger bench --read-side: {} customers, {} events (demo load {:.0} events/s)",
+        summary.customers,
+        summary.events,
+        summary.events as f64 / load_s
+    );
+    println!(
+        "  projection rebuild from zero (fold + persist + search index): median {:.0} events/s over {} runs",
+        median(rebuilds.clone()),
+        rebuilds.len()
+    );
+    println!(
+        "  search by email:        p50 {:.1} us  p99 {:.1} us  (2,000 queries, in-process)",
+        us(ms(&by_email, 0.5)),
+        us(ms(&by_email, 0.99))
+    );
+    println!(
+        "  search by name prefix:  p50 {:.1} us  p99 {:.1} us  (3 letters, first 20 hits)",
+        us(ms(&by_name, 0.5)),
+        us(ms(&by_name, 0.99))
     );
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! uses `anyhow`. Output never contains personal data: ids, counts and codes only.
 
 mod bench;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,10 +12,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ledger_app::audit::{self, Anchor};
+use ledger_app::read::ReadSide;
 use ledger_app::{demo, AppError, Ledger};
 use ledger_crypto::{Kek, KekSource, Keyring, SqliteKeyStore};
+use ledger_projections::RevenueFilter;
 use ledger_store::EventStore;
-use ledger_store_sqlite::SqliteStore;
+use ledger_store_sqlite::{SqliteStore, SqliteViewStore};
 use ledger_types::{BroadcasterId, CustomerId, RequestId};
 
 #[derive(Debug, Parser)]
@@ -76,21 +79,86 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Revenue totals per currency (and rows with --rows) with the digest of their
+    /// canonical form; identical before and after any erasure.
+    Revenue {
+        #[arg(long)]
+        broadcaster: Option<String>,
+        /// First day (YYYY-MM-DD, UTC), inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day (YYYY-MM-DD, UTC), inclusive.
+        #[arg(long)]
+        to: Option<String>,
+        /// ISO 4217 currency code.
+        #[arg(long)]
+        currency: Option<String>,
+        /// Print only the digest.
+        #[arg(long)]
+        digest: bool,
+        /// Also print every broadcaster x currency x day x offer row.
+        #[arg(long)]
+        rows: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The erasure receipts, oldest first.
+    Erasures {
+        #[arg(long)]
+        broadcaster: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Right of access (GDPR Art. 15/20): all personal data held on a customer, as JSON.
+    ExportCustomer {
+        #[arg(long)]
+        broadcaster: String,
+        #[arg(long)]
+        customer: String,
+    },
+    /// Projection maintenance.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
     /// Measure durable append throughput, bulk import and replay on a scratch store.
     Bench(bench::BenchArgs),
+    /// Serve the HTTP API (and run the projector) on the embedded store.
+    Serve(serve::ServeArgs),
+    /// Broadcaster API keys (operator command; needs the data folder).
+    ApiKey {
+        #[command(subcommand)]
+        command: serve::ApiKeyCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Replay the whole log: chains, contiguity, schema, every erasure honoured.
-    /// Exit status 1 on any discrepancy.
+    /// Replay the whole log: chains, contiguity, schema, every erasure honoured,
+    /// revenue recomputed equal to the projection. Exit status 1 on any discrepancy.
     Verify {
         #[arg(long)]
         json: bool,
         /// A head recorded earlier, as POSITION:LOG_HASH; the log must still hold it.
         #[arg(long)]
         expect_head: Option<String>,
+        /// Verify an export file offline instead of the data folder: chains,
+        /// contiguity, trailer and revenue digest. Needs no data folder and no keys.
+        #[arg(long, value_name = "FILE")]
+        from_export: Option<PathBuf>,
     },
+    /// Write the whole log as NDJSON (sealed fields stay sealed).
+    Export {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionsCommand {
+    /// Forget a projection (customers, revenue, erasures; all if omitted) and fold
+    /// it again from position zero.
+    Rebuild { name: Option<String> },
 }
 
 fn init_tracing(format: &str) {
@@ -131,6 +199,20 @@ async fn open_ledger(data: &Path, kek_file: Option<&Path>, strict: bool) -> Resu
         Err(e) => return Err(e.into()),
     }
     Ok(ledger)
+}
+
+/// Opens the projections in `data` and catches them up with the log.
+async fn open_read_side(ledger: &Ledger, data: &Path) -> Result<ReadSide> {
+    let views = Arc::new(SqliteViewStore::open(&data.join("views.sqlite"))?);
+    Ok(ReadSide::open(ledger.store().clone(), ledger.keyring().clone(), views).await?)
+}
+
+fn parse_day(s: &str) -> Result<i64> {
+    Ok(
+        ledger_types::Timestamp::parse_rfc3339(&format!("{s}T00:00:00Z"))
+            .map_err(|_| anyhow::anyhow!("a day must be YYYY-MM-DD"))?
+            .day_number(),
+    )
 }
 
 fn main() -> ExitCode {
@@ -198,8 +280,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let ledger = open_ledger(&cli.data, kek_file, true).await?;
             match ledger.anonymize(b, c, r).await {
                 Ok(receipt) => {
+                    let read = open_read_side(&ledger, &cli.data).await?;
+                    let record = read.erasure(c)?;
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&receipt)?);
+                        let mut v = serde_json::to_value(&receipt)?;
+                        if let Some(r) = &record {
+                            v["revenue_digest_before"] = r.revenue_digest_before.clone().into();
+                            v["revenue_digest_after"] = r.revenue_digest_after.clone().into();
+                        }
+                        println!("{}", serde_json::to_string_pretty(&v)?);
                     } else {
                         println!("customer {} anonymized", receipt.customer_id);
                         println!("  request id:     {}", receipt.request_id);
@@ -213,6 +302,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                             .collect();
                         println!("  erased:         {}", cats.join(", ").replace('"', ""));
                         println!("  data key:       destroyed");
+                        if let Some(r) = &record {
+                            println!("  revenue digest before: {}", r.revenue_digest_before);
+                            println!("  revenue digest after:  {}", r.revenue_digest_after);
+                        }
                     }
                     Ok(ExitCode::SUCCESS)
                 }
@@ -231,7 +324,66 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Audit {
-            command: AuditCommand::Verify { json, expect_head },
+            command:
+                AuditCommand::Verify {
+                    json,
+                    expect_head,
+                    from_export: Some(file),
+                },
+        } => {
+            if expect_head.is_some() {
+                anyhow::bail!("--expect-head applies to the data folder, not to --from-export");
+            }
+            let f = std::fs::File::open(&file)
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let report = ledger_app::export::verify_export(std::io::BufReader::new(f))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("offline verification of {}", file.display());
+                println!("  events:         {}", report.events);
+                println!("  erasures:       {}", report.erasures);
+                println!(
+                    "  head:           {}:{}",
+                    report.head_position, report.head_log_hash
+                );
+                println!("  revenue digest: {}", report.revenue_digest);
+                print_problems(report.ok, &report.problems);
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Audit {
+            command: AuditCommand::Export { out },
+        } => {
+            let ledger = open_ledger(&cli.data, kek_file, false).await?;
+            let f = std::fs::File::create(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let mut w = std::io::BufWriter::new(f);
+            let report = ledger_app::export::export(&ledger, &mut w).await?;
+            w.into_inner()
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {}", out.display(), e.error()))?
+                .sync_all()?;
+            println!(
+                "exported {} events (head {}:{}, revenue digest {}) to {}",
+                report.events,
+                report.head_position,
+                report.head_log_hash,
+                report.revenue_digest,
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    json,
+                    expect_head,
+                    from_export: None,
+                },
         } => {
             let anchor = expect_head
                 .as_deref()
@@ -240,7 +392,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 })
                 .transpose()?;
             let ledger = open_ledger(&cli.data, kek_file, false).await?;
-            let report = audit::verify(&ledger, anchor).await?;
+            let read = match open_read_side(&ledger, &cli.data).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    eprintln!("warning: the projections could not be opened, so they are not compared: {e:#}");
+                    None
+                }
+            };
+            let report = audit::verify(&ledger, read.as_ref(), anchor).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -278,10 +437,166 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Revenue {
+            broadcaster,
+            from,
+            to,
+            currency,
+            digest,
+            rows,
+            json,
+        } => {
+            let filter = RevenueFilter {
+                broadcaster_id: broadcaster
+                    .as_deref()
+                    .map(BroadcasterId::parse)
+                    .transpose()?,
+                currency: currency
+                    .as_deref()
+                    .map(ledger_types::Currency::parse)
+                    .transpose()?,
+                from_day: from.as_deref().map(parse_day).transpose()?,
+                to_day: to.as_deref().map(parse_day).transpose()?,
+            };
+            let ledger = open_ledger(&cli.data, kek_file, true).await?;
+            let read = open_read_side(&ledger, &cli.data).await?;
+            let report = read.revenue(&filter)?;
+            if digest {
+                println!("{}", report.digest);
+            } else if json {
+                let mut v = serde_json::json!({
+                    "digest": report.digest,
+                    "per_currency": report.per_currency.iter().map(|(c, t)| serde_json::json!({"currency": c, "totals": t})).collect::<Vec<_>>(),
+                });
+                if rows {
+                    v["rows"] = serde_json::to_value(
+                        report
+                            .rows
+                            .iter()
+                            .map(|(k, t)| serde_json::json!({"key": k, "totals": t}))
+                            .collect::<Vec<_>>(),
+                    )?;
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{:<8} {:>16} {:>16} {:>16} {:>10} {:>8}",
+                    "currency", "gross", "refunded", "net", "payments", "refunds"
+                );
+                for (c, t) in &report.per_currency {
+                    println!(
+                        "{:<8} {:>16} {:>16} {:>16} {:>10} {:>8}",
+                        c.as_str(),
+                        t.gross_captured,
+                        t.refunded,
+                        t.net,
+                        t.payment_count,
+                        t.refund_count
+                    );
+                }
+                if rows {
+                    for (k, t) in &report.rows {
+                        println!(
+                            "  {} {} {} {:<16} gross {} refunded {} net {}",
+                            k.broadcaster_id,
+                            k.currency,
+                            ledger_projections::canonical_day(k.day),
+                            k.offer_id,
+                            t.gross_captured,
+                            t.refunded,
+                            t.net
+                        );
+                    }
+                }
+                println!("amounts in minor units; digest {}", report.digest);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Erasures { broadcaster, json } => {
+            let b = broadcaster
+                .as_deref()
+                .map(BroadcasterId::parse)
+                .transpose()?;
+            let ledger = open_ledger(&cli.data, kek_file, true).await?;
+            let read = open_read_side(&ledger, &cli.data).await?;
+            let list = read.erasures(b)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("{} erasures", list.len());
+                for r in &list {
+                    println!(
+                        "  {} customer {} by {} at position {} (request {}), revenue digest {} before = {} after",
+                        r.at,
+                        r.customer_id,
+                        r.broadcaster_id,
+                        r.position,
+                        r.request_id,
+                        &r.revenue_digest_before[..16],
+                        &r.revenue_digest_after[..16]
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExportCustomer {
+            broadcaster,
+            customer,
+        } => {
+            let b = BroadcasterId::parse(&broadcaster)?;
+            let c = CustomerId::parse(&customer)?;
+            let ledger = open_ledger(&cli.data, kek_file, true).await?;
+            match ledger_app::access::export_customer(&ledger, b, c).await {
+                Ok(doc) => {
+                    println!("{}", serde_json::to_string_pretty(&doc)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(AppError::Refused(r)) => {
+                    println!("refused: {} ({})", r.code(), r);
+                    Ok(ExitCode::from(3))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild { name },
+        } => {
+            let ledger = open_ledger(&cli.data, kek_file, true).await?;
+            let read = open_read_side(&ledger, &cli.data).await?;
+            let done = read.rebuild(name.as_deref()).await?;
+            println!(
+                "rebuilt {} from zero: {} events in {:.2}s ({:.0} events/s), now at position {}",
+                name.as_deref().unwrap_or("all projections"),
+                done.events,
+                done.seconds,
+                done.events as f64 / done.seconds.max(1e-9),
+                done.position
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => {
             bench::run(&cli.data, args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(args) => serve::run(args, &cli.data, kek_file).await,
+        Command::ApiKey { command } => serve::api_key(command, &cli.data).await,
+    }
+}
+
+fn print_problems(ok: bool, problems: &[audit::Problem]) {
+    if ok {
+        println!("result: OK, no discrepancy");
+        return;
+    }
+    println!("result: {} DISCREPANCIES", problems.len());
+    for p in problems {
+        println!(
+            "  {} at position {} stream {}: {}",
+            p.code,
+            p.position.map_or("-".into(), |x| x.to_string()),
+            p.stream.as_deref().unwrap_or("-"),
+            p.detail
+        );
     }
 }
 

@@ -1,9 +1,11 @@
 //! The embedded default event store: SQLite in WAL mode with group commit.
 //!
-//! This crate owns one thing: [`SqliteStore`], an [`EventStore`] kept in a single
-//! SQLite file. It must not interpret payloads (they are opaque, already sealed
-//! bytes), must never log them (only ids, stream names and positions go to
-//! `tracing`), and must not know about commands, projections or HTTP.
+//! This crate owns the embedded storage: [`SqliteStore`], an [`EventStore`] kept in a
+//! single SQLite file, and [`SqliteViewStore`], where the projections persist their
+//! rows and checkpoints (`views.sqlite`, see `views.rs`). It must not interpret
+//! event payloads (they are opaque, already sealed bytes), must never log them (only
+//! ids, stream names and positions go to `tracing`), and must not know about
+//! commands or HTTP.
 //!
 //! # Why it is shaped this way
 //!
@@ -46,7 +48,10 @@
 
 mod read;
 mod schema;
+mod views;
 mod writer;
+
+pub use views::SqliteViewStore;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,598 @@
+//! Request and response bodies: the API's JSON, documented in the OpenAPI document.
+//!
+//! Requests deny unknown fields. Types that hold personal data have a redacted
+//! `Debug`, so a `{:?}` in a span or a panic message cannot print them. Ids are
+//! strings on the wire and parsed by the handlers (`INVALID_ID`).
+
+use std::fmt;
+
+use ledger_app::read::CustomerSummary;
+use ledger_app::ErasureReceipt;
+use ledger_events::{Answer, PersonalCategory, Precondition, Profile};
+use ledger_projections::{ErasureRecord, RevenueTotals, SubscriptionView};
+use ledger_types::{BroadcasterId, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+macro_rules! redacted_debug {
+    ($($t:ty),*) => {$(
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($t), "(<redacted>)"))
+            }
+        }
+    )*};
+}
+
+fn rfc3339(t: Timestamp) -> String {
+    t.to_rfc3339()
+}
+
+// ------------------------------------------------------------------ requests
+
+/// One custom question answered at registration (both are personal data).
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerDto {
+    pub question: String,
+    pub answer: String,
+}
+
+/// A new customer's profile. The customer id is chosen by the server.
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterCustomerRequest {
+    pub email: String,
+    /// The password as a hash computed by the platform (never a password).
+    pub password_hash: String,
+    pub first_name: String,
+    pub last_name: String,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub company_name: Option<String>,
+    #[serde(default)]
+    pub phone_number: Option<String>,
+    #[serde(default)]
+    pub custom_answers: Vec<AnswerDto>,
+    #[serde(default)]
+    pub registration_ip: Option<String>,
+}
+
+impl RegisterCustomerRequest {
+    pub fn into_profile(self) -> Profile {
+        Profile {
+            email: self.email,
+            password_hash: self.password_hash,
+            first_name: self.first_name,
+            last_name: self.last_name,
+            address: self.address,
+            company_name: self.company_name,
+            phone_number: self.phone_number,
+            custom_answers: self
+                .custom_answers
+                .into_iter()
+                .map(|a| Answer {
+                    question: a.question,
+                    answer: a.answer,
+                })
+                .collect(),
+            registration_ip: self.registration_ip,
+        }
+    }
+}
+
+/// A change of profile: absent fields stay as they are.
+#[derive(Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProfileRequest {
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub address: Option<String>,
+    pub company_name: Option<String>,
+    pub phone_number: Option<String>,
+}
+
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordLoginRequest {
+    /// The IP address the customer logged in from.
+    pub ip: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartSubscriptionRequest {
+    /// Client-chosen id (UUID) to make retries safe; a new one if absent.
+    #[serde(default)]
+    pub subscription_id: Option<String>,
+    pub offer_id: String,
+}
+
+/// An amount in integer minor units (cents, pence, yen) and an ISO 4217 currency.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyDto {
+    pub minor: i64,
+    pub currency: String,
+}
+
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapturePaymentRequest {
+    #[serde(default)]
+    pub payment_id: Option<String>,
+    pub offer_id: String,
+    #[serde(default)]
+    pub subscription_id: Option<String>,
+    pub amount: MoneyDto,
+    /// The payer's IP address (personal data; sealed).
+    #[serde(default)]
+    pub payer_ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundPaymentRequest {
+    #[serde(default)]
+    pub refund_id: Option<String>,
+    pub amount: MoneyDto,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBroadcasterRequest {
+    /// A UUID; a new one if absent.
+    #[serde(default)]
+    pub broadcaster_id: Option<String>,
+    /// The broadcaster's business name.
+    pub name: String,
+    /// `white_label` or `shared`.
+    pub integration: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKeyRequest {
+    /// A note for operators (not secret, not personal).
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+redacted_debug!(
+    AnswerDto,
+    RegisterCustomerRequest,
+    UpdateProfileRequest,
+    RecordLoginRequest,
+    CapturePaymentRequest
+);
+
+// ------------------------------------------------------------------ responses
+
+/// What a write did. Holds ids and positions only.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct WriteResult {
+    pub customer_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
+    /// Events appended (0 when the command changed nothing).
+    pub events_appended: usize,
+    /// Log position of the last event appended, if any.
+    pub position: Option<u64>,
+    /// The customer stream's version after the write.
+    pub stream_version: u64,
+}
+
+/// The opened profile, as served to the customer's broadcaster. The password hash
+/// is never served.
+#[derive(Clone, Serialize, ToSchema)]
+pub struct ProfileDto {
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub address: Option<String>,
+    pub company_name: Option<String>,
+    pub phone_number: Option<String>,
+    pub custom_answers: Vec<AnswerDto>,
+    pub registration_ip: Option<String>,
+}
+
+redacted_debug!(ProfileDto);
+
+impl From<&Profile> for ProfileDto {
+    fn from(p: &Profile) -> Self {
+        Self {
+            email: p.email.clone(),
+            first_name: p.first_name.clone(),
+            last_name: p.last_name.clone(),
+            address: p.address.clone(),
+            company_name: p.company_name.clone(),
+            phone_number: p.phone_number.clone(),
+            custom_answers: p
+                .custom_answers
+                .iter()
+                .map(|a| AnswerDto {
+                    question: a.question.clone(),
+                    answer: a.answer.clone(),
+                })
+                .collect(),
+            registration_ip: p.registration_ip.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SubscriptionDto {
+    pub subscription_id: String,
+    pub offer_id: String,
+    pub active: bool,
+    pub started_at: String,
+    pub terminated_at: Option<String>,
+    /// Whether the calling broadcaster started it (only it can terminate it).
+    pub yours: bool,
+}
+
+impl SubscriptionDto {
+    pub fn of(s: &SubscriptionView, caller: BroadcasterId) -> Self {
+        Self {
+            subscription_id: s.subscription_id.to_string(),
+            offer_id: s.offer_id.to_string(),
+            active: s.active,
+            started_at: rfc3339(s.started_at),
+            terminated_at: s.terminated_at.map(rfc3339),
+            yours: s.broadcaster_id == caller,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CurrencyTotalsDto {
+    pub currency: String,
+    pub captured: i64,
+    pub refunded: i64,
+    pub net: i64,
+}
+
+/// Where and when the customer was erased (a tombstone).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TombstoneDto {
+    pub erased_at: String,
+    pub request_id: String,
+    pub position: u64,
+}
+
+/// The customer summary panel. `profile` is null on a tombstone.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CustomerSummaryDto {
+    pub customer_id: String,
+    /// `active` or `erased`.
+    pub status: &'static str,
+    /// Whether the account is linked to more than one broadcaster.
+    pub shared: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub profile: Option<ProfileDto>,
+    pub subscriptions: Vec<SubscriptionDto>,
+    pub payment_count: u64,
+    pub refund_count: u64,
+    pub totals: Vec<CurrencyTotalsDto>,
+    pub tombstone: Option<TombstoneDto>,
+}
+
+impl CustomerSummaryDto {
+    pub fn of(s: &CustomerSummary, caller: BroadcasterId) -> Self {
+        let v = &s.view;
+        Self {
+            customer_id: v.customer_id.to_string(),
+            status: if v.is_tombstone() { "erased" } else { "active" },
+            shared: v.broadcasters.len() > 1,
+            created_at: rfc3339(v.created_at),
+            updated_at: rfc3339(v.updated_at),
+            profile: if v.is_tombstone() {
+                None
+            } else {
+                s.profile.as_ref().map(ProfileDto::from)
+            },
+            subscriptions: v
+                .subscriptions
+                .iter()
+                .map(|x| SubscriptionDto::of(x, caller))
+                .collect(),
+            payment_count: v.payment_count,
+            refund_count: v.refund_count,
+            totals: v
+                .totals
+                .iter()
+                .map(|(c, t)| CurrencyTotalsDto {
+                    currency: c.to_string(),
+                    captured: t.captured,
+                    refunded: t.refunded,
+                    net: t.net,
+                })
+                .collect(),
+            tombstone: v.erasure.as_ref().map(|e| TombstoneDto {
+                erased_at: rfc3339(e.at),
+                request_id: e.request_id.to_string(),
+                position: e.position,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CustomerPage {
+    pub items: Vec<CustomerSummaryDto>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SubscriptionList {
+    pub items: Vec<SubscriptionDto>,
+}
+
+/// One reason an erasure would be refused.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BlockerDto {
+    /// `NOT_WHITE_LABEL`, `SHARED_ACROSS_BROADCASTERS` or `ACTIVE_SUBSCRIPTION`.
+    pub code: String,
+    pub message: String,
+    /// For `ACTIVE_SUBSCRIPTION`: the subscriptions to terminate first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<Vec<String>>,
+}
+
+impl BlockerDto {
+    pub fn of(r: &ledger_command::Refusal) -> Self {
+        Self {
+            code: r.code().to_owned(),
+            message: r.to_string(),
+            subscriptions: match r {
+                ledger_command::Refusal::ActiveSubscription { subscriptions } => {
+                    Some(subscriptions.iter().map(ToString::to_string).collect())
+                }
+                _ => None,
+            },
+        }
+    }
+}
+
+fn category_names(c: &[PersonalCategory]) -> Vec<String> {
+    c.iter()
+        .map(|c| {
+            serde_json::to_value(c)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn precondition_names(p: &[Precondition]) -> Vec<String> {
+    p.iter()
+        .map(|c| {
+            serde_json::to_value(c)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// A dry run of an erasure: what would be erased and what blocks it. Changes nothing.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErasurePreview {
+    pub customer_id: String,
+    /// True when an erasure request now would succeed.
+    pub erasable: bool,
+    /// True when the customer was erased already (a request returns the receipt).
+    pub already_erased: bool,
+    /// The categories of personal data an erasure removes.
+    pub categories: Vec<String>,
+    pub blockers: Vec<BlockerDto>,
+}
+
+impl ErasurePreview {
+    pub fn new(
+        customer_id: String,
+        already_erased: bool,
+        blockers: &[ledger_command::Refusal],
+    ) -> Self {
+        Self {
+            customer_id,
+            erasable: !already_erased && blockers.is_empty(),
+            already_erased,
+            categories: category_names(&PersonalCategory::ALL),
+            blockers: blockers.iter().map(BlockerDto::of).collect(),
+        }
+    }
+}
+
+/// The proof of an erasure. Holds no personal data.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReceiptDto {
+    pub request_id: String,
+    pub customer_id: String,
+    pub broadcaster_id: String,
+    pub at: String,
+    pub categories_erased: Vec<String>,
+    pub preconditions_checked: Vec<String>,
+    /// Log position of the `CustomerAnonymized` event.
+    pub event_position: u64,
+    pub data_key_destroyed: bool,
+    /// The erasing broadcaster's revenue digest just before and just after the
+    /// erasure; equal, which proves no revenue figure changed.
+    pub revenue_digest_before: Option<String>,
+    pub revenue_digest_after: Option<String>,
+}
+
+impl ReceiptDto {
+    pub fn of(r: &ErasureReceipt, record: Option<&ErasureRecord>) -> Self {
+        Self {
+            request_id: r.request_id.to_string(),
+            customer_id: r.customer_id.to_string(),
+            broadcaster_id: r.broadcaster_id.to_string(),
+            at: r.at.clone(),
+            categories_erased: category_names(&r.categories_erased),
+            preconditions_checked: precondition_names(&r.preconditions_checked),
+            event_position: r.event_position,
+            data_key_destroyed: r.data_key_destroyed,
+            revenue_digest_before: record.map(|x| x.revenue_digest_before.clone()),
+            revenue_digest_after: record.map(|x| x.revenue_digest_after.clone()),
+        }
+    }
+}
+
+/// One erasure as the erasures projection records it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErasureRecordDto {
+    pub request_id: String,
+    pub customer_id: String,
+    pub at: String,
+    pub categories_erased: Vec<String>,
+    pub preconditions_checked: Vec<String>,
+    pub position: u64,
+    pub revenue_digest_before: String,
+    pub revenue_digest_after: String,
+}
+
+impl From<&ErasureRecord> for ErasureRecordDto {
+    fn from(r: &ErasureRecord) -> Self {
+        Self {
+            request_id: r.request_id.to_string(),
+            customer_id: r.customer_id.to_string(),
+            at: rfc3339(r.at),
+            categories_erased: category_names(&r.categories),
+            preconditions_checked: precondition_names(&r.preconditions),
+            position: r.position,
+            revenue_digest_before: r.revenue_digest_before.clone(),
+            revenue_digest_after: r.revenue_digest_after.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErasureList {
+    pub items: Vec<ErasureRecordDto>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RevenueRow {
+    /// UTC day `YYYY-MM-DD` (when grouped by day).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer_id: Option<String>,
+    pub currency: String,
+    pub gross_captured: i64,
+    pub refunded: i64,
+    pub net: i64,
+    pub payment_count: u64,
+    pub refund_count: u64,
+}
+
+impl RevenueRow {
+    pub fn of(
+        day: Option<String>,
+        offer_id: Option<String>,
+        currency: String,
+        t: &RevenueTotals,
+    ) -> Self {
+        Self {
+            day,
+            offer_id,
+            currency,
+            gross_captured: t.gross_captured,
+            refunded: t.refunded,
+            net: t.net,
+            payment_count: t.payment_count,
+            refund_count: t.refund_count,
+        }
+    }
+}
+
+/// The caller's revenue for a selection, with the digest of its canonical form.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RevenueResponse {
+    /// sha256 of the canonical revenue rows of the selection.
+    pub digest: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub currency: Option<String>,
+    pub group_by: String,
+    /// One row per currency.
+    pub totals: Vec<RevenueRow>,
+    /// One row per group (empty when `group_by` is `none`).
+    pub groups: Vec<RevenueRow>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BroadcasterDto {
+    pub broadcaster_id: String,
+    pub name: String,
+    pub integration: String,
+}
+
+/// A new API key. `token` is shown once and never stored.
+#[derive(Clone, Serialize, ToSchema)]
+pub struct ApiKeyCreated {
+    pub key_id: String,
+    pub broadcaster_id: String,
+    pub issued_at: String,
+    pub token: String,
+}
+
+impl fmt::Debug for ApiKeyCreated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyCreated")
+            .field("key_id", &self.key_id)
+            .field("broadcaster_id", &self.broadcaster_id)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiKeyDto {
+    pub key_id: String,
+    pub broadcaster_id: String,
+    pub issued_at: String,
+    pub revoked: bool,
+    pub label: Option<String>,
+}
+
+impl From<&crate::auth::KeyInfo> for ApiKeyDto {
+    fn from(k: &crate::auth::KeyInfo) -> Self {
+        Self {
+            key_id: k.key_id.to_string(),
+            broadcaster_id: k.broadcaster_id.to_string(),
+            issued_at: rfc3339(k.issued_at),
+            revoked: k.revoked,
+            label: k.label.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    pub log_head: u64,
+    pub read_model_position: u64,
+    pub lag: u64,
+}
+
+/// A JSON document whose shape is described in prose (export, audit report).
+pub type Document = Value;

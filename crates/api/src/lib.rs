@@ -1,0 +1,317 @@
+//! The HTTP API: the only crate that knows HTTP and JSON.
+//!
+//! # What it owns
+//!
+//! - the axum [`router`], one router per feature ([`customers`], [`billing`],
+//!   [`erasure`], [`revenue`], [`audit`], [`admin`], [`ops`]) over one shared
+//!   [`ApiState`];
+//! - the wire format: DTOs ([`dto`]), one error type and body ([`error::ApiError`]),
+//!   extractors that map every rejection to a code;
+//! - who may call what ([`auth`]): broadcaster API keys scoped to one tenant, and a
+//!   separate admin key;
+//! - production behaviour: idempotency keys ([`idempotency`]), body limit, timeout,
+//!   request ids, per-request tracing spans, Prometheus [`metrics`];
+//! - the OpenAPI 3.1 document, generated from the handlers ([`ApiDoc`]).
+//!
+//! # What it must not do
+//!
+//! Decide anything the domain decides (it maps requests to `ledger_command`
+//! commands and refusals to statuses), pick a storage backend (the binary passes a
+//! `Ledger` and a `ReadSide`), or let personal data reach a log line, a metric label
+//! or an error body: handlers' spans record ids only, metrics are labelled by route
+//! templates, and deserializer messages are never echoed.
+//!
+//! Writes are visible to the next read: every successful write catches the read side
+//! up before it answers.
+
+pub mod admin;
+pub mod audit;
+pub mod auth;
+pub mod billing;
+pub mod customers;
+pub mod dto;
+pub mod erasure;
+pub mod error;
+pub mod idempotency;
+pub mod metrics;
+pub mod ops;
+pub mod revenue;
+
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use ledger_app::read::ReadSide;
+use ledger_app::{Executed, Ledger};
+use ledger_command::CustomerCommand;
+use ledger_types::CustomerId;
+use tracing::Instrument as _;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+pub use auth::{AdminKey, ApiKeys};
+pub use error::{ApiError, ErrorBody};
+pub use idempotency::Idempotency;
+pub use metrics::Metrics;
+
+use crate::dto::*;
+
+/// Limits and knobs of the API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Longest time a request may take to produce its response head.
+    pub timeout: Duration,
+    pub idempotency_capacity: usize,
+    pub idempotency_ttl: Duration,
+    /// `/readyz` answers 503 while the read model is more events behind than this.
+    pub ready_max_lag: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 64 * 1024,
+            timeout: Duration::from_secs(30),
+            idempotency_capacity: 10_000,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            ready_max_lag: 1_000,
+        }
+    }
+}
+
+/// Everything a handler can reach.
+#[derive(Debug)]
+pub struct ApiState {
+    pub ledger: Ledger,
+    pub read: Arc<ReadSide>,
+    pub keys: Arc<ApiKeys>,
+    pub admin: AdminKey,
+    pub idempotency: Idempotency,
+    pub metrics: Metrics,
+    pub config: ApiConfig,
+    openapi_json: String,
+}
+
+pub type SharedState = Arc<ApiState>;
+
+impl ApiState {
+    pub fn new(
+        ledger: Ledger,
+        read: Arc<ReadSide>,
+        keys: Arc<ApiKeys>,
+        admin: AdminKey,
+        config: ApiConfig,
+    ) -> SharedState {
+        Arc::new(Self {
+            ledger,
+            read,
+            keys,
+            admin,
+            idempotency: Idempotency::new(config.idempotency_capacity, config.idempotency_ttl),
+            metrics: Metrics::new(),
+            config,
+            openapi_json: openapi_json(),
+        })
+    }
+
+    /// Runs a command, counts what it appended, and catches the read side up so the
+    /// next read sees the write.
+    pub async fn execute(
+        &self,
+        c: CustomerId,
+        cmd: &CustomerCommand,
+    ) -> Result<Executed, ApiError> {
+        let ex = self.ledger.execute(c, cmd).await?;
+        self.metrics
+            .appends
+            .fetch_add(ex.appended as u64, Ordering::Relaxed);
+        if ex.appended > 0 {
+            self.read.catch_up().await?;
+        }
+        Ok(ex)
+    }
+}
+
+/// Parses an id from a path or body field, answering `INVALID_ID` naming the field.
+pub fn parse_id<T: FromStr>(s: &str, field: &'static str) -> Result<T, ApiError> {
+    T::from_str(s.trim()).map_err(|_| ApiError::invalid_id(field))
+}
+
+/// The request id of a request: the client's `x-request-id` if it is a short token
+/// (so nothing personal rides in it into the logs), else a new UUID.
+#[derive(Debug, Clone)]
+pub struct RequestIdValue(pub String);
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Request id, span, timeout, metrics and the access log line, around every route.
+pub async fn observe(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = method_label(req.method());
+    let rid = request_id(&req);
+    req.extensions_mut().insert(RequestIdValue(rid.clone()));
+    let span = tracing::info_span!("request", request_id = %rid, method, route = %route);
+    let res =
+        match tokio::time::timeout(state.config.timeout, next.run(req).instrument(span.clone()))
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => ApiError::unavailable("TIMEOUT", "the request took too long").into_response(),
+        };
+    let mut res = res;
+    let status = res.status().as_u16();
+    let elapsed = started.elapsed();
+    state.metrics.observe(&route, method, status, elapsed);
+    span.in_scope(|| {
+        let micros = elapsed.as_micros() as u64;
+        if res.status().is_server_error() {
+            tracing::warn!(status, micros, "request failed");
+        } else {
+            tracing::debug!(status, micros, "request done");
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    res
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+}
+
+async fn no_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "this route does not accept this method",
+    )
+}
+
+/// The whole API.
+pub fn router(state: SharedState) -> Router {
+    let limit = state.config.body_limit;
+    Router::new()
+        .merge(customers::router())
+        .merge(billing::router())
+        .merge(erasure::router())
+        .merge(revenue::router())
+        .merge(audit::router())
+        .merge(admin::router())
+        .merge(ops::router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A broadcaster API key (`lk_...`)"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The admin key (`lka_...`)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Compliance ledger API",
+        description = "Customers, subscriptions, payments and GDPR erasure by crypto-shredding. Every error has the body {code, message, details}. Another broadcaster's customer is 404, never 403.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        customers::register, customers::summary, customers::search, customers::update_profile,
+        customers::record_login, customers::export,
+        billing::list_subscriptions, billing::start_subscription, billing::terminate_subscription,
+        billing::capture_payment, billing::refund_payment,
+        erasure::preview, erasure::anonymize, erasure::delete_customer, erasure::list,
+        revenue::revenue,
+        audit::events, audit::verify,
+        admin::create_broadcaster, admin::create_api_key, admin::list_api_keys, admin::revoke_api_key,
+        ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+    ),
+    components(schemas(
+        ErrorBody, WriteResult, CustomerSummaryDto, CustomerPage, ProfileDto, AnswerDto,
+        SubscriptionDto, SubscriptionList, CurrencyTotalsDto, TombstoneDto,
+        RegisterCustomerRequest, UpdateProfileRequest, RecordLoginRequest,
+        StartSubscriptionRequest, CapturePaymentRequest, RefundPaymentRequest, MoneyDto,
+        ErasurePreview, BlockerDto, ReceiptDto, ErasureList, ErasureRecordDto,
+        RevenueResponse, RevenueRow, CreateBroadcasterRequest, BroadcasterDto,
+        CreateApiKeyRequest, ApiKeyCreated, ApiKeyDto, Health, Readiness,
+    )),
+    modifiers(&Security),
+    tags(
+        (name = "customers"), (name = "subscriptions"), (name = "payments"),
+        (name = "erasure"), (name = "revenue"), (name = "audit"), (name = "admin"), (name = "ops")
+    )
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".to_owned())
+}

@@ -1,0 +1,165 @@
+//! Customer search within one broadcaster: by id, by email (exact, case-insensitive)
+//! and by name prefix (case- and accent-insensitive).
+//!
+//! The index is in memory only and rebuilt at start by opening the sealed profiles
+//! in the customer views (ADR 0005): no plaintext, and no blind index that could
+//! outlive an erasure, is ever written to disk. An anonymized customer has no
+//! profile to open, so it is found by id only.
+
+use std::collections::{BTreeSet, HashMap};
+
+use ledger_events::Profile;
+use ledger_projections::search::{normalize_email, normalize_name};
+use ledger_types::{BroadcasterId, CustomerId};
+
+/// Index keys of one customer, kept to remove them when the profile changes.
+#[derive(Debug, Clone, Default)]
+struct Keys {
+    email: String,
+    names: Vec<String>,
+    broadcasters: Vec<BroadcasterId>,
+}
+
+#[derive(Debug, Default)]
+pub struct SearchIndex {
+    emails: HashMap<(BroadcasterId, String), BTreeSet<CustomerId>>,
+    names: BTreeSet<(BroadcasterId, String, CustomerId)>,
+    keys: HashMap<CustomerId, Keys>,
+}
+
+/// Where a search hit came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchKind {
+    Id,
+    Email,
+    Name,
+}
+
+impl SearchIndex {
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Removes a customer (profile changed, or erased).
+    pub fn remove(&mut self, c: CustomerId) {
+        let Some(k) = self.keys.remove(&c) else {
+            return;
+        };
+        for b in &k.broadcasters {
+            if let Some(set) = self.emails.get_mut(&(*b, k.email.clone())) {
+                set.remove(&c);
+                if set.is_empty() {
+                    self.emails.remove(&(*b, k.email.clone()));
+                }
+            }
+            for n in &k.names {
+                self.names.remove(&(*b, n.clone(), c));
+            }
+        }
+    }
+
+    /// Indexes (or re-indexes) a customer's current profile for its broadcasters.
+    pub fn upsert(&mut self, c: CustomerId, profile: &Profile, broadcasters: &[BroadcasterId]) {
+        self.remove(c);
+        let first = normalize_name(&profile.first_name);
+        let last = normalize_name(&profile.last_name);
+        let full = normalize_name(&format!("{} {}", profile.first_name, profile.last_name));
+        let reversed = normalize_name(&format!("{} {}", profile.last_name, profile.first_name));
+        let mut names = vec![first, last, full, reversed];
+        names.retain(|n| !n.is_empty());
+        names.sort();
+        names.dedup();
+        let email = normalize_email(&profile.email);
+        for b in broadcasters {
+            self.emails
+                .entry((*b, email.clone()))
+                .or_default()
+                .insert(c);
+            for n in &names {
+                self.names.insert((*b, n.clone(), c));
+            }
+        }
+        self.keys.insert(
+            c,
+            Keys {
+                email,
+                names,
+                broadcasters: broadcasters.to_vec(),
+            },
+        );
+    }
+
+    /// Customers of `b` whose email is exactly `q` (case-insensitive).
+    pub fn by_email(&self, b: BroadcasterId, q: &str) -> Vec<CustomerId> {
+        self.emails
+            .get(&(b, normalize_email(q)))
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Customers of `b` with a first name, last name or full name starting with `q`
+    /// (case- and accent-insensitive), in name order, at most `limit`.
+    pub fn by_name_prefix(&self, b: BroadcasterId, q: &str, limit: usize) -> Vec<CustomerId> {
+        let prefix = normalize_name(q);
+        if prefix.is_empty() {
+            return vec![];
+        }
+        let start = (b, prefix.clone(), CustomerId::from_uuid(uuid::Uuid::nil()));
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (kb, name, c) in self.names.range(start..) {
+            if *kb != b || !name.starts_with(&prefix) {
+                break;
+            }
+            if seen.insert(*c) {
+                out.push(*c);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(first: &str, last: &str, email: &str) -> Profile {
+        Profile {
+            email: email.into(),
+            first_name: first.into(),
+            last_name: last.into(),
+            ..Profile::default()
+        }
+    }
+
+    #[test]
+    fn search_is_case_and_accent_insensitive_and_scoped_to_the_broadcaster() {
+        let (b1, b2) = (BroadcasterId::new(), BroadcasterId::new());
+        let (zoe, emile) = (CustomerId::new(), CustomerId::new());
+        let mut ix = SearchIndex::default();
+        ix.upsert(zoe, &profile("Zoë", "Nørgaard", "Zoe.N@Example.com"), &[b1]);
+        ix.upsert(
+            emile,
+            &profile("Émile", "Dąbrowski", "emile@example.com"),
+            &[b1, b2],
+        );
+        assert_eq!(ix.by_email(b1, "zoe.n@example.COM"), vec![zoe]);
+        assert!(ix.by_email(b2, "zoe.n@example.com").is_empty());
+        assert_eq!(ix.by_name_prefix(b1, "NORG", 10), vec![zoe]);
+        assert_eq!(ix.by_name_prefix(b1, "zoe nor", 10), vec![zoe]);
+        assert_eq!(ix.by_name_prefix(b2, "emile", 10), vec![emile]);
+        assert_eq!(ix.by_name_prefix(b2, "dabro", 10), vec![emile]);
+        assert!(ix.by_name_prefix(b2, "zoe", 10).is_empty());
+        ix.remove(zoe);
+        assert!(ix.by_email(b1, "zoe.n@example.com").is_empty());
+        assert!(ix.by_name_prefix(b1, "zo", 10).is_empty());
+        assert_eq!(ix.len(), 1);
+    }
+}

@@ -1,0 +1,136 @@
+//! The read side against the real embedded stores: projections built live equal a
+//! rebuild from zero, erasures turn views into tombstones that a rebuild never
+//! resurrects, revenue and its digest are unchanged by erasures, and search finds
+//! an erased customer by id only.
+
+use std::sync::Arc;
+
+use ledger_app::read::ReadSide;
+use ledger_app::{demo, Ledger};
+use ledger_crypto::{Kek, Keyring, SqliteKeyStore};
+use ledger_projections::{RevenueFilter, ViewStore};
+use ledger_store::EventStore;
+use ledger_store_sqlite::{SqliteStore, SqliteViewStore};
+use ledger_types::RequestId;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    ledger: Ledger,
+    views_path: std::path::PathBuf,
+    data: demo::DemoData,
+    summary: demo::DemoSummary,
+}
+
+async fn fixture(customers: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> =
+        Arc::new(SqliteStore::open(&dir.path().join("events.sqlite")).unwrap());
+    let keys = SqliteKeyStore::open(&dir.path().join("keys.sqlite")).unwrap();
+    let ledger = Ledger::new(
+        store,
+        Arc::new(Keyring::new(Kek::generate(), Arc::new(keys))),
+    );
+    let data = demo::generate(7, customers);
+    let summary = demo::load(&ledger, &data).await.unwrap();
+    Fixture {
+        views_path: dir.path().join("views.sqlite"),
+        _dir: dir,
+        ledger,
+        data,
+        summary,
+    }
+}
+
+async fn read_side(f: &Fixture, path: &std::path::Path) -> ReadSide {
+    let views: Arc<dyn ViewStore> = Arc::new(SqliteViewStore::open(path).unwrap());
+    ReadSide::open(f.ledger.store().clone(), f.ledger.keyring().clone(), views)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn projections_built_live_equal_a_rebuild_from_zero_and_erasure_keeps_revenue() {
+    let f = fixture(300).await;
+    // Live: the read side follows the log while erasures happen.
+    let live = read_side(&f, &f.views_path).await;
+    let all = RevenueFilter::all();
+    let digest_before = live.revenue(&all).unwrap().digest;
+    let erasable = f.summary.samples.erasable.clone();
+    assert!(
+        erasable.len() >= 3,
+        "the demo must offer erasable customers"
+    );
+    for (b, c) in &erasable {
+        f.ledger.anonymize(*b, *c, RequestId::new()).await.unwrap();
+        live.catch_up().await.unwrap();
+        let r = live.erasure(*c).unwrap().expect("a receipt");
+        assert_eq!(r.revenue_digest_before, r.revenue_digest_after);
+        let s = live.summary(*b, *c).unwrap();
+        assert!(s.view.is_tombstone() && !s.view.holds_personal_data() && s.profile.is_none());
+    }
+    assert_eq!(live.revenue(&all).unwrap().digest, digest_before);
+
+    // From zero, into a fresh view store.
+    let fresh = read_side(&f, &f.views_path.with_file_name("views-fresh.sqlite")).await;
+    // And by rebuilding the persisted one in place.
+    let reopened = read_side(&f, &f.views_path).await;
+    reopened.rebuild(None).await.unwrap();
+    for other in [&fresh, &reopened] {
+        live.with_model(|a| {
+            other
+                .with_model(|b| {
+                    assert_eq!(a.customers.len(), b.customers.len());
+                    for v in a.customers.iter() {
+                        assert_eq!(Some(v), b.customers.get(v.customer_id));
+                    }
+                    assert_eq!(
+                        a.revenue.canonical_bytes(&all),
+                        b.revenue.canonical_bytes(&all)
+                    );
+                    assert_eq!(
+                        a.erasures.iter().collect::<Vec<_>>(),
+                        b.erasures.iter().collect::<Vec<_>>()
+                    );
+                })
+                .unwrap()
+        })
+        .unwrap();
+    }
+    // Tombstones stay tombstones after the rebuild.
+    for (b, c) in &erasable {
+        let s = reopened.summary(*b, *c).unwrap();
+        assert!(s.view.is_tombstone() && s.profile.is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn search_finds_by_email_and_accent_free_name_prefix_and_an_erased_customer_by_id_only() {
+    let f = fixture(200).await;
+    let rs = read_side(&f, &f.views_path).await;
+    let (b, c) = f.summary.samples.erasable[0];
+    let dc = f.data.customers.iter().find(|x| x.id == c).unwrap();
+    let ledger_command::CustomerCommand::Register { profile, .. } = &dc.commands[0] else {
+        panic!("first command registers")
+    };
+    assert_eq!(
+        rs.search(b, &profile.email.to_uppercase(), 10).unwrap(),
+        vec![c]
+    );
+    let prefix: String = profile.last_name.chars().take(4).collect();
+    let folded = ledger_projections::search::normalize_name(&prefix).to_uppercase();
+    assert!(
+        rs.search(b, &folded, 1000).unwrap().contains(&c),
+        "name prefix"
+    );
+    assert_eq!(rs.search(b, &c.to_string(), 10).unwrap(), vec![c]);
+    // Another tenant finds nothing.
+    let other = f.data.broadcasters.iter().find(|x| x.id != b).unwrap().id;
+    assert!(rs.search(other, &profile.email, 10).unwrap().is_empty());
+    assert!(rs.search(other, &c.to_string(), 10).unwrap().is_empty());
+
+    f.ledger.anonymize(b, c, RequestId::new()).await.unwrap();
+    rs.catch_up().await.unwrap();
+    assert!(rs.search(b, &profile.email, 10).unwrap().is_empty());
+    assert!(!rs.search(b, &folded, 1000).unwrap().contains(&c));
+    assert_eq!(rs.search(b, &c.to_string(), 10).unwrap(), vec![c]);
+}

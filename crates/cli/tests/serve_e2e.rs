@@ -1,0 +1,284 @@
+//! End to end: the real `ledger serve` binary on a free port with a temporary data
+//! folder, driven over HTTP through the whole story (register, subscribe, pay,
+//! refused erasure, terminate, erase, tombstone, revenue digest unchanged, audit
+//! verify clean), stopped with SIGTERM and started again to check nothing was lost.
+
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const ADMIN: &str = "lka_e2e-admin-key-0123456789abcdefghijklmnop";
+const EMAIL: &str = "ada.e2e@example.com";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn start(data: &Path, port: u16) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .arg("--data")
+        .arg(data)
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("LEDGER_ADMIN_KEY", ADMIN)
+        .env_remove("LEDGER_KEK")
+        .env_remove("LEDGER_LISTEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ledger serve");
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = agent().get(format!("{base}/healthz")).call() {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server { child, base }
+}
+
+/// SIGTERM, then wait for a clean exit; returns the server's stderr (its logs).
+fn stop(mut s: Server) -> String {
+    let pid = s.child.id().to_string();
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut logs = String::new();
+    if let Some(mut e) = s.child.stderr.take() {
+        e.read_to_string(&mut logs).unwrap();
+    }
+    assert!(status.success(), "exit status {status:?}; logs:\n{logs}");
+    assert!(logs.contains("stopped cleanly"), "{logs}");
+    logs
+}
+
+fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let a = agent();
+    let auth = format!("Bearer {token}");
+    let res = match (method, body) {
+        ("GET", _) => a.get(url).header("Authorization", &auth).call(),
+        ("DELETE", _) => a.delete(url).header("Authorization", &auth).call(),
+        ("POST", Some(b)) => a
+            .post(url)
+            .header("Authorization", &auth)
+            .content_type("application/json")
+            .send(b.to_string()),
+        ("POST", None) => a.post(url).header("Authorization", &auth).send_empty(),
+        _ => unreachable!(),
+    };
+    let mut res = res.unwrap();
+    let status = res.status().as_u16();
+    let text = res.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn scan_for(data: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for e in std::fs::read_dir(data).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            let bytes = std::fs::read(&p).unwrap();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                hits.push(p.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn the_whole_story_over_http_survives_a_sigterm_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let s = start(&data, port);
+    let base = s.base.clone();
+
+    // The operator creates a white-label broadcaster and its key.
+    let (st, b) = call(
+        "POST",
+        &format!("{base}/v1/admin/broadcasters"),
+        ADMIN,
+        Some(json!({"name": "E2E Stream", "integration": "white_label"})),
+    );
+    assert_eq!(st, 201, "{b}");
+    let bid = b["broadcaster_id"].as_str().unwrap().to_owned();
+    let (st, k) = call(
+        "POST",
+        &format!("{base}/v1/admin/broadcasters/{bid}/api-keys"),
+        ADMIN,
+        Some(json!({})),
+    );
+    assert_eq!(st, 201);
+    let key = k["token"].as_str().unwrap().to_owned();
+
+    // The CLI issues a key while the server runs; the server accepts it at once.
+    let out = Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .arg("--data")
+        .arg(&data)
+        .args(["api-key", "create", "--broadcaster", &bid, "--label", "cli"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let cli_key = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("token (shown once): "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        call("GET", &format!("{base}/v1/erasures"), &cli_key, None).0,
+        200
+    );
+
+    // Register, subscribe, pay.
+    let (st, r) = call(
+        "POST",
+        &format!("{base}/v1/customers"),
+        &key,
+        Some(json!({
+        "email": EMAIL, "password_hash": "argon2id$v=19$abc", "first_name": "Ada", "last_name": "Lovelace",
+        "address": "10 Downing Street", "registration_ip": "198.51.100.77"})),
+    );
+    assert_eq!(st, 201, "{r}");
+    let c = r["customer_id"].as_str().unwrap().to_owned();
+    let (st, r) = call(
+        "POST",
+        &format!("{base}/v1/customers/{c}/subscriptions"),
+        &key,
+        Some(json!({"offer_id": "premium"})),
+    );
+    assert_eq!(st, 201);
+    let sid = r["subscription_id"].as_str().unwrap().to_owned();
+    let (st, _) = call(
+        "POST",
+        &format!("{base}/v1/customers/{c}/payments"),
+        &key,
+        Some(
+            json!({"offer_id": "premium", "subscription_id": sid, "amount": {"minor": 999, "currency": "EUR"}, "payer_ip": "198.51.100.78"}),
+        ),
+    );
+    assert_eq!(st, 201);
+    let (_, summary) = call("GET", &format!("{base}/v1/customers/{c}"), &key, None);
+    assert_eq!(summary["profile"]["email"], EMAIL);
+    let (_, rev) = call("GET", &format!("{base}/v1/revenue"), &key, None);
+    let digest = rev["digest"].as_str().unwrap().to_owned();
+    assert_eq!(rev["totals"][0]["net"], 999);
+
+    // Refused erasure, terminate, erase.
+    let (st, r) = call("DELETE", &format!("{base}/v1/customers/{c}"), &key, None);
+    assert_eq!((st, r["code"].as_str()), (409, Some("ACTIVE_SUBSCRIPTION")));
+    assert_eq!(r["details"]["subscriptions"][0], sid.as_str());
+    let (st, _) = call(
+        "POST",
+        &format!("{base}/v1/customers/{c}/subscriptions/{sid}/terminate"),
+        &key,
+        None,
+    );
+    assert_eq!(st, 200);
+    let (st, receipt) = call("DELETE", &format!("{base}/v1/customers/{c}"), &key, None);
+    assert_eq!(st, 200, "{receipt}");
+    assert_eq!(
+        receipt["revenue_digest_before"],
+        receipt["revenue_digest_after"]
+    );
+    assert_eq!(receipt["data_key_destroyed"], true);
+
+    // Tombstone, revenue unchanged, audit clean.
+    let (_, t) = call("GET", &format!("{base}/v1/customers/{c}"), &key, None);
+    assert_eq!(
+        (t["status"].as_str(), t["profile"].is_null()),
+        (Some("erased"), true)
+    );
+    let (_, rev) = call("GET", &format!("{base}/v1/revenue"), &key, None);
+    assert_eq!(rev["digest"], digest.as_str());
+    let (st, audit) = call("GET", &format!("{base}/v1/audit/verify"), ADMIN, None);
+    assert_eq!((st, audit["ok"].as_bool()), (200, Some(true)), "{audit}");
+    let (st, _) = call("GET", &format!("{base}/metrics"), ADMIN, None);
+    assert_eq!(st, 200);
+
+    let logs = stop(s);
+    assert!(
+        !logs.contains(EMAIL) && !logs.contains("Lovelace") && !logs.contains("198.51.100.7"),
+        "no personal data in the server's logs"
+    );
+
+    // Restart: nothing lost, keys still valid, the erasure still honoured.
+    let s = start(&data, port);
+    let (st, t) = call("GET", &format!("{base}/v1/customers/{c}"), &key, None);
+    assert_eq!((st, t["status"].as_str()), (200, Some("erased")));
+    assert_eq!(t["tombstone"]["request_id"], receipt["request_id"]);
+    assert_eq!(t["payment_count"], 1);
+    let (_, rev) = call("GET", &format!("{base}/v1/revenue"), &key, None);
+    assert_eq!(rev["digest"], digest.as_str());
+    let (_, e) = call("GET", &format!("{base}/v1/erasures"), &cli_key, None);
+    assert_eq!(e["items"][0]["customer_id"], c.as_str());
+    let (st, again) = call(
+        "POST",
+        &format!("{base}/v1/customers/{c}/anonymize"),
+        &key,
+        None,
+    );
+    assert_eq!((st, &again["request_id"]), (200, &receipt["request_id"]));
+    let (_, audit) = call("GET", &format!("{base}/v1/audit/verify"), ADMIN, None);
+    assert_eq!(audit["ok"], true, "{audit}");
+    assert_eq!(
+        audit["events"], 6,
+        "broadcaster, register, subscribe, pay, terminate, anonymize"
+    );
+    stop(s);
+
+    // No file the service wrote holds the erased customer's email in plaintext.
+    assert!(scan_for(&data, EMAIL.as_bytes()).is_empty());
+}
