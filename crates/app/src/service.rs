@@ -90,6 +90,18 @@ impl Ledger {
         &self.keyring
     }
 
+    /// Runs a key-store operation (SQLite I/O with fsync) on the blocking pool, so
+    /// it never stalls the async workers that serve other requests.
+    async fn keys<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Keyring) -> Result<T, ledger_crypto::CryptoError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        let k = self.keyring.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&k))
+            .await
+            .map_err(|_| AppError::Io("key store task panicked".into()))??)
+    }
+
     /// Registers a broadcaster (a tenant). Its integration type never changes.
     #[instrument(skip(self, name))]
     pub async fn register_broadcaster(
@@ -183,7 +195,7 @@ impl Ledger {
         cmd: &CustomerCommand,
     ) -> Result<Executed, AppError> {
         if let CustomerCommand::Register { .. } = cmd {
-            self.keyring.ensure_keys(&[c])?;
+            self.keys(move |k| k.ensure_keys(&[c])).await?;
         }
         for _ in 0..MAX_ATTEMPTS {
             let loaded = self.load(c).await?;
@@ -254,7 +266,9 @@ impl Ledger {
             return Err(Refusal::NotFound.into());
         };
         failpoint::hit(failpoint::AFTER_ANONYMIZE_APPEND);
-        let destroyed = self.keyring.destroy(&[customer], Timestamp::now())?;
+        let destroyed = self
+            .keys(move |k| k.destroy(&[customer], Timestamp::now()))
+            .await?;
         info!(%customer, position, keys_destroyed = destroyed, "customer anonymized");
         Ok(ErasureReceipt::of(receipt, position, true))
     }
@@ -270,7 +284,8 @@ impl Ledger {
         if !loaded.customer.is_visible_to(broadcaster) {
             return Err(Refusal::NotFound.into());
         }
-        let destroyed = !matches!(self.keyring.state(customer)?, KeyState::Active(_));
+        let state = self.keys(move |k| k.state(customer)).await?;
+        let destroyed = !matches!(state, KeyState::Active(_));
         Ok(loaded
             .customer
             .anonymized()
@@ -297,16 +312,23 @@ impl Ledger {
                 }
             }
         }
-        let mut pending = Vec::new();
-        for c in erased {
-            if matches!(self.keyring.state(c)?, KeyState::Active(_)) {
-                pending.push(c);
-            }
-        }
-        if pending.is_empty() {
+        let n = self
+            .keys(move |k| {
+                let mut pending = Vec::new();
+                for c in erased {
+                    if matches!(k.state(c)?, KeyState::Active(_)) {
+                        pending.push(c);
+                    }
+                }
+                if pending.is_empty() {
+                    return Ok(0);
+                }
+                k.destroy(&pending, Timestamp::now())
+            })
+            .await?;
+        if n == 0 {
             return Ok(0);
         }
-        let n = self.keyring.destroy(&pending, Timestamp::now())?;
         warn!(
             keys = n,
             "reconciler finished erasures that were interrupted before their key was destroyed"
