@@ -127,12 +127,8 @@ pub async fn start_subscription(
     Ok((
         StatusCode::CREATED,
         Json(WriteResult {
-            customer_id: c.to_string(),
             subscription_id: Some(sid.to_string()),
-            events_appended: ex.appended,
-            position: ex.last_position,
-            stream_version: ex.stream_version,
-            ..Default::default()
+            ..WriteResult::of(c, &ex)
         }),
     ))
 }
@@ -165,12 +161,8 @@ pub async fn terminate_subscription(
     };
     let ex = state.execute(c, &cmd).await?;
     Ok(Json(WriteResult {
-        customer_id: c.to_string(),
         subscription_id: Some(sid.to_string()),
-        events_appended: ex.appended,
-        position: ex.last_position,
-        stream_version: ex.stream_version,
-        ..Default::default()
+        ..WriteResult::of(c, &ex)
     }))
 }
 
@@ -210,12 +202,8 @@ pub async fn capture_payment(
     Ok((
         StatusCode::CREATED,
         Json(WriteResult {
-            customer_id: c.to_string(),
             payment_id: Some(pid.to_string()),
-            events_appended: ex.appended,
-            position: ex.last_position,
-            stream_version: ex.stream_version,
-            ..Default::default()
+            ..WriteResult::of(c, &ex)
         }),
     ))
 }
@@ -255,13 +243,9 @@ pub async fn refund_payment(
     Ok((
         StatusCode::CREATED,
         Json(WriteResult {
-            customer_id: c.to_string(),
             payment_id: Some(pid.to_string()),
             refund_id: Some(rid.to_string()),
-            events_appended: ex.appended,
-            position: ex.last_position,
-            stream_version: ex.stream_version,
-            ..Default::default()
+            ..WriteResult::of(c, &ex)
         }),
     ))
 }

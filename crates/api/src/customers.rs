@@ -68,16 +68,7 @@ pub async fn register(
         at: Timestamp::now(),
     };
     let ex = state.execute(c, &cmd).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(WriteResult {
-            customer_id: c.to_string(),
-            events_appended: ex.appended,
-            position: ex.last_position,
-            stream_version: ex.stream_version,
-            ..Default::default()
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(WriteResult::of(c, &ex))))
 }
 
 /// The summary panel of one customer (a tombstone once erased).
@@ -223,13 +214,7 @@ pub async fn update_profile(
         at: Timestamp::now(),
     };
     let ex = state.execute(c, &cmd).await?;
-    Ok(Json(WriteResult {
-        customer_id: c.to_string(),
-        events_appended: ex.appended,
-        position: ex.last_position,
-        stream_version: ex.stream_version,
-        ..Default::default()
-    }))
+    Ok(Json(WriteResult::of(c, &ex)))
 }
 
 /// Record a login (its IP address is personal data and stored sealed).
@@ -259,16 +244,7 @@ pub async fn record_login(
         at: Timestamp::now(),
     };
     let ex = state.execute(c, &cmd).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(WriteResult {
-            customer_id: c.to_string(),
-            events_appended: ex.appended,
-            position: ex.last_position,
-            stream_version: ex.stream_version,
-            ..Default::default()
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(WriteResult::of(c, &ex))))
 }
 
 /// Right of access (GDPR Art. 15/20): everything held on the customer, opened.

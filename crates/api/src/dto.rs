@@ -190,6 +190,22 @@ pub struct WriteResult {
     pub stream_version: u64,
 }
 
+impl WriteResult {
+    /// The result of a command on customer `c`; add the ids it created with
+    /// struct update syntax.
+    pub fn of(c: ledger_types::CustomerId, ex: &ledger_app::Executed) -> Self {
+        Self {
+            customer_id: c.to_string(),
+            subscription_id: None,
+            payment_id: None,
+            refund_id: None,
+            events_appended: ex.appended,
+            position: ex.last_position,
+            stream_version: ex.stream_version,
+        }
+    }
+}
+
 /// The opened profile, as served to the customer's broadcaster. The password hash
 /// is never served.
 #[derive(Clone, Serialize, ToSchema)]
