@@ -8,10 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use ledger_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
 use ledger_store_sqlite::SqliteStore;
+
+use crate::backends::{open_event_store, Closer, StoreKind};
 use ledger_types::{EventId, Timestamp};
 use serde::Serialize;
 
@@ -100,10 +102,83 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[idx].as_secs_f64() * 1e3
 }
 
-async fn one_run(dir: &Path, args: &BenchArgs) -> Result<Run> {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir)?;
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&dir.join("events.sqlite"))?);
+/// A fresh, empty scratch store of the kind under test, and how to remove it.
+enum Scratch {
+    Sqlite(std::path::PathBuf),
+    Postgres { admin_url: String, database: String },
+}
+
+impl Scratch {
+    fn new(kind: &StoreKind, dir: &Path) -> Result<Self> {
+        Ok(match kind {
+            StoreKind::Sqlite(_) => Scratch::Sqlite(dir.to_path_buf()),
+            StoreKind::Postgres(url) => {
+                let (base, _db) = url
+                    .split('?')
+                    .next()
+                    .and_then(|u| u.rsplit_once('/'))
+                    .context("--store postgres:// URL needs a database name")?;
+                Scratch::Postgres {
+                    admin_url: url.clone(),
+                    database: format!("{base}/ledger_bench_{}", std::process::id()),
+                }
+            }
+        })
+    }
+
+    fn db_name(&self) -> Option<&str> {
+        match self {
+            Scratch::Postgres { database, .. } => database.rsplit_once('/').map(|(_, d)| d),
+            Scratch::Sqlite(_) => None,
+        }
+    }
+
+    async fn open(&self) -> Result<(Arc<dyn EventStore>, Closer)> {
+        self.remove().await?;
+        match self {
+            Scratch::Sqlite(dir) => {
+                std::fs::create_dir_all(dir)?;
+                open_event_store(&StoreKind::Sqlite(dir.join("events.sqlite"))).await
+            }
+            Scratch::Postgres {
+                admin_url,
+                database,
+            } => {
+                let db = self.db_name().unwrap_or_default();
+                admin(admin_url, &format!("CREATE DATABASE {db}")).await?;
+                open_event_store(&StoreKind::Postgres(database.clone())).await
+            }
+        }
+    }
+
+    async fn remove(&self) -> Result<()> {
+        match self {
+            Scratch::Sqlite(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Scratch::Postgres { admin_url, .. } => {
+                let db = self.db_name().unwrap_or_default();
+                admin(admin_url, &format!("DROP DATABASE IF EXISTS {db}")).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one statement on the server the bench URL names (scratch databases).
+async fn admin(url: &str, sql: &str) -> Result<()> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .context("cannot connect to PostgreSQL to make a scratch database")?;
+    let task = tokio::spawn(conn);
+    client.batch_execute(sql).await?;
+    drop(client);
+    let _ = task.await;
+    Ok(())
+}
+
+async fn one_run(scratch: &Scratch, args: &BenchArgs) -> Result<Run> {
+    let (store, closer) = scratch.open().await?;
 
     let t = Instant::now();
     let mut single = writer(store.clone(), "single".into(), args.single).await?;
@@ -148,8 +223,9 @@ async fn one_run(dir: &Path, args: &BenchArgs) -> Result<Run> {
         replayed += page.len() as u64;
     }
     let replay_secs = t.elapsed().as_secs_f64();
+    closer.close().await;
     drop(store);
-    let _ = std::fs::remove_dir_all(dir);
+    scratch.remove().await?;
 
     Ok(Run {
         single_events_per_s: args.single as f64 / single_secs,
@@ -169,16 +245,22 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }
 
-pub async fn run(data: &Path, args: BenchArgs) -> Result<()> {
+pub async fn run(data: &Path, store: Option<&str>, args: BenchArgs) -> Result<()> {
     let dir = data.join(format!("bench-{}", std::process::id()));
+    let kind = StoreKind::parse(store, data)?;
     if args.read_side {
+        anyhow::ensure!(
+            matches!(kind, StoreKind::Sqlite(_)),
+            "--read-side measures the embedded store only"
+        );
         let r = read_side(&dir, &args).await;
         let _ = std::fs::remove_dir_all(&dir);
         return r;
     }
+    let scratch = Scratch::new(&kind, &dir)?;
     let mut runs = Vec::new();
     for i in 0..args.runs.max(1) {
-        let r = one_run(&dir, &args).await?;
+        let r = one_run(&scratch, &args).await?;
         if !args.json {
             eprintln!("run {}: {:?}", i + 1, r);
         }
@@ -186,7 +268,10 @@ pub async fn run(data: &Path, args: BenchArgs) -> Result<()> {
     }
     let m = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
     let summary = serde_json::json!({
-        "store": "sqlite (WAL, synchronous=FULL, group commit)",
+        "store": match kind {
+            StoreKind::Sqlite(_) => "sqlite (WAL, synchronous=FULL, group commit)",
+            StoreKind::Postgres(_) => "postgres (synchronous_commit=on, group commit)",
+        },
         "runs": runs.len(),
         "median": {
             "append_1_writer_events_per_s": m(|r| r.single_events_per_s),
@@ -209,7 +294,8 @@ pub async fn run(data: &Path, args: BenchArgs) -> Result<()> {
     let md = &summary["median"];
     let f = |k: &str| md[k].as_f64().unwrap_or(0.0);
     println!(
-        "ledger bench: SQLite embedded store, durable (fsync) appends; medians of {} runs",
+        "ledger bench: {} store, durable appends; medians of {} runs",
+        kind.label(),
         runs.len()
     );
     println!(

@@ -1,23 +1,19 @@
 //! `ledger`: the compliance ledger's binary. It is the only crate that picks concrete
-//! backends (SQLite for events and keys, embedded by default) and the only one that
-//! uses `anyhow`. Output never contains personal data: ids, counts and codes only.
+//! backends (`backends.rs`: SQLite embedded by default, PostgreSQL by URL) and the
+//! only one that uses `anyhow`. Output never contains personal data: ids, counts and codes only.
 
+mod backends;
 mod bench;
 mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ledger_app::audit::{self, Anchor};
-use ledger_app::read::ReadSide;
-use ledger_app::{demo, AppError, Ledger};
-use ledger_crypto::{Kek, KekSource, Keyring, SqliteKeyStore};
+use ledger_app::{demo, AppError};
 use ledger_projections::RevenueFilter;
-use ledger_store::EventStore;
-use ledger_store_sqlite::{SqliteStore, SqliteViewStore};
 use ledger_types::{BroadcasterId, CustomerId, RequestId};
 
 #[derive(Debug, Parser)]
@@ -40,6 +36,10 @@ struct Cli {
     /// with mode 0600 on first run.
     #[arg(long, global = true, env = "LEDGER_KEK_FILE")]
     kek_file: Option<PathBuf>,
+    /// Where events, keys and projections live: `sqlite://PATH` (default: the
+    /// embedded store in --data) or `postgres://USER@HOST/DB`.
+    #[arg(long, global = true, env = "LEDGER_STORE")]
+    store: Option<String>,
     /// Log format on stderr.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -176,37 +176,6 @@ fn init_tracing(format: &str) {
     }
 }
 
-/// Opens the embedded store, keys and KEK in `data`, then finishes any erasure a
-/// crash interrupted. With `strict`, a reconciler failure (e.g. a tampered log)
-/// stops the command; the auditor's command goes on to report it instead.
-async fn open_ledger(data: &Path, kek_file: Option<&Path>, strict: bool) -> Result<Ledger> {
-    std::fs::create_dir_all(data)
-        .with_context(|| format!("cannot create data folder {}", data.display()))?;
-    let kek_path = kek_file.map_or_else(|| data.join("kek.hex"), Path::to_path_buf);
-    let (kek, source) = Kek::load_or_create("LEDGER_KEK", &kek_path)?;
-    if let KekSource::Created(p) = &source {
-        eprintln!(
-            "created a new key-encryption key in {} (mode 0600); back it up apart from the data folder",
-            p.display()
-        );
-    }
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&data.join("events.sqlite"))?);
-    let keys = SqliteKeyStore::open(&data.join("keys.sqlite"))?;
-    let ledger = Ledger::new(store, Arc::new(Keyring::new(kek, Arc::new(keys))));
-    match ledger.reconcile().await {
-        Ok(_) => {}
-        Err(e) if !strict => eprintln!("warning: the reconciler could not finish: {e}"),
-        Err(e) => return Err(e.into()),
-    }
-    Ok(ledger)
-}
-
-/// Opens the projections in `data` and catches them up with the log.
-async fn open_read_side(ledger: &Ledger, data: &Path) -> Result<ReadSide> {
-    let views = Arc::new(SqliteViewStore::open(&data.join("views.sqlite"))?);
-    Ok(ReadSide::open(ledger.store().clone(), ledger.keyring().clone(), views).await?)
-}
-
 fn parse_day(s: &str) -> Result<i64> {
     Ok(
         ledger_types::Timestamp::parse_rfc3339(&format!("{s}T00:00:00Z"))
@@ -239,13 +208,16 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let kek_file = cli.kek_file.as_deref();
+    let store = cli.store.as_deref();
+    let open = || backends::Backends::open(store, &cli.data, kek_file);
     match cli.command {
         Command::Demo {
             customers,
             seed,
             json,
         } => {
-            let ledger = open_ledger(&cli.data, kek_file, true).await?;
+            let backends = open().await?;
+            let ledger = backends.ledger(true).await?;
             if ledger.store().head().await? != 0 {
                 eprintln!(
                     "the store in {} already holds events; the demo fills an empty store only, nothing written (use --data to pick another folder)",
@@ -277,10 +249,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .map(RequestId::parse)
                 .transpose()?
                 .unwrap_or_default();
-            let ledger = open_ledger(&cli.data, kek_file, true).await?;
+            let backends = open().await?;
+            let ledger = backends.ledger(true).await?;
             match ledger.anonymize(b, c, r).await {
                 Ok(receipt) => {
-                    let read = open_read_side(&ledger, &cli.data).await?;
+                    let read = backends.read_side().await?;
                     let record = read.erasure(c)?;
                     if json {
                         let mut v = serde_json::to_value(&receipt)?;
@@ -359,7 +332,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Export { out },
         } => {
-            let ledger = open_ledger(&cli.data, kek_file, false).await?;
+            let backends = open().await?;
+            let ledger = backends.ledger(false).await?;
             let f = std::fs::File::create(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
             let mut w = std::io::BufWriter::new(f);
@@ -391,8 +365,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     Anchor::parse(s).context("--expect-head must be POSITION:64-hex-digit hash")
                 })
                 .transpose()?;
-            let ledger = open_ledger(&cli.data, kek_file, false).await?;
-            let read = match open_read_side(&ledger, &cli.data).await {
+            let backends = open().await?;
+            let ledger = backends.ledger(false).await?;
+            let read = match backends.read_side().await {
                 Ok(r) => Some(r),
                 Err(e) => {
                     eprintln!("warning: the projections could not be opened, so they are not compared: {e:#}");
@@ -458,8 +433,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 from_day: from.as_deref().map(parse_day).transpose()?,
                 to_day: to.as_deref().map(parse_day).transpose()?,
             };
-            let ledger = open_ledger(&cli.data, kek_file, true).await?;
-            let read = open_read_side(&ledger, &cli.data).await?;
+            let backends = open().await?;
+            // Finishes any interrupted erasure before reading.
+            backends.ledger(true).await?;
+            let read = backends.read_side().await?;
             let report = read.revenue(&filter)?;
             if digest {
                 println!("{}", report.digest);
@@ -517,8 +494,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .as_deref()
                 .map(BroadcasterId::parse)
                 .transpose()?;
-            let ledger = open_ledger(&cli.data, kek_file, true).await?;
-            let read = open_read_side(&ledger, &cli.data).await?;
+            let backends = open().await?;
+            // Finishes any interrupted erasure before reading.
+            backends.ledger(true).await?;
+            let read = backends.read_side().await?;
             let list = read.erasures(b)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -545,7 +524,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let b = BroadcasterId::parse(&broadcaster)?;
             let c = CustomerId::parse(&customer)?;
-            let ledger = open_ledger(&cli.data, kek_file, true).await?;
+            let backends = open().await?;
+            let ledger = backends.ledger(true).await?;
             match ledger_app::access::export_customer(&ledger, b, c).await {
                 Ok(doc) => {
                     println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -561,8 +541,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Projections {
             command: ProjectionsCommand::Rebuild { name },
         } => {
-            let ledger = open_ledger(&cli.data, kek_file, true).await?;
-            let read = open_read_side(&ledger, &cli.data).await?;
+            let backends = open().await?;
+            // Finishes any interrupted erasure before reading.
+            backends.ledger(true).await?;
+            let read = backends.read_side().await?;
             let done = read.rebuild(name.as_deref()).await?;
             println!(
                 "rebuilt {} from zero: {} events in {:.2}s ({:.0} events/s), now at position {}",
@@ -575,11 +557,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
-            bench::run(&cli.data, args).await?;
+            bench::run(&cli.data, store, args).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve::run(args, &cli.data, kek_file).await,
-        Command::ApiKey { command } => serve::api_key(command, &cli.data).await,
+        Command::Serve(args) => serve::run(args, &cli.data, kek_file, store).await,
+        Command::ApiKey { command } => serve::api_key(command, &cli.data, store).await,
     }
 }
 

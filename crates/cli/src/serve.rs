@@ -20,11 +20,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use ledger_api::auth::{new_token, ADMIN_KEY_PREFIX};
 use ledger_api::{AdminKey, ApiConfig, ApiKeys, ApiState};
-use ledger_app::read::ReadSide;
-use ledger_app::{demo, Ledger};
-use ledger_crypto::{Kek, KekSource, Keyring, SqliteKeyStore};
-use ledger_store::EventStore;
-use ledger_store_sqlite::SqliteStore;
+use ledger_app::demo;
+
+use crate::backends::{Backends, StoreKind};
 use ledger_types::BroadcasterId;
 use serde::Deserialize;
 use tracing::{info, warn};
@@ -34,9 +32,6 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "LEDGER_LISTEN")]
     listen: Option<String>,
-    /// Event store URL: `sqlite://PATH` [default: sqlite://DATA/events.sqlite].
-    #[arg(long, env = "LEDGER_STORE")]
-    store: Option<String>,
     /// Optional configuration file (TOML, or JSON if it ends in .json).
     #[arg(long, env = "LEDGER_CONFIG")]
     config: Option<PathBuf>,
@@ -77,62 +72,6 @@ fn read_config(path: &Path) -> Result<FileConfig> {
     } else {
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
-}
-
-/// An opened event store; `sqlite` is kept to close it cleanly at shutdown.
-pub struct OpenedStore {
-    pub store: Arc<dyn EventStore>,
-    sqlite: Option<Arc<SqliteStore>>,
-}
-
-impl OpenedStore {
-    pub async fn close(&self) {
-        if let Some(s) = &self.sqlite {
-            s.close().await;
-        }
-    }
-}
-
-/// Opens the event store a URL names; `None` is the embedded default in `data`.
-/// The hook for server stores: a `postgres://` URL is recognised here.
-pub async fn open_event_store(url: Option<&str>, data: &Path) -> Result<OpenedStore> {
-    let sqlite = |p: PathBuf| -> Result<OpenedStore> {
-        let s = Arc::new(SqliteStore::open(&p)?);
-        Ok(OpenedStore {
-            store: s.clone(),
-            sqlite: Some(s),
-        })
-    };
-    match url {
-        None => sqlite(data.join("events.sqlite")),
-        Some(u) if u.starts_with("sqlite://") => {
-            let p = &u["sqlite://".len()..];
-            if p.is_empty() {
-                bail!("--store sqlite:// needs a path, e.g. sqlite://./ledger-data/events.sqlite");
-            }
-            sqlite(PathBuf::from(p))
-        }
-        // Never echo the URL: it may hold a password.
-        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-            bail!("this build does not connect to PostgreSQL yet (store-postgres is not wired into `ledger serve`)")
-        }
-        Some(_) => bail!("unsupported --store URL scheme (expected sqlite://PATH)"),
-    }
-}
-
-fn open_keyring(data: &Path, kek_file: Option<&Path>) -> Result<Arc<Keyring>> {
-    std::fs::create_dir_all(data)
-        .with_context(|| format!("cannot create data folder {}", data.display()))?;
-    let kek_path = kek_file.map_or_else(|| data.join("kek.hex"), Path::to_path_buf);
-    let (kek, source) = Kek::load_or_create("LEDGER_KEK", &kek_path)?;
-    if let KekSource::Created(p) = &source {
-        eprintln!(
-            "created a new key-encryption key in {} (mode 0600); back it up apart from the data folder",
-            p.display()
-        );
-    }
-    let keys = SqliteKeyStore::open(&data.join("keys.sqlite"))?;
-    Ok(Arc::new(Keyring::new(kek, Arc::new(keys))))
 }
 
 fn write_private(path: &Path, text: &str) -> Result<()> {
@@ -201,7 +140,12 @@ async fn shutdown_signal() {
     info!("shutdown signal received: finishing in-flight requests");
 }
 
-pub async fn run(args: ServeArgs, data: &Path, kek_file: Option<&Path>) -> Result<ExitCode> {
+pub async fn run(
+    args: ServeArgs,
+    data: &Path,
+    kek_file: Option<&Path>,
+    store: Option<&str>,
+) -> Result<ExitCode> {
     let file = match &args.config {
         Some(p) => read_config(p)?,
         None => FileConfig::default(),
@@ -229,12 +173,9 @@ pub async fn run(args: ServeArgs, data: &Path, kek_file: Option<&Path>) -> Resul
         idempotency_ttl: defaults.idempotency_ttl,
         ready_max_lag: file.ready_max_lag.unwrap_or(defaults.ready_max_lag),
     };
-    let store_url = args.store.or(file.store);
-
-    let keyring = open_keyring(data, kek_file)?;
-    let opened = open_event_store(store_url.as_deref(), data).await?;
-    let ledger = Ledger::new(opened.store.clone(), keyring.clone());
-    ledger.reconcile().await?;
+    let store_url = store.map(str::to_owned).or(file.store);
+    let backends = Backends::open(store_url.as_deref(), data, kek_file).await?;
+    let ledger = backends.ledger(true).await?;
 
     let demo_data = if args.demo {
         let n = args
@@ -261,9 +202,7 @@ pub async fn run(args: ServeArgs, data: &Path, kek_file: Option<&Path>) -> Resul
         None
     };
 
-    let views = ledger_store_sqlite::SqliteViewStore::open(&data.join("views.sqlite"))?;
-    let read =
-        Arc::new(ReadSide::open(opened.store.clone(), keyring.clone(), Arc::new(views)).await?);
+    let read = Arc::new(backends.read_side().await?);
     let keys = Arc::new(ApiKeys::open(&data.join("api-keys.jsonl"))?);
     let admin = admin_key(data)?;
 
@@ -333,7 +272,7 @@ pub async fn run(args: ServeArgs, data: &Path, kek_file: Option<&Path>) -> Resul
     }
     drop(read);
     drop(ledger);
-    opened.close().await;
+    backends.close().await;
     info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }
@@ -347,9 +286,6 @@ pub enum ApiKeyCommand {
         broadcaster: String,
         #[arg(long)]
         label: Option<String>,
-        /// Event store URL (default: the embedded store in --data).
-        #[arg(long, env = "LEDGER_STORE")]
-        store: Option<String>,
     },
     /// Revoke an API key by its id (the running server stops accepting it within a
     /// second).
@@ -364,22 +300,27 @@ pub enum ApiKeyCommand {
     },
 }
 
-pub async fn api_key(cmd: ApiKeyCommand, data: &Path) -> Result<ExitCode> {
+pub async fn api_key(cmd: ApiKeyCommand, data: &Path, store: Option<&str>) -> Result<ExitCode> {
     std::fs::create_dir_all(data)?;
     let keys = ApiKeys::open(&data.join("api-keys.jsonl"))?;
     match cmd {
-        ApiKeyCommand::Create {
-            broadcaster,
-            label,
-            store,
-        } => {
+        ApiKeyCommand::Create { broadcaster, label } => {
             let b = BroadcasterId::parse(&broadcaster)?;
-            let opened = open_event_store(store.as_deref(), data).await?;
-            let records = opened
-                .store
-                .read_stream(&ledger_events::streams::broadcaster(b), 1)
-                .await?;
-            opened.close().await;
+            // Read only: the server may be running and holding the writer.
+            let stream = ledger_events::streams::broadcaster(b);
+            let records = match StoreKind::parse(store, data)? {
+                StoreKind::Sqlite(p) => {
+                    let s = ledger_store_sqlite::SqliteStore::open(&p)?;
+                    let r = ledger_store::EventStore::read_stream(&s, &stream, 1).await?;
+                    s.close().await;
+                    r
+                }
+                StoreKind::Postgres(url) => {
+                    ledger_store_postgres::PostgresReader::new(&url)?
+                        .read_stream(&stream, 1)
+                        .await?
+                }
+            };
             if records.is_empty() {
                 eprintln!("no broadcaster {b} in this store");
                 return Ok(ExitCode::from(3));

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod common;
+
 const ADMIN: &str = "lka_e2e-admin-key-0123456789abcdefghijklmnop";
 const EMAIL: &str = "ada.e2e@example.com";
 
@@ -35,10 +37,17 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn start(data: &Path, port: u16) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_ledger"))
-        .arg("--data")
-        .arg(data)
+fn ledger(data: &Path, store: Option<&str>) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ledger"));
+    c.arg("--data").arg(data).env_remove("LEDGER_STORE");
+    if let Some(url) = store {
+        c.args(["--store", url]);
+    }
+    c
+}
+
+fn start(data: &Path, port: u16, store: Option<&str>) -> Server {
+    let child = ledger(data, store)
         .args([
             "--log-format",
             "json",
@@ -136,9 +145,22 @@ fn scan_for(data: &Path, needle: &[u8]) -> Vec<String> {
 #[test]
 fn the_whole_story_over_http_survives_a_sigterm_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    story(&dir.path().join("data"), None);
+}
+
+#[test]
+fn the_whole_story_over_http_survives_a_sigterm_restart_on_postgres() {
+    let Some(db) = common::pg::TestDatabase::create("e2e") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    story(&dir.path().join("data"), Some(db.url()));
+}
+
+fn story(data: &Path, store: Option<&str>) {
+    let data = data.to_path_buf();
     let port = free_port();
-    let s = start(&data, port);
+    let s = start(&data, port, store);
     let base = s.base.clone();
 
     // The operator creates a white-label broadcaster and its key.
@@ -160,9 +182,7 @@ fn the_whole_story_over_http_survives_a_sigterm_restart() {
     let key = k["token"].as_str().unwrap().to_owned();
 
     // The CLI issues a key while the server runs; the server accepts it at once.
-    let out = Command::new(env!("CARGO_BIN_EXE_ledger"))
-        .arg("--data")
-        .arg(&data)
+    let out = ledger(&data, store)
         .args(["api-key", "create", "--broadcaster", &bid, "--label", "cli"])
         .output()
         .unwrap();
@@ -255,7 +275,7 @@ fn the_whole_story_over_http_survives_a_sigterm_restart() {
     );
 
     // Restart: nothing lost, keys still valid, the erasure still honoured.
-    let s = start(&data, port);
+    let s = start(&data, port, store);
     let (st, t) = call("GET", &format!("{base}/v1/customers/{c}"), &key, None);
     assert_eq!((st, t["status"].as_str()), (200, Some("erased")));
     assert_eq!(t["tombstone"]["request_id"], receipt["request_id"]);
@@ -281,4 +301,24 @@ fn the_whole_story_over_http_survives_a_sigterm_restart() {
 
     // No file the service wrote holds the erased customer's email in plaintext.
     assert!(scan_for(&data, EMAIL.as_bytes()).is_empty());
+    // On PostgreSQL: no key left in the live table, no plaintext in any table.
+    if let Some(url) = store {
+        let c = uuid::Uuid::parse_str(&c).unwrap();
+        let keys = common::pg::query_i64(
+            url,
+            "SELECT count(*) FROM ledger_data_keys WHERE customer_id = $1",
+            c,
+        );
+        assert_eq!(
+            keys, 0,
+            "the erased customer's wrapped key is still in the table"
+        );
+        let hits = common::pg::query_i64(
+            url,
+            "SELECT (SELECT count(*) FROM events WHERE position(convert_to($1::text, 'UTF8') in payload) > 0)
+                  + (SELECT count(*) FROM ledger_customer_views WHERE strpos(view, $1::text) > 0)",
+            EMAIL,
+        );
+        assert_eq!(hits, 0, "plaintext email in a PostgreSQL table");
+    }
 }

@@ -20,6 +20,10 @@ use crate::CryptoError;
 pub struct WrappedKey(pub(crate) Vec<u8>);
 
 impl WrappedKey {
+    /// A wrapped key as a key store backend read it back.
+    pub fn from_stored(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }

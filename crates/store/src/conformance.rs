@@ -41,6 +41,7 @@ where
     check_concurrent_writers_one_wins(make_store().await).await;
     check_refused_appends_do_not_disturb_concurrent_ones(make_store().await).await;
     check_idempotent_retry(make_store().await).await;
+    check_concurrent_retries_write_once(make_store().await).await;
     check_partial_or_foreign_event_ids_rejected(make_store().await).await;
     check_multi_event_append_is_atomic(make_store().await).await;
     check_append_batch_is_atomic(make_store().await).await;
@@ -629,6 +630,71 @@ pub async fn check_idempotent_retry(store: Arc<dyn EventStore>) {
     assert_eq!(read_stream(&store, "pay-1", 1).await.len(), 4);
     assert_head(&store, 1 + 3 + 1 + 1 + 1, "after retries").await;
     assert_log_chain(&read_everything(&store, 100).await, "after retries");
+}
+
+/// The same append sent by several tasks at once (a client retrying while its first
+/// attempt is still queued, so a backend that shares commits may see them in one
+/// group) is written once: one caller gets `duplicate = false`, every other one
+/// `duplicate = true` with the same positions, whatever the expected version says.
+pub async fn check_concurrent_retries_write_once(store: Arc<dyn EventStore>) {
+    const TASKS: usize = 16;
+    for (round, expected) in [ExpectedVersion::Any, ExpectedVersion::NoStream]
+        .into_iter()
+        .enumerate()
+    {
+        let stream = format!("retry-race-{round}");
+        let request = req(&stream, expected, events(3, round as u64 * 10));
+        let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+        let mut tasks = Vec::new();
+        for _ in 0..TASKS {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            let request = request.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                store.append(request).await
+            }));
+        }
+        let mut results = Vec::new();
+        for t in tasks {
+            match t.await {
+                Ok(r) => results.push(r),
+                Err(e) => panic!("conformance: retry task failed: {e}"),
+            }
+        }
+        let written: Vec<&AppendResult> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .filter(|r| !r.duplicate)
+            .collect();
+        assert_eq!(
+            written.len(),
+            1,
+            "conformance: concurrent copies of one append must be written exactly once"
+        );
+        let original = *written[0];
+        for r in &results {
+            match r {
+                Ok(r) => assert_eq!(
+                    (r.first_position, r.last_position, r.stream_version),
+                    (
+                        original.first_position,
+                        original.last_position,
+                        original.stream_version
+                    ),
+                    "conformance: a concurrent retry returns the original positions"
+                ),
+                Err(e) => panic!("conformance: a concurrent retry failed: {e}"),
+            }
+        }
+        let got = read_stream(&store, &stream, 1).await;
+        assert_same_events(&got, &request.events, "concurrent retries");
+    }
+    assert_head(&store, 6, "after concurrent retries").await;
+    assert_log_chain(
+        &read_everything(&store, 100).await,
+        "after concurrent retries",
+    );
 }
 
 /// A request mixing stored and new ids, reordering stored ids, or reusing an id in

@@ -1,0 +1,178 @@
+//! The one place that picks concrete storage backends, from the store URL.
+//!
+//! - no URL, or `sqlite://PATH`: the embedded default. Events, keys and
+//!   projections in SQLite files in the data folder (events at PATH if given).
+//! - `postgres://...`: events, keys and projections in that PostgreSQL database.
+//!
+//! The key-encryption key always comes from `LEDGER_KEK`, `--kek-file`, or
+//! `DATA/kek.hex` (created with mode 0600 on first use). URLs are never echoed in
+//! errors: they may hold a password.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use ledger_app::read::ReadSide;
+use ledger_app::Ledger;
+use ledger_crypto::{Kek, KekSource, KeyStore, Keyring, SqliteKeyStore};
+use ledger_projections::ViewStore;
+use ledger_store::EventStore;
+use ledger_store_sqlite::{SqliteStore, SqliteViewStore};
+
+/// Which backend a store URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl StoreKind {
+    pub fn parse(url: Option<&str>, data: &Path) -> Result<Self> {
+        match url {
+            None => Ok(StoreKind::Sqlite(data.join("events.sqlite"))),
+            Some(u) if u.starts_with("sqlite://") => {
+                let p = &u["sqlite://".len()..];
+                if p.is_empty() {
+                    bail!(
+                        "--store sqlite:// needs a path, e.g. sqlite://./ledger-data/events.sqlite"
+                    );
+                }
+                Ok(StoreKind::Sqlite(PathBuf::from(p)))
+            }
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Ok(StoreKind::Postgres(u.to_owned()))
+            }
+            Some(_) => {
+                bail!("unsupported --store URL scheme (expected sqlite://PATH or postgres://...)")
+            }
+        }
+    }
+
+    /// A name for reports (never the URL itself).
+    pub fn label(&self) -> &'static str {
+        match self {
+            StoreKind::Sqlite(_) => "sqlite",
+            StoreKind::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// The opened backends of one ledger process.
+#[derive(Debug)]
+pub struct Backends {
+    pub events: Arc<dyn EventStore>,
+    pub keyring: Arc<Keyring>,
+    views: Arc<dyn ViewStore>,
+    sqlite: Option<Arc<SqliteStore>>,
+    postgres: Option<Arc<ledger_store_postgres::PostgresStore>>,
+}
+
+/// Opens only the event store a URL names (benchmarks, key commands).
+pub async fn open_event_store(kind: &StoreKind) -> Result<(Arc<dyn EventStore>, Closer)> {
+    Ok(match kind {
+        StoreKind::Sqlite(p) => {
+            let s = Arc::new(SqliteStore::open(p)?);
+            (s.clone(), Closer::Sqlite(s))
+        }
+        StoreKind::Postgres(url) => {
+            let s = Arc::new(
+                ledger_store_postgres::PostgresStore::connect(url)
+                    .await
+                    .context("cannot open the PostgreSQL event store")?,
+            );
+            (s.clone(), Closer::Postgres(s))
+        }
+    })
+}
+
+/// Closes an event store cleanly (commits everything queued).
+#[derive(Debug)]
+pub enum Closer {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<ledger_store_postgres::PostgresStore>),
+}
+
+impl Closer {
+    pub async fn close(&self) {
+        match self {
+            Closer::Sqlite(s) => s.close().await,
+            Closer::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+fn load_kek(data: &Path, kek_file: Option<&Path>) -> Result<Kek> {
+    let kek_path = kek_file.map_or_else(|| data.join("kek.hex"), Path::to_path_buf);
+    let (kek, source) = Kek::load_or_create("LEDGER_KEK", &kek_path)?;
+    if let KekSource::Created(p) = &source {
+        eprintln!(
+            "created a new key-encryption key in {} (mode 0600); back it up apart from the data folder",
+            p.display()
+        );
+    }
+    Ok(kek)
+}
+
+impl Backends {
+    /// Opens the event store, the key store and the view store the URL names.
+    pub async fn open(url: Option<&str>, data: &Path, kek_file: Option<&Path>) -> Result<Self> {
+        std::fs::create_dir_all(data)
+            .with_context(|| format!("cannot create data folder {}", data.display()))?;
+        let kind = StoreKind::parse(url, data)?;
+        let kek = load_kek(data, kek_file)?;
+        let (events, closer) = open_event_store(&kind).await?;
+        let (keys, views): (Arc<dyn KeyStore>, Arc<dyn ViewStore>) = match &kind {
+            StoreKind::Sqlite(_) => (
+                Arc::new(SqliteKeyStore::open(&data.join("keys.sqlite"))?),
+                Arc::new(SqliteViewStore::open(&data.join("views.sqlite"))?),
+            ),
+            StoreKind::Postgres(url) => (
+                Arc::new(ledger_store_postgres::PgKeyStore::connect(url)?),
+                Arc::new(ledger_store_postgres::PgViewStore::connect(url)?),
+            ),
+        };
+        let (sqlite, postgres) = match closer {
+            Closer::Sqlite(s) => (Some(s), None),
+            Closer::Postgres(p) => (None, Some(p)),
+        };
+        Ok(Self {
+            events,
+            keyring: Arc::new(Keyring::new(kek, keys)),
+            views,
+            sqlite,
+            postgres,
+        })
+    }
+
+    /// The command side over these backends. With `strict`, a reconciler failure
+    /// (e.g. a tampered log) is an error; the auditor's command goes on to report it.
+    pub async fn ledger(&self, strict: bool) -> Result<Ledger> {
+        let ledger = Ledger::new(self.events.clone(), self.keyring.clone());
+        match ledger.reconcile().await {
+            Ok(_) => {}
+            Err(e) if !strict => eprintln!("warning: the reconciler could not finish: {e}"),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(ledger)
+    }
+
+    /// The read side, caught up with the log.
+    pub async fn read_side(&self) -> Result<ReadSide> {
+        Ok(ReadSide::open(
+            self.events.clone(),
+            self.keyring.clone(),
+            self.views.clone(),
+        )
+        .await?)
+    }
+
+    /// Commits everything queued and stops the writers.
+    pub async fn close(&self) {
+        if let Some(s) = &self.sqlite {
+            s.close().await;
+        }
+        if let Some(p) = &self.postgres {
+            p.close().await;
+        }
+    }
+}

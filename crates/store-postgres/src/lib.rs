@@ -1,0 +1,334 @@
+//! The server event store: PostgreSQL, one locked writer with group commit.
+//!
+//! This crate owns the server storage: [`PostgresStore`], an [`EventStore`] kept in
+//! one PostgreSQL database (table `events`, schema version in `schema_meta`), and,
+//! for users who keep everything in that database, [`PgKeyStore`] (wrapped data keys)
+//! and [`PgViewStore`] (projection rows and checkpoints), see `state.rs`. It must not
+//! interpret event payloads (they are opaque, already sealed bytes), must never log
+//! them (only ids, stream names and positions go to `tracing`), must never put a
+//! connection password in an error or a log line, and must not know about commands
+//! or HTTP. Only the binary picks it; `app` sees `Arc<dyn EventStore>`.
+//!
+//! # Why it is shaped this way
+//!
+//! It follows the SQLite backend (`ledger-store-sqlite`), see ADR 0006.
+//!
+//! **One writer per database.** The log chain (ADR 0003) needs positions assigned
+//! and hashed by one serialized writer. A single writer task owns the only write
+//! connection, and at connect that connection takes a session-level
+//! `pg_advisory_lock` ([`WRITER_LOCK`]), so a second ledger process on the same
+//! database cannot write: its `connect` fails with a [`StoreError::Backend`] naming
+//! the lock and the holder's backend pid. The lock goes when the holding connection
+//! does (process exit, crash, [`PostgresStore::close`]).
+//!
+//! **Group commit.** Appends are queued on a channel and answered through a oneshot.
+//! The writer takes the first message, drains everything else queued, plans the
+//! whole group in memory (idempotency, expected version, positions, both hashes)
+//! and writes all planned rows in **one statement**: a multi-row
+//! `INSERT … SELECT FROM UNNEST(arrays)` for small groups, binary `COPY` for large
+//! ones. When every stream head is cached it first tries that without looking ids
+//! up (the unique index rejects a stored id, and the statement then wrote nothing);
+//! otherwise, or after a refusal or a unique violation, it looks every event id of
+//! the group up in one query and every uncached stream head in another (pipelined
+//! on the one connection) and plans again. See `writer.rs`. One statement in
+//! autocommit is one transaction and one commit (one WAL flush;
+//! `synchronous_commit = on` is set on the writer session, so an acknowledged append
+//! survives a crash). A message refused
+//! while planning (conflict, reused id) writes no row and gets its own error; the
+//! rest of its group is unaffected. `append_batch` is one message, all-or-nothing.
+//! Because the writer holds the lock, its look-ups are authoritative: no other
+//! session inserts rows, so planning never races.
+//!
+//! **The writer never asks the database what it already knows.** It keeps the next
+//! position, the last log hash and a cache of stream heads in memory. After a failed
+//! write it rolls its memory back and reloads from the database (reconnecting, and
+//! re-taking the lock, if the connection died).
+//!
+//! **Reads never wait for the writer.** They run on a small pool of read-only
+//! connections with prepared statements and verify the chains as rows are decoded:
+//! `read_stream` the stream chain and version contiguity, `read_all` the log chain
+//! and position contiguity. The predecessor's hash comes from the same query (one
+//! extra row). A mismatch is [`StoreError::Integrity`].
+//!
+//! `head` and `wait_for_head` follow a `tokio::sync::watch` channel the writer
+//! updates after each commit (only this process can write, so it sees every write).
+
+mod read;
+mod schema;
+mod state;
+mod target;
+mod writer;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ledger_store::{
+    AppendRequest, AppendResult, EventStore, Position, RecordedEvent, StoreError, Version,
+};
+use tokio::sync::{mpsc, oneshot, watch, Mutex as AsyncMutex};
+use tokio::task::JoinHandle;
+
+use crate::read::Readers;
+use crate::target::Target;
+use crate::writer::{Msg, Writer};
+
+pub use crate::schema::WRITER_LOCK;
+pub use crate::state::{PgKeyStore, PgViewStore};
+
+/// Longest accepted stream name, in bytes.
+pub const MAX_STREAM_NAME_BYTES: usize = 512;
+/// Longest accepted event type, in bytes.
+pub const MAX_EVENT_TYPE_BYTES: usize = 256;
+/// Largest accepted payload of one event.
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+/// Most events accepted in one `append` or `append_batch` call.
+pub const MAX_EVENTS_PER_CALL: usize = 1_000_000;
+/// Most payload bytes accepted in one call.
+pub const MAX_BYTES_PER_CALL: usize = 1 << 30;
+
+/// Queued messages before `append` callers wait (backpressure).
+const QUEUE_CAPACITY: usize = 4096;
+
+/// Connection options beyond the URL.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// How long `connect` keeps trying to take the writer lock before it fails.
+    /// Covers a predecessor in this process that was dropped but whose connection
+    /// is still closing; another live process keeps the lock and `connect` fails.
+    pub lock_wait: Duration,
+    /// Most read connections open at once (reads beyond that wait for one).
+    pub read_connections: usize,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            lock_wait: Duration::from_secs(5),
+            read_connections: 8,
+        }
+    }
+}
+
+/// An [`EventStore`] in a PostgreSQL database, with one locked writer and group
+/// commit.
+///
+/// Dropping it stops the writer after it has committed and answered everything
+/// already queued; the writer lock is released when its connection closes shortly
+/// after. [`close`](Self::close) does the same and waits until the lock is released.
+#[derive(Debug)]
+pub struct PostgresStore {
+    tx: mpsc::Sender<Msg>,
+    head_rx: watch::Receiver<Position>,
+    readers: Arc<Readers>,
+    writer: AsyncMutex<Option<JoinHandle<()>>>,
+    target: Arc<Target>,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user[:password]@host:port/db`
+    /// or `key=value` form; no TLS), takes the writer lock, brings the schema up to
+    /// date and starts the writer task. Must be called inside a tokio runtime.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, PostgresOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with explicit options.
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let target = Arc::new(Target::parse(url)?);
+        let (head_tx, head_rx) = watch::channel(0);
+        let writer = Writer::start(target.clone(), options.lock_wait, head_tx).await?;
+        let head = writer.head();
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let handle = tokio::spawn(writer.run(rx));
+        tracing::info!(head, database = %target.label(), "postgres event store connected");
+        Ok(Self {
+            tx,
+            head_rx,
+            readers: Arc::new(Readers::new(
+                target.clone(),
+                options.read_connections.max(1),
+            )),
+            writer: AsyncMutex::new(Some(handle)),
+            target,
+        })
+    }
+
+    /// `host:port/database`, for messages (never holds the password).
+    pub fn database(&self) -> &str {
+        self.target.label()
+    }
+
+    /// Commits and answers everything queued, stops the writer and closes its
+    /// connection (releasing the writer lock). Later appends fail with
+    /// [`StoreError::Closed`]; reads keep working. Idempotent.
+    pub async fn close(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Close { reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+        if let Some(h) = self.writer.lock().await.take() {
+            if h.await.is_err() {
+                tracing::error!("postgres writer task panicked");
+            }
+        }
+    }
+
+    async fn submit(&self, requests: Vec<AppendRequest>) -> Result<Vec<AppendResult>, StoreError> {
+        validate(&requests)?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Append { requests, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Rejects requests that no store could accept, before they reach the writer.
+/// Same rules as the SQLite backend, plus: an event type must not hold a NUL byte
+/// (PostgreSQL text cannot store it).
+fn validate(requests: &[AppendRequest]) -> Result<(), StoreError> {
+    let invalid = |m: String| Err(StoreError::Invalid(m));
+    if requests.is_empty() {
+        return invalid("a batch needs at least one request".into());
+    }
+    let mut events = 0usize;
+    let mut bytes = 0usize;
+    for r in requests {
+        if r.events.is_empty() {
+            return invalid("an append needs at least one event".into());
+        }
+        if r.stream.is_empty() || r.stream.len() > MAX_STREAM_NAME_BYTES {
+            return invalid(format!(
+                "stream name must be 1 to {MAX_STREAM_NAME_BYTES} bytes"
+            ));
+        }
+        if r.stream.chars().any(char::is_control) {
+            return invalid("stream name holds a control character".into());
+        }
+        for e in &r.events {
+            if e.event_type.is_empty() || e.event_type.len() > MAX_EVENT_TYPE_BYTES {
+                return invalid(format!(
+                    "event type must be 1 to {MAX_EVENT_TYPE_BYTES} bytes (event {})",
+                    e.event_id
+                ));
+            }
+            if e.event_type.contains('\0') {
+                return invalid(format!(
+                    "event type holds a NUL byte (event {})",
+                    e.event_id
+                ));
+            }
+            if e.payload.len() > MAX_PAYLOAD_BYTES {
+                return invalid(format!(
+                    "payload over {MAX_PAYLOAD_BYTES} bytes (event {})",
+                    e.event_id
+                ));
+            }
+            bytes += e.payload.len();
+        }
+        events += r.events.len();
+        if r.events.len() > 1 {
+            let mut seen = HashSet::with_capacity(r.events.len());
+            if let Some(e) = r.events.iter().find(|e| !seen.insert(e.event_id)) {
+                return invalid(format!(
+                    "event id {} appears twice in one append",
+                    e.event_id
+                ));
+            }
+        }
+    }
+    if events > MAX_EVENTS_PER_CALL || bytes > MAX_BYTES_PER_CALL {
+        return invalid(format!(
+            "a call holds at most {MAX_EVENTS_PER_CALL} events and {MAX_BYTES_PER_CALL} payload bytes"
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is out of range")))
+}
+
+/// Verified reads of a database another process writes: no writer, no lock, no
+/// migrations. For operator commands that run beside `ledger serve` (a second
+/// [`PostgresStore`] would be refused the writer lock).
+#[derive(Debug)]
+pub struct PostgresReader {
+    readers: Readers,
+}
+
+impl PostgresReader {
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            readers: Readers::new(Arc::new(Target::parse(url)?), 1),
+        })
+    }
+
+    /// A stream from `from_version`, its chain verified (see `EventStore::read_stream`).
+    pub async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: Version,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.readers.read_stream(stream, from_version).await
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        self.submit(vec![request])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Backend("writer returned no result".into()))
+    }
+
+    async fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        self.submit(requests).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: Version,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.readers.read_stream(stream, from_version).await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.readers.read_all(after, limit).await
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        Ok(*self.head_rx.borrow())
+    }
+
+    async fn wait_for_head(
+        &self,
+        after: Position,
+        timeout: Duration,
+    ) -> Result<Position, StoreError> {
+        let mut rx = self.head_rx.clone();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(|h| *h > after))
+            .await
+            .map(|r| r.map(|h| *h));
+        let current = *rx.borrow();
+        match waited {
+            Ok(Ok(h)) => Ok(h),
+            // The writer stopped: report the last head if it is news, else Closed.
+            Ok(Err(_)) if current > after => Ok(current),
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => Ok(current),
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Reads on pooled read-only connections, verifying the chains as rows are decoded.
+//!
+//! Rows are immutable once committed and a commit is atomic, so a page query never
+//! sees a half-written group. Each page query also returns the record just before the
+//! page (position `after`, or stream version `from - 1`), whose hash the first
+//! record of the page must chain from: one round trip per page. If the page holds
+//! rows but that predecessor is missing, the log was altered.
+
+use std::sync::{Arc, Mutex};
+
+use ledger_store::chain::{log_link_ok, stream_link_ok};
+use ledger_store::{Hash32, Position, RecordedEvent, StoreError, Version, ZERO_HASH};
+use ledger_types::{EventId, Timestamp};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, Row, Statement};
+use uuid::Uuid;
+
+use crate::target::Target;
+use crate::to_i64;
+
+const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
+                       payload, recorded_at, hash, log_hash";
+
+/// One read connection with its prepared statements.
+struct ReadConn {
+    client: Client,
+    _task: JoinHandle<()>,
+    read_all: Statement,
+    read_stream: Statement,
+}
+
+/// A small pool: at most `max` connections in use at once, idle ones kept.
+pub(crate) struct Readers {
+    target: Arc<Target>,
+    idle: Mutex<Vec<ReadConn>>,
+    permits: Semaphore,
+}
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readers")
+            .field("database", &self.target.label())
+            .field("available", &self.permits.available_permits())
+            .finish()
+    }
+}
+
+impl Readers {
+    pub(crate) fn new(target: Arc<Target>, max: usize) -> Self {
+        Self {
+            target,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(max),
+        }
+    }
+
+    async fn open(&self) -> Result<ReadConn, StoreError> {
+        let (client, task) = self.target.connect("reader").await?;
+        let err = |e: tokio_postgres::Error| self.target.error("cannot prepare a read", &e);
+        client
+            .batch_execute("SET default_transaction_read_only = on; SET enable_seqscan = off")
+            .await
+            .map_err(err)?;
+        let read_all = client
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM events WHERE position >= $1 ORDER BY position LIMIT $2"
+            ))
+            .await
+            .map_err(err)?;
+        let read_stream = client
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM events WHERE stream = $1 AND version >= $2 ORDER BY version"
+            ))
+            .await
+            .map_err(err)?;
+        Ok(ReadConn {
+            client,
+            _task: task,
+            read_all,
+            read_stream,
+        })
+    }
+
+    /// Runs one query on a pooled connection; a connection that failed is dropped.
+    async fn query(
+        &self,
+        pick: impl Fn(&ReadConn) -> &Statement,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(c) if !c.client.is_closed() => c,
+            _ => self.open().await?,
+        };
+        let rows = conn.client.query(pick(&conn), params).await;
+        match rows {
+            Ok(rows) => {
+                self.idle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(conn);
+                Ok(rows)
+            }
+            Err(e) => Err(self.target.error("read failed", &e)),
+        }
+    }
+
+    /// Up to `limit` records after `after`, with the log chain and contiguity verified.
+    pub(crate) async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // From `after` itself (the predecessor) unless reading from the start.
+        let with_prev = after > 0;
+        let fetch = i64::try_from(limit)
+            .unwrap_or(i64::MAX)
+            .saturating_add(i64::from(with_prev));
+        let rows = self
+            .query(|c| &c.read_all, &[&to_i64(after)?, &fetch])
+            .await?;
+        let mut rows = rows.iter();
+        let mut prev = ZERO_HASH;
+        let mut out = Vec::with_capacity(rows.len());
+        if with_prev {
+            let Some(first) = rows.next() else {
+                return Ok(out);
+            };
+            let p = decode(first)?;
+            if p.position != after {
+                return Err(integrity(after, "record missing"));
+            }
+            prev = p.log_hash;
+        }
+        for (expected, row) in (after + 1..).zip(rows) {
+            let e = decode(row)?;
+            if e.position != expected {
+                return Err(integrity(
+                    expected,
+                    format!("missing record: next stored position is {}", e.position),
+                ));
+            }
+            if !log_link_ok(&e, &prev) {
+                return Err(integrity(e.position, "log hash mismatch"));
+            }
+            prev = e.log_hash;
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    /// A stream from `from_version`, with its chain and version contiguity verified.
+    pub(crate) async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: Version,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let from = from_version.max(1);
+        let with_prev = from > 1;
+        let fetch_from = if with_prev { from - 1 } else { from };
+        let rows = self
+            .query(|c| &c.read_stream, &[&stream, &to_i64(fetch_from)?])
+            .await?;
+        let mut prev: Option<Hash32> = (!with_prev).then_some(ZERO_HASH);
+        let mut out = Vec::with_capacity(rows.len());
+        let mut expected = fetch_from;
+        for row in &rows {
+            let e = decode(row)?;
+            if e.stream != stream {
+                return Err(integrity(e.position, "record filed under another stream"));
+            }
+            if prev.is_none() {
+                // Looking for the predecessor at `from - 1`.
+                if e.version == from - 1 {
+                    prev = Some(e.hash);
+                    expected = from;
+                    continue;
+                }
+                return Err(integrity(
+                    e.position,
+                    format!("stream version {} missing", from - 1),
+                ));
+            }
+            if e.version != expected {
+                return Err(integrity(
+                    e.position,
+                    format!("stream version {expected} missing (found {})", e.version),
+                ));
+            }
+            let link = prev.unwrap_or(ZERO_HASH);
+            if !stream_link_ok(&e, &link) {
+                return Err(integrity(e.position, "stream hash mismatch"));
+            }
+            prev = Some(e.hash);
+            expected += 1;
+            out.push(e);
+        }
+        Ok(out)
+    }
+}
+
+fn integrity(position: Position, reason: impl Into<String>) -> StoreError {
+    StoreError::Integrity {
+        position,
+        reason: reason.into(),
+    }
+}
+
+fn hash32(b: &[u8], position: Position, what: &str) -> Result<Hash32, StoreError> {
+    b.try_into()
+        .map_err(|_| integrity(position, format!("{what} is not 32 bytes")))
+}
+
+/// Decodes one row; a malformed value is an integrity error, never a panic.
+fn decode(row: &Row) -> Result<RecordedEvent, StoreError> {
+    let bad = |position: Position, what: &str| integrity(position, format!("malformed {what}"));
+    let position: i64 = row.try_get(0).map_err(|_| bad(0, "position"))?;
+    let position = u64::try_from(position).map_err(|_| integrity(0, "negative position"))?;
+    let stream: String = row.try_get(1).map_err(|_| bad(position, "stream"))?;
+    let version: i64 = row.try_get(2).map_err(|_| bad(position, "version"))?;
+    let version = u64::try_from(version).map_err(|_| integrity(position, "negative version"))?;
+    let id: Uuid = row.try_get(3).map_err(|_| bad(position, "event id"))?;
+    let event_type: String = row.try_get(4).map_err(|_| bad(position, "event type"))?;
+    let schema_version: i32 = row
+        .try_get(5)
+        .map_err(|_| bad(position, "schema version"))?;
+    let schema_version = u16::try_from(schema_version)
+        .map_err(|_| integrity(position, "schema version out of range"))?;
+    let payload: Vec<u8> = row.try_get(6).map_err(|_| bad(position, "payload"))?;
+    let recorded_at: i64 = row.try_get(7).map_err(|_| bad(position, "recorded_at"))?;
+    let hash: &[u8] = row.try_get(8).map_err(|_| bad(position, "hash"))?;
+    let log_hash: &[u8] = row.try_get(9).map_err(|_| bad(position, "log hash"))?;
+    Ok(RecordedEvent {
+        position,
+        stream,
+        version,
+        event_id: EventId::from_uuid(id),
+        event_type,
+        schema_version,
+        payload,
+        recorded_at: Timestamp::from_millis(recorded_at),
+        hash: hash32(hash, position, "hash")?,
+        log_hash: hash32(log_hash, position, "log hash")?,
+    })
+}
