@@ -11,7 +11,7 @@
 //!
 //! # Why it is shaped this way
 //!
-//! It follows the SQLite backend (`ledger-store-sqlite`), see ADR 0006.
+//! It follows the SQLite backend (`ledger-store-sqlite`), see ADR 0011.
 //!
 //! **One writer per database.** The log chain (ADR 0003) needs positions assigned
 //! and hashed by one serialized writer. A single writer task owns the only write
