@@ -236,6 +236,8 @@ pub fn router(state: SharedState) -> Router {
         .merge(audit::router())
         .merge(admin::router())
         .merge(ops::router())
+        // The dashboard: `/` and `/assets/{file}`, static files built into the binary.
+        .merge(ledger_dashboard::router())
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(middleware::from_fn_with_state(

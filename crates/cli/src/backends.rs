@@ -3,6 +3,9 @@
 //! - no URL, or `sqlite://PATH`: the embedded default. Events, keys and
 //!   projections in SQLite files in the data folder (events at PATH if given).
 //! - `postgres://...`: events, keys and projections in that PostgreSQL database.
+//! - `esdb://...`, `kurrentdb://...` (and `+discover` forms): events in a KurrentDB
+//!   (EventStoreDB) cluster; keys and projections in `--state-store` (a
+//!   `postgres://` URL) or, by default, in SQLite files in the data folder.
 //!
 //! The key-encryption key always comes from `LEDGER_KEK`, `--kek-file`, or
 //! `DATA/kek.hex` (created with mode 0600 on first use). URLs are never echoed in
@@ -24,6 +27,7 @@ use ledger_store_sqlite::{SqliteStore, SqliteViewStore};
 pub enum StoreKind {
     Sqlite(PathBuf),
     Postgres(String),
+    Kurrent(String),
 }
 
 impl StoreKind {
@@ -42,9 +46,12 @@ impl StoreKind {
             Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
                 Ok(StoreKind::Postgres(u.to_owned()))
             }
-            Some(_) => {
-                bail!("unsupported --store URL scheme (expected sqlite://PATH or postgres://...)")
+            Some(u) if ledger_store_kurrentdb::is_kurrentdb_url(u) => {
+                Ok(StoreKind::Kurrent(u.to_owned()))
             }
+            Some(_) => bail!(
+                "unsupported --store URL scheme (expected sqlite://PATH, postgres://... or esdb://...)"
+            ),
         }
     }
 
@@ -53,6 +60,7 @@ impl StoreKind {
         match self {
             StoreKind::Sqlite(_) => "sqlite",
             StoreKind::Postgres(_) => "postgres",
+            StoreKind::Kurrent(_) => "kurrentdb",
         }
     }
 }
@@ -82,6 +90,12 @@ pub async fn open_event_store(kind: &StoreKind) -> Result<(Arc<dyn EventStore>, 
             );
             (s.clone(), Closer::Postgres(s))
         }
+        StoreKind::Kurrent(url) => {
+            let s = ledger_store_kurrentdb::connect(url)
+                .await
+                .context("cannot open the KurrentDB event store")?;
+            (Arc::new(s), Closer::Nothing)
+        }
     })
 }
 
@@ -90,6 +104,8 @@ pub async fn open_event_store(kind: &StoreKind) -> Result<(Arc<dyn EventStore>, 
 pub enum Closer {
     Sqlite(Arc<SqliteStore>),
     Postgres(Arc<ledger_store_postgres::PostgresStore>),
+    /// Appends to KurrentDB are acknowledged by the cluster; nothing is queued here.
+    Nothing,
 }
 
 impl Closer {
@@ -97,6 +113,7 @@ impl Closer {
         match self {
             Closer::Sqlite(s) => s.close().await,
             Closer::Postgres(s) => s.close().await,
+            Closer::Nothing => {}
         }
     }
 }
@@ -114,19 +131,34 @@ fn load_kek(data: &Path, kek_file: Option<&Path>) -> Result<Kek> {
 }
 
 impl Backends {
-    /// Opens the event store, the key store and the view store the URL names.
-    pub async fn open(url: Option<&str>, data: &Path, kek_file: Option<&Path>) -> Result<Self> {
+    /// Opens the event store, the key store and the view store the URLs name.
+    pub async fn open(
+        url: Option<&str>,
+        state_url: Option<&str>,
+        data: &Path,
+        kek_file: Option<&Path>,
+    ) -> Result<Self> {
         std::fs::create_dir_all(data)
             .with_context(|| format!("cannot create data folder {}", data.display()))?;
         let kind = StoreKind::parse(url, data)?;
         let kek = load_kek(data, kek_file)?;
         let (events, closer) = open_event_store(&kind).await?;
-        let (keys, views): (Arc<dyn KeyStore>, Arc<dyn ViewStore>) = match &kind {
-            StoreKind::Sqlite(_) => (
+        let state = match (&kind, state_url) {
+            (StoreKind::Postgres(url), None) => Some(url.clone()),
+            (_, Some(u)) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Some(u.to_owned())
+            }
+            (_, Some(_)) => {
+                bail!("--state-store must be a postgres:// URL (or omitted for SQLite)")
+            }
+            (_, None) => None,
+        };
+        let (keys, views): (Arc<dyn KeyStore>, Arc<dyn ViewStore>) = match &state {
+            None => (
                 Arc::new(SqliteKeyStore::open(&data.join("keys.sqlite"))?),
                 Arc::new(SqliteViewStore::open(&data.join("views.sqlite"))?),
             ),
-            StoreKind::Postgres(url) => (
+            Some(url) => (
                 Arc::new(ledger_store_postgres::PgKeyStore::connect(url)?),
                 Arc::new(ledger_store_postgres::PgViewStore::connect(url)?),
             ),
@@ -134,6 +166,7 @@ impl Backends {
         let (sqlite, postgres) = match closer {
             Closer::Sqlite(s) => (Some(s), None),
             Closer::Postgres(p) => (None, Some(p)),
+            Closer::Nothing => (None, None),
         };
         Ok(Self {
             events,

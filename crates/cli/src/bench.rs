@@ -112,6 +112,9 @@ impl Scratch {
     fn new(kind: &StoreKind, dir: &Path) -> Result<Self> {
         Ok(match kind {
             StoreKind::Sqlite(_) => Scratch::Sqlite(dir.to_path_buf()),
+            StoreKind::Kurrent(_) => {
+                anyhow::bail!("ledger bench measures sqlite and postgres stores; KurrentDB is not benchmarked here (no server)")
+            }
             StoreKind::Postgres(url) => {
                 let (base, _db) = url
                     .split('?')
@@ -271,6 +274,7 @@ pub async fn run(data: &Path, store: Option<&str>, args: BenchArgs) -> Result<()
         "store": match kind {
             StoreKind::Sqlite(_) => "sqlite (WAL, synchronous=FULL, group commit)",
             StoreKind::Postgres(_) => "postgres (synchronous_commit=on, group commit)",
+            StoreKind::Kurrent(_) => "kurrentdb",
         },
         "runs": runs.len(),
         "median": {

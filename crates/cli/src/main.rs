@@ -40,6 +40,10 @@ struct Cli {
     /// embedded store in --data) or `postgres://USER@HOST/DB`.
     #[arg(long, global = true, env = "LEDGER_STORE")]
     store: Option<String>,
+    /// Where keys and projections live when the events are in KurrentDB: a
+    /// `postgres://` URL (default: SQLite files in --data).
+    #[arg(long, global = true, env = "LEDGER_STATE_STORE")]
+    state_store: Option<String>,
     /// Log format on stderr.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -209,7 +213,8 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let kek_file = cli.kek_file.as_deref();
     let store = cli.store.as_deref();
-    let open = || backends::Backends::open(store, &cli.data, kek_file);
+    let state_store = cli.state_store.as_deref();
+    let open = || backends::Backends::open(store, state_store, &cli.data, kek_file);
     match cli.command {
         Command::Demo {
             customers,
@@ -560,7 +565,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             bench::run(&cli.data, store, args).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve::run(args, &cli.data, kek_file, store).await,
+        Command::Serve(args) => serve::run(args, &cli.data, kek_file, store, state_store).await,
         Command::ApiKey { command } => serve::api_key(command, &cli.data, store).await,
     }
 }

@@ -145,6 +145,7 @@ pub async fn run(
     data: &Path,
     kek_file: Option<&Path>,
     store: Option<&str>,
+    state_store: Option<&str>,
 ) -> Result<ExitCode> {
     let file = match &args.config {
         Some(p) => read_config(p)?,
@@ -174,7 +175,7 @@ pub async fn run(
         ready_max_lag: file.ready_max_lag.unwrap_or(defaults.ready_max_lag),
     };
     let store_url = store.map(str::to_owned).or(file.store);
-    let backends = Backends::open(store_url.as_deref(), data, kek_file).await?;
+    let backends = Backends::open(store_url.as_deref(), state_store, data, kek_file).await?;
     let ledger = backends.ledger(true).await?;
 
     let demo_data = if args.demo {
@@ -319,6 +320,10 @@ pub async fn api_key(cmd: ApiKeyCommand, data: &Path, store: Option<&str>) -> Re
                     ledger_store_postgres::PostgresReader::new(&url)?
                         .read_stream(&stream, 1)
                         .await?
+                }
+                StoreKind::Kurrent(url) => {
+                    let s = ledger_store_kurrentdb::connect(&url).await?;
+                    ledger_store::EventStore::read_stream(&s, &stream, 1).await?
                 }
             };
             if records.is_empty() {

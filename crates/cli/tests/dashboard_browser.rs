@@ -1,0 +1,861 @@
+//! The dashboard in a real browser: the real `ledger serve --demo` on a free port
+//! with a temporary data folder, Debian's headless Chromium driven through
+//! `chromedriver` (WebDriver, via `fantoccini`), through the erasure story of the
+//! help article: sign in, find a customer by email, open the summary, see "Delete
+//! user" blocked (active subscription; shared account), delete an eligible customer
+//! through the confirmation dialog, see the tombstone, the receipt and the revenue
+//! digest unchanged, and find nothing when searching the erased email again. Error
+//! states too: a wrong key, an expired key, the server gone.
+//!
+//! Screenshots of every step go to `target/dashboard-screenshots/NN-step.png`.
+//! Without `chromium`/`chromedriver` the test says so in one line and returns
+//! (`.ci/run` installs them, so CI always runs it for real).
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use ledger_app::demo;
+use ledger_command::{Customer, CustomerCommand};
+use ledger_events::Integration;
+use ledger_types::BroadcasterId;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "lka_dashboard-admin-key-0123456789abcdefghij";
+const DEMO_CUSTOMERS: usize = 400;
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Kills a child process when dropped (the test may fail half-way).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn which(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for n in names {
+            let p = dir.join(n);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+fn get_json(url: &str, token: &str) -> (u16, Value) {
+    let mut res = agent()
+        .get(url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    let status = res.status().as_u16();
+    let text = res.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn wait_http_ok(url: &str, what: &str) {
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = agent().get(url).call() {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what} did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The script and style the page links, with their content types.
+fn linked_assets(page: &str) -> Vec<(String, &'static str)> {
+    let mut out = Vec::new();
+    for (ext, ty) in [
+        (".js", "text/javascript; charset=utf-8"),
+        (".css", "text/css; charset=utf-8"),
+    ] {
+        let end = page.find(&format!("{ext}\"")).expect("linked asset") + ext.len();
+        let start = page[..end].rfind("/assets/").unwrap();
+        out.push((page[start..end].to_owned(), ty));
+    }
+    out
+}
+
+/// One demo customer picked for a step.
+#[derive(Debug, Clone)]
+struct Pick {
+    id: String,
+    email: String,
+}
+
+#[derive(Debug, Default)]
+struct Picks {
+    erasable: Option<Pick>,
+    active: Option<Pick>,
+    shared: Option<Pick>,
+}
+
+/// Replays the deterministic demo data set (same seed and size as `serve --demo`)
+/// through the aggregate and picks, per white-label broadcaster, one customer of
+/// each erasure outcome.
+fn pick_customers(data: &demo::DemoData) -> HashMap<BroadcasterId, Picks> {
+    let mut out: HashMap<BroadcasterId, Picks> = HashMap::new();
+    for dc in &data.customers {
+        let mut c = Customer::default();
+        let mut email = None;
+        for cmd in &dc.commands {
+            if let CustomerCommand::Register { profile, .. } = cmd {
+                email = Some(profile.email.clone());
+            }
+            for e in c.handle(cmd).unwrap() {
+                c.apply(&e);
+            }
+        }
+        let (Some(home), Some(email)) = (c.registered_by(), email) else {
+            continue;
+        };
+        let white = data
+            .broadcasters
+            .iter()
+            .any(|b| b.id == home && b.integration == Integration::WhiteLabel);
+        if !white {
+            continue;
+        }
+        let p = Pick {
+            id: dc.id.to_string(),
+            email,
+        };
+        let slot = out.entry(home).or_default();
+        let paid = dc
+            .commands
+            .iter()
+            .any(|x| matches!(x, CustomerCommand::CapturePayment { .. }));
+        if c.broadcasters().len() > 1 {
+            slot.shared.get_or_insert(p);
+        } else if !c.active_subscriptions().is_empty() {
+            slot.active.get_or_insert(p);
+        } else if paid {
+            // An erasable customer with payments: the revenue it left stays counted.
+            slot.erasable.get_or_insert(p);
+        }
+    }
+    out
+}
+
+struct Shots {
+    dir: PathBuf,
+    taken: Vec<PathBuf>,
+}
+
+impl Shots {
+    async fn take(&mut self, c: &Client, name: &str) {
+        let png = c.screenshot().await.expect("screenshot");
+        let path = self
+            .dir
+            .join(format!("{:02}-{name}.png", self.taken.len() + 1));
+        std::fs::write(&path, png).unwrap();
+        self.taken.push(path);
+    }
+}
+
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.expect("execute script")
+}
+
+/// Polls a JavaScript expression until it is truthy.
+async fn until(c: &Client, expr: &str, what: &str) {
+    let started = Instant::now();
+    loop {
+        let v = js(c, &format!("return !!({expr});")).await;
+        if v == json!(true) {
+            return;
+        }
+        if started.elapsed() > WAIT {
+            let body = js(c, "return document.body.innerText;").await;
+            panic!("timed out waiting for {what} ({expr}); page text:\n{body}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|_| panic!("no {css}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn search(c: &Client, q: &str) {
+    let input = c.find(Locator::Id("search-q")).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(q).await.unwrap();
+    js(
+        c,
+        "document.getElementById('search-status').textContent = '';",
+    )
+    .await;
+    c.find(Locator::Id("search-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "(() => { const t = document.getElementById('search-status').textContent; \
+         return t && t !== 'Searching…'; })()",
+        "search results",
+    )
+    .await;
+}
+
+async fn open_result(c: &Client, id: &str) {
+    c.find(Locator::Css(&format!("button.result[data-id='{id}']")))
+        .await
+        .unwrap_or_else(|_| panic!("customer {id} not in the results"))
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        &format!(
+            "document.getElementById('summary-sub').textContent.includes('{id}') && \
+             !document.getElementById('summary').hasAttribute('aria-busy') && \
+             !document.getElementById('delete-user').hidden"
+        ),
+        "the summary panel",
+    )
+    .await;
+}
+
+async fn delete_enabled(c: &Client) -> bool {
+    c.find(Locator::Id("delete-user"))
+        .await
+        .unwrap()
+        .is_enabled()
+        .await
+        .unwrap()
+}
+
+/// The browser's console and CSP reports, from chromedriver's log endpoint.
+fn browser_log(driver: &str, session: &str) -> Vec<String> {
+    let mut res = agent()
+        .post(format!("{driver}/session/{session}/se/log"))
+        .content_type("application/json")
+        .send(json!({"type": "browser"}).to_string())
+        .unwrap();
+    let v: Value = serde_json::from_str(&res.body_mut().read_to_string().unwrap()).unwrap();
+    v["value"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| format!("{} {}", e["level"], e["message"]))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_erases_a_customer_in_a_real_browser() {
+    let (Some(chromium), Some(chromedriver)) = (
+        which(&["chromium", "chromium-browser"]),
+        which(&["chromedriver"]),
+    ) else {
+        println!(
+            "skipped: chromium/chromedriver not found (apt-get install chromium chromium-driver)"
+        );
+        return;
+    };
+
+    // ---------------------------------------------------------------- server
+    let data_set = demo::generate(2026, DEMO_CUSTOMERS);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .arg("--data")
+        .arg(&data)
+        .args(["serve", "--demo", "--demo-customers"])
+        .arg(DEMO_CUSTOMERS.to_string())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("LEDGER_ADMIN_KEY", ADMIN)
+        .env("LEDGER_LOG", "debug")
+        .env_remove("LEDGER_KEK")
+        .env_remove("LEDGER_LISTEN")
+        .env_remove("LEDGER_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
+        .spawn()
+        .expect("start ledger serve --demo");
+    let stdout = child.stdout.take().unwrap();
+    let server = Proc(child);
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Demo keys: "  <broadcaster id>  <name> <kind> lk_...", then a "try:" line.
+    let mut tokens: HashMap<String, String> = HashMap::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("serve --demo printed its keys");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let (Some(first), Some(last)) = (words.first(), words.last()) {
+            if last.starts_with("lk_") && first.len() == 36 {
+                tokens.insert((*first).to_owned(), (*last).to_owned());
+            }
+        }
+        if line.starts_with("try:") || tokens.len() == data_set.broadcasters.len() {
+            break;
+        }
+    }
+    wait_http_ok(&format!("{base}/healthz"), "ledger serve");
+
+    // The page and its assets: types, caching and the CSP, served by the binary.
+    let mut page = agent().get(format!("{base}/")).call().unwrap();
+    let header = |r: &ureq::http::Response<ureq::Body>, h: &str| {
+        r.headers()
+            .get(h)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
+    assert_eq!(header(&page, "cache-control"), "no-cache");
+    let csp = header(&page, "content-security-policy");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    let html = page.body_mut().read_to_string().unwrap();
+    for (path, ty) in linked_assets(&html) {
+        let r = agent().get(format!("{base}{path}")).call().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(header(&r, "content-type"), ty, "{path}");
+        assert!(header(&r, "cache-control").contains("immutable"), "{path}");
+        assert!(!header(&r, "content-security-policy").is_empty());
+    }
+
+    // Customers for each step, from the same deterministic demo data set.
+    let picks = pick_customers(&data_set);
+    let (token, erasable, active, shared) = picks
+        .iter()
+        .find_map(|(b, p)| {
+            Some((
+                tokens.get(&b.to_string())?.clone(),
+                p.erasable.clone()?,
+                p.active.clone()?,
+                p.shared.clone()?,
+            ))
+        })
+        .expect("a white-label demo broadcaster with every kind of customer");
+    // The API agrees with the picks.
+    let preview = |c: &Pick| {
+        get_json(
+            &format!("{base}/v1/customers/{}/erasure-preview", c.id),
+            &token,
+        )
+    };
+    let (st, p) = preview(&erasable);
+    assert_eq!((st, p["erasable"].clone()), (200, json!(true)), "{p}");
+    let (_, p) = preview(&active);
+    assert_eq!(p["blockers"][0]["code"], "ACTIVE_SUBSCRIPTION", "{p}");
+    let active_subs: Vec<String> = p["blockers"][0]["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    let (_, p) = preview(&shared);
+    assert!(
+        p["blockers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["code"] == "SHARED_ACROSS_BROADCASTERS"),
+        "{p}"
+    );
+    let (_, revenue_before) = get_json(&format!("{base}/v1/revenue"), &token);
+    let digest_before = revenue_before["digest"].as_str().unwrap().to_owned();
+
+    // ---------------------------------------------------------------- browser
+    let driver_port = free_port();
+    let driver_url = format!("http://127.0.0.1:{driver_port}");
+    let profile = tempfile::tempdir().unwrap();
+    let _driver = Proc(
+        Command::new(&chromedriver)
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    wait_http_ok(&format!("{driver_url}/status"), "chromedriver");
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("chrome"));
+    caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium.to_string_lossy(),
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--disable-quic", "--disable-dev-shm-usage",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        }),
+    );
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver_url)
+        .await
+        .expect("WebDriver session");
+    let session = c.session_id().await.unwrap().unwrap();
+
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("dashboard-screenshots");
+    let _ = std::fs::remove_dir_all(&target);
+    std::fs::create_dir_all(&target).unwrap();
+    let mut shots = Shots {
+        dir: target,
+        taken: Vec::new(),
+    };
+
+    // 1. The sign-in page; the first load's weight.
+    c.goto(&format!("{base}/")).await.unwrap();
+    until(
+        &c,
+        "document.activeElement && document.activeElement.id === 'api-key'",
+        "the sign-in form with focus",
+    )
+    .await;
+    let weight = js(
+        &c,
+        "const n = performance.getEntriesByType('navigation')[0]; \
+         const r = performance.getEntriesByType('resource'); \
+         const pick = (s) => r.filter((e) => e.name.includes(s)); \
+         const sum = (l, k) => l.reduce((a, e) => a + e[k], 0); \
+         const page = [n, ...pick('.js'), ...pick('.css')]; \
+         return {transfer: sum(page, 'transferSize'), body: sum(page, 'encodedBodySize'), \
+                 all_transfer: n.transferSize + sum(r, 'transferSize'), \
+                 files: [n.name, ...r.map((e) => e.name)].map((u) => new URL(u).pathname)};",
+    )
+    .await;
+    assert!(
+        weight["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f.as_str().unwrap().starts_with('/')),
+        "{weight}"
+    );
+    assert!(c.title().await.unwrap().contains("Customer Accounts"));
+    shots.take(&c, "sign-in").await;
+
+    // 2. A wrong key is refused with a message.
+    let key_input = c.find(Locator::Id("api-key")).await.unwrap();
+    key_input.send_keys("lk_not-a-real-key").await.unwrap();
+    c.find(Locator::Id("signin-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "!document.getElementById('signin-error').hidden",
+        "the sign-in error",
+    )
+    .await;
+    assert!(text_of(&c, "#signin-error").await.contains("not valid"));
+    shots.take(&c, "sign-in-wrong-key").await;
+
+    // 3. Sign in (keyboard: type the key, press Enter).
+    let key_input = c.find(Locator::Id("api-key")).await.unwrap();
+    key_input.clear().await.unwrap();
+    key_input
+        .send_keys(&format!("{token}\u{E007}"))
+        .await
+        .unwrap();
+    until(
+        &c,
+        "!document.getElementById('app').hidden",
+        "the signed-in page",
+    )
+    .await;
+    until(
+        &c,
+        "document.getElementById('revenue-digest').textContent.length === 64",
+        "the revenue digest",
+    )
+    .await;
+    assert_eq!(text_of(&c, "#revenue-digest").await, digest_before);
+    let stored = js(
+        &c,
+        "return [sessionStorage.length, localStorage.length, document.cookie];",
+    )
+    .await;
+    assert_eq!(
+        stored,
+        json!([1, 0, ""]),
+        "the key is in sessionStorage only"
+    );
+    shots.take(&c, "signed-in-revenue").await;
+
+    // 4. Paging through a long result list (a name prefix with more than a page).
+    let prefix = ["m", "a", "s", "e", "l", "k", "b", "c", "h", "j"]
+        .into_iter()
+        .find(|q| {
+            let (_, page) = get_json(&format!("{base}/v1/customers?q={q}&limit=10"), &token);
+            page["next_cursor"].is_string()
+        })
+        .expect("a name prefix with more than one page of customers");
+    search(&c, prefix).await;
+    {
+        until(&c, "!document.getElementById('pager').hidden", "the pager").await;
+        let first_page = js(
+            &c,
+            "return [...document.querySelectorAll('button.result')].map((b) => b.dataset.id);",
+        )
+        .await;
+        c.find(Locator::Id("next-page"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        until(&c, "document.getElementById('page-label').textContent === 'Page 2' && document.getElementById('search-status').textContent.startsWith('Showing 11')", "page 2").await;
+        let second_page = js(
+            &c,
+            "return [...document.querySelectorAll('button.result')].map((b) => b.dataset.id);",
+        )
+        .await;
+        assert_ne!(first_page, second_page);
+        shots.take(&c, "search-paging").await;
+        c.find(Locator::Id("prev-page"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        until(&c, "document.getElementById('page-label').textContent === 'Page 1' && document.getElementById('search-status').textContent.startsWith('Showing 1–')", "page 1 again").await;
+        let again = js(
+            &c,
+            "return [...document.querySelectorAll('button.result')].map((b) => b.dataset.id);",
+        )
+        .await;
+        assert_eq!(first_page, again);
+    }
+
+    // 5. Search by email, open the summary of a customer with an active subscription.
+    search(&c, &active.email).await;
+    assert_eq!(text_of(&c, "#search-status").await, "1 customer found.");
+    shots.take(&c, "search-by-email").await;
+    open_result(&c, &active.id).await;
+    let body = text_of(&c, "#summary-body").await;
+    assert!(body.contains(&active.email), "identity shown");
+    assert!(body.contains("Active"), "subscription status shown");
+    assert!(!delete_enabled(&c).await, "Delete user is disabled");
+    let note = text_of(&c, "#erasure-note").await;
+    assert!(note.contains("Active subscription"), "{note}");
+    for s in &active_subs {
+        assert!(
+            note.contains(s.as_str()),
+            "subscription {s} to terminate is listed"
+        );
+    }
+    // "Delete user" sits on the right of the summary panel.
+    let right = js(
+        &c,
+        "const b = document.getElementById('delete-user').getBoundingClientRect(); \
+         const p = document.getElementById('summary').getBoundingClientRect(); \
+         return b.left > p.left + p.width / 2 && b.right <= p.right;",
+    )
+    .await;
+    assert_eq!(
+        right,
+        json!(true),
+        "Delete user is on the right of the panel"
+    );
+    shots.take(&c, "blocked-active-subscription").await;
+
+    // 6. A shared account: blocked, and says why.
+    search(&c, &shared.email).await;
+    open_result(&c, &shared.id).await;
+    assert!(!delete_enabled(&c).await);
+    let note = text_of(&c, "#erasure-note").await;
+    assert!(note.contains("Shared account"), "{note}");
+    assert!(text_of(&c, "#summary-body")
+        .await
+        .contains("shared account"));
+    shots.take(&c, "blocked-shared-account").await;
+
+    // 7. An eligible customer: Delete user is enabled.
+    search(&c, &erasable.email).await;
+    open_result(&c, &erasable.id).await;
+    assert!(delete_enabled(&c).await, "Delete user is enabled");
+    assert!(text_of(&c, "#summary-body").await.contains(&erasable.email));
+    shots.take(&c, "erasable-customer").await;
+
+    // 8. The confirmation dialog: permanent, categories, explicit confirm.
+    c.find(Locator::Id("delete-user"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "document.getElementById('confirm-dialog').open",
+        "the confirmation dialog",
+    )
+    .await;
+    let dialog = text_of(&c, "#confirm-dialog").await;
+    assert!(dialog.contains("cannot be undone"), "{dialog}");
+    for cat in [
+        "Email address",
+        "Password",
+        "First name",
+        "Last name",
+        "Address",
+        "Company name",
+        "Phone number",
+        "Custom answers",
+        "IP addresses",
+    ] {
+        assert!(dialog.contains(cat), "category {cat} listed: {dialog}");
+    }
+    let focused = js(&c, "return document.activeElement.id;").await;
+    assert_eq!(
+        focused,
+        json!("confirm-text"),
+        "focus moves into the dialog"
+    );
+    let submit = c.find(Locator::Id("confirm-submit")).await.unwrap();
+    assert!(
+        !submit.is_enabled().await.unwrap(),
+        "confirm needs DELETE typed"
+    );
+    shots.take(&c, "confirm-dialog").await;
+    // Escape cancels without erasing; focus returns to the button.
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E00C}")
+        .await
+        .unwrap();
+    until(&c, "!document.getElementById('confirm-dialog').open && document.activeElement.id === 'delete-user'", "the dialog closed by Escape").await;
+    c.find(Locator::Id("delete-user"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "document.getElementById('confirm-dialog').open",
+        "the dialog again",
+    )
+    .await;
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys("DELETE")
+        .await
+        .unwrap();
+    until(
+        &c,
+        "!document.getElementById('confirm-submit').disabled",
+        "confirm enabled",
+    )
+    .await;
+    shots.take(&c, "confirm-typed").await;
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+
+    // 9. Tombstone, receipt, revenue digest unchanged.
+    until(&c, "!document.getElementById('receipt').hidden && !document.getElementById('revenue-check').hidden", "the receipt and the revenue check").await;
+    assert_eq!(text_of(&c, "#summary-title").await, "Erased customer");
+    let summary = text_of(&c, "#summary").await;
+    assert!(
+        !summary.contains(&erasable.email),
+        "no personal data after erasure"
+    );
+    assert!(summary.contains("Tombstone"), "{summary}");
+    assert!(summary.contains("Revenue digest unchanged"), "{summary}");
+    let (_, erasures) = get_json(&format!("{base}/v1/erasures"), &token);
+    let rid = erasures["items"][0]["request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(summary.contains(&rid), "receipt shows the request id");
+    assert_eq!(erasures["items"][0]["revenue_digest_after"], digest_before);
+    assert!(
+        summary.contains(&digest_before),
+        "receipt shows the digests"
+    );
+    assert!(text_of(&c, "#revenue-check").await.starts_with("Unchanged"));
+    assert_eq!(text_of(&c, "#revenue-digest").await, digest_before);
+    assert!(!delete_enabled(&c).await);
+    shots.take(&c, "tombstone").await;
+    js(&c, "document.getElementById('receipt').scrollIntoView();").await;
+    shots.take(&c, "receipt-revenue-unchanged").await;
+    let (_, s) = get_json(&format!("{base}/v1/customers/{}", erasable.id), &token);
+    assert_eq!(s["status"], "erased");
+
+    // 10. The erased customer's email finds nothing.
+    search(&c, &erasable.email).await;
+    assert_eq!(
+        text_of(&c, "#search-status").await,
+        "No customers match this search."
+    );
+    assert!(c
+        .find_all(Locator::Css("button.result"))
+        .await
+        .unwrap()
+        .is_empty());
+    shots.take(&c, "erased-email-finds-nothing").await;
+
+    // 11. A phone-sized window: one column, the blocked panel still readable.
+    c.set_window_size(390, 844).await.unwrap();
+    search(&c, &active.email).await;
+    open_result(&c, &active.id).await;
+    let overflow = js(
+        &c,
+        "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
+    )
+    .await;
+    assert_eq!(overflow, json!(true), "no horizontal scrolling on a phone");
+    js(&c, "document.getElementById('summary').scrollIntoView();").await;
+    shots.take(&c, "phone-summary").await;
+    c.set_window_size(1280, 900).await.unwrap();
+
+    // 12. An expired (revoked) key: back to sign-in with a message.
+    js(
+        &c,
+        "sessionStorage.setItem('ledger.apiKey', 'lk_revoked-or-expired');",
+    )
+    .await;
+    c.refresh().await.unwrap();
+    until(&c, "!document.getElementById('signin').hidden && !document.getElementById('signin-error').hidden", "sign-in after an expired key").await;
+    assert!(text_of(&c, "#signin-error").await.contains("expired"));
+    shots.take(&c, "expired-key").await;
+
+    // 13. Sign in again, then the server goes away: a network error, page kept.
+    let key_input = c.find(Locator::Id("api-key")).await.unwrap();
+    key_input
+        .send_keys(&format!("{token}\u{E007}"))
+        .await
+        .unwrap();
+    until(
+        &c,
+        "!document.getElementById('app').hidden",
+        "signed in again",
+    )
+    .await;
+    drop(server);
+    search(&c, &active.email).await;
+    until(
+        &c,
+        "!document.getElementById('banner').hidden",
+        "the network error banner",
+    )
+    .await;
+    assert!(text_of(&c, "#banner")
+        .await
+        .contains("Cannot reach the server"));
+    shots.take(&c, "network-failure").await;
+
+    // 14. Sign out forgets the key.
+    c.find(Locator::Id("sign-out"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "!document.getElementById('signin').hidden && sessionStorage.length === 0",
+        "signed out",
+    )
+    .await;
+    shots.take(&c, "signed-out").await;
+
+    // The page never wrote to the console and never tripped the CSP.
+    let log = browser_log(&driver_url, &session);
+    let bad: Vec<&String> = log
+        .iter()
+        .filter(|l| {
+            l.contains("Content Security Policy")
+                || l.contains("Refused to")
+                || l.contains("console-api")
+                || l.contains("Uncaught")
+        })
+        .collect();
+    assert!(bad.is_empty(), "browser log: {bad:#?}");
+    // No personal data in the page's address at any time.
+    let url = c.current_url().await.unwrap();
+    assert_eq!(url.as_str(), format!("{base}/"));
+    c.close().await.unwrap();
+    // The server's log (debug level) holds none of the emails searched for.
+    let server_log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(server_log.contains("request"), "the log has request lines");
+    for p in [&active, &shared, &erasable] {
+        assert!(
+            !server_log.contains(&p.email),
+            "an email reached the server log"
+        );
+    }
+
+    println!(
+        "page weight (first load: index.html + app.js + app.css): {} bytes transferred ({} bytes of bodies); with the icon: {} bytes",
+        weight["transfer"], weight["body"], weight["all_transfer"]
+    );
+    println!("screenshots:");
+    for p in &shots.taken {
+        println!("  {}", p.display());
+    }
+}
