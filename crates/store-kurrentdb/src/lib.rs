@@ -49,7 +49,6 @@ mod tests;
 
 pub use mapping::{Meta, DEFAULT_NAMESPACE, MAX_NAMESPACE_BYTES};
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -69,12 +68,12 @@ use crate::mapping::{
 };
 use crate::state::{LogState, Step};
 
-/// Longest accepted stream name, in bytes.
-pub const MAX_STREAM_NAME_BYTES: usize = 512;
-/// Longest accepted event type, in bytes.
-pub const MAX_EVENT_TYPE_BYTES: usize = 256;
 /// Most events accepted in one `append` or `append_batch` call.
-pub const MAX_EVENTS_PER_CALL: usize = 1_000_000;
+pub use ledger_store::MAX_EVENTS_PER_CALL;
+/// Longest accepted event type, in bytes.
+pub use ledger_store::MAX_EVENT_TYPE_BYTES;
+/// Longest accepted stream name, in bytes.
+pub use ledger_store::MAX_STREAM_NAME_BYTES;
 /// KurrentDB's default `MaxAppendSize`: one append to one stream must fit.
 pub const DEFAULT_MAX_APPEND_BYTES: usize = 1024 * 1024;
 
@@ -481,57 +480,18 @@ async fn run_follower(shared: std::sync::Weak<Shared>, mut from: Option<AllPos>)
 
 /// Rejects requests that the store cannot accept, before they reach the writer.
 fn validate(requests: &[AppendRequest], max_append_bytes: usize) -> Result<(), StoreError> {
-    let invalid = |m: String| Err(StoreError::Invalid(m));
-    if requests.is_empty() {
-        return invalid("a batch needs at least one request".into());
-    }
-    let mut events = 0usize;
+    ledger_store::validate_appends(requests, |e| {
+        e.event_type
+            .starts_with('$')
+            .then(|| "event types starting with '$' are KurrentDB's".to_owned())
+    })?;
     for r in requests {
-        if r.events.is_empty() {
-            return invalid("an append needs at least one event".into());
-        }
-        if r.stream.is_empty() || r.stream.len() > MAX_STREAM_NAME_BYTES {
-            return invalid(format!(
-                "stream name must be 1 to {MAX_STREAM_NAME_BYTES} bytes"
-            ));
-        }
-        if r.stream.chars().any(char::is_control) {
-            return invalid("stream name holds a control character".into());
-        }
-        let mut bytes = 0usize;
-        for e in &r.events {
-            if e.event_type.is_empty() || e.event_type.len() > MAX_EVENT_TYPE_BYTES {
-                return invalid(format!(
-                    "event type must be 1 to {MAX_EVENT_TYPE_BYTES} bytes (event {})",
-                    e.event_id
-                ));
-            }
-            if e.event_type.starts_with('$') {
-                return invalid(format!(
-                    "event types starting with '$' are KurrentDB's (event {})",
-                    e.event_id
-                ));
-            }
-            bytes += encoded_size_estimate(e);
-        }
+        let bytes: usize = r.events.iter().map(encoded_size_estimate).sum();
         if bytes > max_append_bytes {
-            return invalid(format!(
+            return Err(StoreError::Invalid(format!(
                 "one append to one stream holds at most {max_append_bytes} bytes with metadata (KurrentDB's MaxAppendSize)"
-            ));
+            )));
         }
-        events += r.events.len();
-        if r.events.len() > 1 {
-            let mut seen = HashSet::with_capacity(r.events.len());
-            if let Some(e) = r.events.iter().find(|e| !seen.insert(e.event_id)) {
-                return invalid(format!(
-                    "event id {} appears twice in one append",
-                    e.event_id
-                ));
-            }
-        }
-    }
-    if events > MAX_EVENTS_PER_CALL {
-        return invalid(format!("a call holds at most {MAX_EVENTS_PER_CALL} events"));
     }
     Ok(())
 }

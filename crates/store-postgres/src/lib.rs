@@ -59,7 +59,6 @@ mod state;
 mod target;
 mod writer;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,16 +76,11 @@ use crate::writer::{Msg, Writer};
 pub use crate::schema::WRITER_LOCK;
 pub use crate::state::{PgKeyStore, PgViewStore};
 
-/// Longest accepted stream name, in bytes.
-pub const MAX_STREAM_NAME_BYTES: usize = 512;
-/// Longest accepted event type, in bytes.
-pub const MAX_EVENT_TYPE_BYTES: usize = 256;
-/// Largest accepted payload of one event.
-pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
-/// Most events accepted in one `append` or `append_batch` call.
-pub const MAX_EVENTS_PER_CALL: usize = 1_000_000;
-/// Most payload bytes accepted in one call.
-pub const MAX_BYTES_PER_CALL: usize = 1 << 30;
+/// The limits every backend enforces (see `ledger_store::validate_appends`).
+pub use ledger_store::{
+    MAX_BYTES_PER_CALL, MAX_EVENTS_PER_CALL, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES,
+    MAX_STREAM_NAME_BYTES,
+};
 
 /// Queued messages before `append` callers wait (backpressure).
 const QUEUE_CAPACITY: usize = 4096;
@@ -176,7 +170,12 @@ impl PostgresStore {
     }
 
     async fn submit(&self, requests: Vec<AppendRequest>) -> Result<Vec<AppendResult>, StoreError> {
-        validate(&requests)?;
+        // PostgreSQL text cannot hold a NUL byte.
+        ledger_store::validate_appends(&requests, |e| {
+            e.event_type
+                .contains('\0')
+                .then(|| "event type holds a NUL byte".to_owned())
+        })?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Append { requests, reply })
@@ -184,68 +183,6 @@ impl PostgresStore {
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
-}
-
-/// Rejects requests that no store could accept, before they reach the writer.
-/// Same rules as the SQLite backend, plus: an event type must not hold a NUL byte
-/// (PostgreSQL text cannot store it).
-fn validate(requests: &[AppendRequest]) -> Result<(), StoreError> {
-    let invalid = |m: String| Err(StoreError::Invalid(m));
-    if requests.is_empty() {
-        return invalid("a batch needs at least one request".into());
-    }
-    let mut events = 0usize;
-    let mut bytes = 0usize;
-    for r in requests {
-        if r.events.is_empty() {
-            return invalid("an append needs at least one event".into());
-        }
-        if r.stream.is_empty() || r.stream.len() > MAX_STREAM_NAME_BYTES {
-            return invalid(format!(
-                "stream name must be 1 to {MAX_STREAM_NAME_BYTES} bytes"
-            ));
-        }
-        if r.stream.chars().any(char::is_control) {
-            return invalid("stream name holds a control character".into());
-        }
-        for e in &r.events {
-            if e.event_type.is_empty() || e.event_type.len() > MAX_EVENT_TYPE_BYTES {
-                return invalid(format!(
-                    "event type must be 1 to {MAX_EVENT_TYPE_BYTES} bytes (event {})",
-                    e.event_id
-                ));
-            }
-            if e.event_type.contains('\0') {
-                return invalid(format!(
-                    "event type holds a NUL byte (event {})",
-                    e.event_id
-                ));
-            }
-            if e.payload.len() > MAX_PAYLOAD_BYTES {
-                return invalid(format!(
-                    "payload over {MAX_PAYLOAD_BYTES} bytes (event {})",
-                    e.event_id
-                ));
-            }
-            bytes += e.payload.len();
-        }
-        events += r.events.len();
-        if r.events.len() > 1 {
-            let mut seen = HashSet::with_capacity(r.events.len());
-            if let Some(e) = r.events.iter().find(|e| !seen.insert(e.event_id)) {
-                return invalid(format!(
-                    "event id {} appears twice in one append",
-                    e.event_id
-                ));
-            }
-        }
-    }
-    if events > MAX_EVENTS_PER_CALL || bytes > MAX_BYTES_PER_CALL {
-        return invalid(format!(
-            "a call holds at most {MAX_EVENTS_PER_CALL} events and {MAX_BYTES_PER_CALL} payload bytes"
-        ));
-    }
-    Ok(())
 }
 
 pub(crate) fn to_i64(v: u64) -> Result<i64, StoreError> {

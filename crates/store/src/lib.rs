@@ -137,6 +137,77 @@ pub enum StoreError {
     Closed,
 }
 
+/// Longest accepted stream name, in bytes.
+pub const MAX_STREAM_NAME_BYTES: usize = 512;
+/// Longest accepted event type, in bytes.
+pub const MAX_EVENT_TYPE_BYTES: usize = 256;
+/// Largest accepted payload of one event.
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+/// Most events accepted in one `append` or `append_batch` call.
+pub const MAX_EVENTS_PER_CALL: usize = 1_000_000;
+/// Most payload bytes accepted in one call.
+pub const MAX_BYTES_PER_CALL: usize = 1 << 30;
+
+/// Rejects appends that no backend accepts (empty batches or appends, stream names
+/// and event types out of bounds, oversized payloads or calls, an event id twice in
+/// one append), before they reach a writer. `extra` adds a backend's own rule for
+/// one event (e.g. PostgreSQL text cannot hold NUL); it returns the reason to refuse.
+pub fn validate_appends(
+    requests: &[AppendRequest],
+    extra: impl Fn(&NewEvent) -> Option<String>,
+) -> Result<(), StoreError> {
+    let invalid = |m: String| Err(StoreError::Invalid(m));
+    if requests.is_empty() {
+        return invalid("a batch needs at least one request".into());
+    }
+    let (mut events, mut bytes) = (0usize, 0usize);
+    for r in requests {
+        if r.events.is_empty() {
+            return invalid("an append needs at least one event".into());
+        }
+        if r.stream.is_empty() || r.stream.len() > MAX_STREAM_NAME_BYTES {
+            return invalid(format!(
+                "stream name must be 1 to {MAX_STREAM_NAME_BYTES} bytes"
+            ));
+        }
+        if r.stream.chars().any(char::is_control) {
+            return invalid("stream name holds a control character".into());
+        }
+        let mut seen = std::collections::HashSet::with_capacity(r.events.len());
+        for e in &r.events {
+            if e.event_type.is_empty() || e.event_type.len() > MAX_EVENT_TYPE_BYTES {
+                return invalid(format!(
+                    "event type must be 1 to {MAX_EVENT_TYPE_BYTES} bytes (event {})",
+                    e.event_id
+                ));
+            }
+            if e.payload.len() > MAX_PAYLOAD_BYTES {
+                return invalid(format!(
+                    "payload over {MAX_PAYLOAD_BYTES} bytes (event {})",
+                    e.event_id
+                ));
+            }
+            if let Some(reason) = extra(e) {
+                return invalid(format!("{reason} (event {})", e.event_id));
+            }
+            if !seen.insert(e.event_id) {
+                return invalid(format!(
+                    "event id {} appears twice in one append",
+                    e.event_id
+                ));
+            }
+            bytes += e.payload.len();
+        }
+        events += r.events.len();
+    }
+    if events > MAX_EVENTS_PER_CALL || bytes > MAX_BYTES_PER_CALL {
+        return invalid(format!(
+            "a call holds at most {MAX_EVENTS_PER_CALL} events and {MAX_BYTES_PER_CALL} payload bytes"
+        ));
+    }
+    Ok(())
+}
+
 /// The event store. Implementations are cheap to clone behind an `Arc` and safe to
 /// call from many tasks at once; concurrent appends may share one durable commit.
 #[async_trait]
