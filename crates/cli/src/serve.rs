@@ -212,6 +212,7 @@ pub async fn run(
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     println!("ledger API listening on http://{local}");
+    println!("  dashboard: http://{local}/ (sign in with a broadcaster API key)");
     println!("  OpenAPI document: http://{local}/v1/openapi.json");
 
     if let Some(d) = &demo_data {
