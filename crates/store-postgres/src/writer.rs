@@ -27,10 +27,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ledger_store::chain::RecordFields;
-use ledger_store::{
-    AppendRequest, AppendResult, ExpectedVersion, Hash32, Position, StoreError, Version, ZERO_HASH,
-};
+use ledger_store::tail::{LogTail, StreamHead as Head};
+use ledger_store::{AppendRequest, AppendResult, Hash32, Position, StoreError, Version, ZERO_HASH};
 use ledger_types::EventId;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -91,86 +89,32 @@ impl std::fmt::Debug for Msg {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Head {
-    version: Version,
-    hash: Hash32,
-}
-
-/// Where the log ends and what each stream's head is, as of the planned group.
-struct State {
-    next_position: Position,
-    last_log_hash: Hash32,
-    heads: HashMap<String, Head>,
-    /// Previous cache entries changed by the planned group, for rollback.
-    undo: Vec<(String, Option<Head>)>,
-}
-
-#[derive(Clone, Copy)]
-struct Mark {
-    undo_len: usize,
-    next_position: Position,
-    last_log_hash: Hash32,
-}
-
-impl State {
-    async fn load(client: &Client, target: &Target) -> Result<Self, StoreError> {
-        let row = client
-            .query_opt(
-                "SELECT position, log_hash FROM events ORDER BY position DESC LIMIT 1",
-                &[],
-            )
-            .await
-            .map_err(|e| target.error("cannot read the log end", &e))?;
-        let (next_position, last_log_hash) = match row {
-            None => (1, ZERO_HASH),
-            Some(row) => {
-                let pos: i64 = row
-                    .try_get(0)
-                    .map_err(|e| target.error("cannot read the log end", &e))?;
-                let hash: &[u8] = row
-                    .try_get(1)
-                    .map_err(|e| target.error("cannot read the log end", &e))?;
-                let hash: Hash32 = hash.try_into().map_err(|_| StoreError::Integrity {
-                    position: pos.max(0) as u64,
-                    reason: "stored log hash is not 32 bytes".into(),
-                })?;
-                (pos.max(0) as u64 + 1, hash)
-            }
-        };
-        Ok(Self {
-            next_position,
-            last_log_hash,
-            heads: HashMap::new(),
-            undo: Vec::new(),
-        })
-    }
-
-    fn mark(&self) -> Mark {
-        Mark {
-            undo_len: self.undo.len(),
-            next_position: self.next_position,
-            last_log_hash: self.last_log_hash,
+/// Reads where the log ends.
+async fn load_tail(client: &Client, target: &Target) -> Result<LogTail, StoreError> {
+    let row = client
+        .query_opt(
+            "SELECT position, log_hash FROM events ORDER BY position DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .map_err(|e| target.error("cannot read the log end", &e))?;
+    let (next_position, last_log_hash) = match row {
+        None => (1, ZERO_HASH),
+        Some(row) => {
+            let pos: i64 = row
+                .try_get(0)
+                .map_err(|e| target.error("cannot read the log end", &e))?;
+            let hash: &[u8] = row
+                .try_get(1)
+                .map_err(|e| target.error("cannot read the log end", &e))?;
+            let hash: Hash32 = hash.try_into().map_err(|_| StoreError::Integrity {
+                position: pos.max(0) as u64,
+                reason: "stored log hash is not 32 bytes".into(),
+            })?;
+            (pos.max(0) as u64 + 1, hash)
         }
-    }
-
-    fn restore(&mut self, mark: Mark) {
-        while self.undo.len() > mark.undo_len {
-            if let Some((stream, prev)) = self.undo.pop() {
-                match prev {
-                    Some(h) => self.heads.insert(stream, h),
-                    None => self.heads.remove(&stream),
-                };
-            }
-        }
-        self.next_position = mark.next_position;
-        self.last_log_hash = mark.last_log_hash;
-    }
-
-    fn set_head(&mut self, stream: &str, head: Head) {
-        let prev = self.heads.insert(stream.to_owned(), head);
-        self.undo.push((stream.to_owned(), prev));
-    }
+    };
+    Ok(LogTail::new(next_position, last_log_hash))
 }
 
 /// A stored (or planned earlier in the group) event id.
@@ -210,7 +154,7 @@ pub(crate) struct Writer {
     client: Client,
     conn_task: JoinHandle<()>,
     stmts: Statements,
-    state: State,
+    state: LogTail,
     /// The in-memory state may disagree with the database (a write failed and the
     /// reload did not succeed): reconnect and reload before the next group.
     stale: bool,
@@ -241,7 +185,7 @@ impl Writer {
     async fn open(
         target: &Target,
         lock_wait: Duration,
-    ) -> Result<(Client, JoinHandle<()>, Statements, State), StoreError> {
+    ) -> Result<(Client, JoinHandle<()>, Statements, LogTail), StoreError> {
         let (client, conn_task) = target.connect("writer").await?;
         let opened = async {
             schema::prepare_writer(&client, target, lock_wait).await?;
@@ -275,7 +219,7 @@ impl Writer {
                 )
                 .await?,
             };
-            let state = State::load(&client, target).await?;
+            let state = load_tail(&client, target).await?;
             Ok::<_, StoreError>((stmts, state))
         }
         .await;
@@ -371,7 +315,7 @@ impl Writer {
             self.stmts = stmts;
             self.state = state;
         } else {
-            self.state = State::load(&self.client, &self.target).await?;
+            self.state = load_tail(&self.client, &self.target).await?;
         }
         self.stale = false;
         self.head_tx.send_replace(self.head());
@@ -433,7 +377,7 @@ impl Writer {
                 }
             }
         }
-        self.state.undo.clear();
+        self.state.commit();
         if self.state.heads.len() > MAX_CACHED_HEADS {
             self.state.heads.clear();
         }
@@ -442,7 +386,7 @@ impl Writer {
         tracing::debug!(
             requests = group.len(),
             rows = rows.len(),
-            first_position = start.next_position,
+            first_position = start.next_position(),
             head,
             micros = started.elapsed().as_micros() as u64,
             "group committed"
@@ -487,13 +431,13 @@ impl Writer {
     ) {
         let e = self.target.error("group commit failed", e);
         tracing::warn!(error = %e, requests = group.len(), rows, "group commit failed");
-        self.state.undo.clear();
+        self.state.commit();
         self.state.heads.clear();
         self.stale = true;
         if !self.client.is_closed() {
             // The statement failed, so nothing was committed; reload anyway so the
             // state matches the database exactly.
-            match State::load(&self.client, &self.target).await {
+            match load_tail(&self.client, &self.target).await {
                 Ok(s) => {
                     self.state = s;
                     self.stale = false;
@@ -569,10 +513,7 @@ impl Writer {
         }
         // Cached without undo entries: it is the committed state either way.
         for s in missing {
-            let head = fetched.remove(s).unwrap_or(Head {
-                version: 0,
-                hash: ZERO_HASH,
-            });
+            let head = fetched.remove(s).unwrap_or(Head::EMPTY);
             self.state.heads.insert(s.to_owned(), head);
         }
         Ok(known)
@@ -600,66 +541,23 @@ impl Writer {
                 IdCheck::New => {}
             }
             planned_ids.extend(r.events.iter().map(|e| e.event_id));
-            let head = self.state.heads.get(&r.stream).copied().unwrap_or(Head {
-                version: 0,
-                hash: ZERO_HASH,
-            });
-            let ok = match r.expected {
-                ExpectedVersion::Any => true,
-                ExpectedVersion::NoStream => head.version == 0,
-                ExpectedVersion::Exact(v) => head.version == v,
-            };
-            if !ok {
-                return Err(StoreError::Conflict {
-                    stream: r.stream.clone(),
-                    expected: r.expected,
-                    actual: head.version,
-                });
-            }
-            let first_position = self.state.next_position;
-            let mut prev_hash = head.hash;
-            let mut version = head.version;
-            for (ei, e) in r.events.iter().enumerate() {
-                version += 1;
-                let position = self.state.next_position;
-                let fields = RecordFields {
-                    position,
-                    stream: &r.stream,
-                    version,
-                    event_id: e.event_id.as_bytes(),
-                    event_type: &e.event_type,
-                    schema_version: e.schema_version,
-                    recorded_at_ms: e.recorded_at.millis(),
-                    payload: &e.payload,
-                };
-                let hash = fields.chain(&prev_hash);
-                let log_hash = fields.chain(&self.state.last_log_hash);
-                rows.push(Planned {
-                    msg: m,
-                    req: ri,
-                    ev: ei,
-                    position,
-                    version,
-                    hash,
-                    log_hash,
-                });
-                prev_hash = hash;
-                self.state.last_log_hash = log_hash;
-                self.state.next_position += 1;
-            }
-            self.state.set_head(
-                &r.stream,
-                Head {
-                    version,
-                    hash: prev_hash,
-                },
-            );
-            results.push(AppendResult {
-                first_position,
-                last_position: self.state.next_position - 1,
-                stream_version: version,
-                duplicate: false,
-            });
+            let head = self
+                .state
+                .heads
+                .get(&r.stream)
+                .copied()
+                .unwrap_or(Head::EMPTY);
+            let (planned, result) = self.state.plan(r, head)?;
+            rows.extend(planned.into_iter().enumerate().map(|(ei, p)| Planned {
+                msg: m,
+                req: ri,
+                ev: ei,
+                position: p.position,
+                version: p.version,
+                hash: p.hash,
+                log_hash: p.log_hash,
+            }));
+            results.push(result);
         }
         // Accepted: later messages of the group see these ids as stored.
         for p in &rows[first_row..] {

@@ -12,7 +12,7 @@
 //! group; then the transaction is rolled back and the in-memory state is reloaded
 //! from the database.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
@@ -20,10 +20,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use ledger_store::chain::RecordFields;
-use ledger_store::{
-    AppendRequest, AppendResult, ExpectedVersion, Hash32, Position, StoreError, Version, ZERO_HASH,
-};
+use ledger_store::tail::{LogTail, PlannedRecord as Planned, StreamHead as Head};
+use ledger_store::{AppendRequest, AppendResult, Hash32, Position, StoreError, Version, ZERO_HASH};
 use ledger_types::EventId;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -51,122 +49,57 @@ pub(crate) enum Msg {
     },
 }
 
-#[derive(Clone, Copy)]
-struct Head {
-    version: Version,
-    hash: Hash32,
-}
-
-/// Where the log ends and what each stream's head is, as of the open transaction.
-struct State {
-    next_position: Position,
-    last_log_hash: Hash32,
-    heads: HashMap<String, Head>,
-    /// Previous cache entries changed in the open transaction, for rollback.
-    undo: Vec<(String, Option<Head>)>,
-}
-
-#[derive(Clone, Copy)]
-struct Mark {
-    undo_len: usize,
-    next_position: Position,
-    last_log_hash: Hash32,
-}
-
-impl State {
-    fn load(conn: &Connection) -> Result<Self, StoreError> {
-        let last: Option<(i64, Vec<u8>)> = conn
-            .query_row(
-                "SELECT position, log_hash FROM events ORDER BY position DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(backend)?;
-        let (next_position, last_log_hash) = match last {
-            None => (1, ZERO_HASH),
-            Some((pos, hash)) => {
-                let hash: Hash32 = hash.try_into().map_err(|_| StoreError::Integrity {
-                    position: pos as u64,
-                    reason: "stored log hash is not 32 bytes".into(),
-                })?;
-                (pos as u64 + 1, hash)
-            }
-        };
-        Ok(Self {
-            next_position,
-            last_log_hash,
-            heads: HashMap::new(),
-            undo: Vec::new(),
-        })
-    }
-
-    fn mark(&self) -> Mark {
-        Mark {
-            undo_len: self.undo.len(),
-            next_position: self.next_position,
-            last_log_hash: self.last_log_hash,
+/// Reads where the log ends.
+fn load_tail(conn: &Connection) -> Result<LogTail, StoreError> {
+    let last: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT position, log_hash FROM events ORDER BY position DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    let (next_position, last_log_hash) = match last {
+        None => (1, ZERO_HASH),
+        Some((pos, hash)) => {
+            let hash: Hash32 = hash.try_into().map_err(|_| StoreError::Integrity {
+                position: pos as u64,
+                reason: "stored log hash is not 32 bytes".into(),
+            })?;
+            (pos as u64 + 1, hash)
         }
-    }
-
-    fn restore(&mut self, mark: Mark) {
-        while self.undo.len() > mark.undo_len {
-            if let Some((stream, prev)) = self.undo.pop() {
-                match prev {
-                    Some(h) => self.heads.insert(stream, h),
-                    None => self.heads.remove(&stream),
-                };
-            }
-        }
-        self.next_position = mark.next_position;
-        self.last_log_hash = mark.last_log_hash;
-    }
-
-    fn set_head(&mut self, stream: &str, head: Head) {
-        let prev = self.heads.insert(stream.to_owned(), head);
-        self.undo.push((stream.to_owned(), prev));
-    }
-
-    /// The stream's head: cached, or read from the database (inside the open
-    /// transaction, so rows written earlier in this group are seen).
-    fn head(&mut self, conn: &Connection, stream: &str) -> Result<Head, StoreError> {
-        if let Some(h) = self.heads.get(stream) {
-            return Ok(*h);
-        }
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT version, hash FROM events WHERE stream = ?1 ORDER BY version DESC LIMIT 1",
-            )
-            .map_err(backend)?;
-        let row: Option<(i64, Vec<u8>)> = stmt
-            .query_row([stream], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()
-            .map_err(backend)?;
-        let head = match row {
-            None => Head {
-                version: 0,
-                hash: ZERO_HASH,
-            },
-            Some((v, h)) => Head {
-                version: v as u64,
-                hash: h.try_into().map_err(|_| StoreError::Integrity {
-                    position: 0,
-                    reason: format!("stream head hash at version {v} is not 32 bytes"),
-                })?,
-            },
-        };
-        // Cached without an undo entry: it is the committed state either way.
-        self.heads.insert(stream.to_owned(), head);
-        Ok(head)
-    }
+    };
+    Ok(LogTail::new(next_position, last_log_hash))
 }
 
-/// A planned row: where an event lands and its hashes.
-struct Planned {
-    position: Position,
-    version: Version,
-    hash: Hash32,
-    log_hash: Hash32,
+/// The stream's head: cached, or read from the database (inside the open
+/// transaction, so rows written earlier in this group are seen).
+fn head(tail: &mut LogTail, conn: &Connection, stream: &str) -> Result<Head, StoreError> {
+    if let Some(h) = tail.heads.get(stream) {
+        return Ok(*h);
+    }
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT version, hash FROM events WHERE stream = ?1 ORDER BY version DESC LIMIT 1",
+        )
+        .map_err(backend)?;
+    let row: Option<(i64, Vec<u8>)> = stmt
+        .query_row([stream], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(backend)?;
+    let head = match row {
+        None => Head::EMPTY,
+        Some((v, h)) => Head {
+            version: v as u64,
+            hash: h.try_into().map_err(|_| StoreError::Integrity {
+                position: 0,
+                reason: format!("stream head hash at version {v} is not 32 bytes"),
+            })?,
+        },
+    };
+    // Cached without an undo entry: it is the committed state either way.
+    tail.heads.insert(stream.to_owned(), head);
+    Ok(head)
 }
 
 /// Why applying one message failed.
@@ -195,7 +128,7 @@ enum IdCheck {
 
 pub(crate) struct Writer {
     conn: Connection,
-    state: State,
+    state: LogTail,
     head_tx: watch::Sender<Position>,
     wal_path: PathBuf,
     checkpointer: Option<(std_mpsc::SyncSender<()>, JoinHandle<()>)>,
@@ -209,7 +142,7 @@ impl Writer {
         path: &Path,
         head_tx: watch::Sender<Position>,
     ) -> Result<Self, StoreError> {
-        let state = State::load(&conn)?;
+        let state = load_tail(&conn)?;
         head_tx.send_replace(state.next_position - 1);
         let ckpt_conn = schema::open_checkpointer(path)?;
         let (tx, rx) = std_mpsc::sync_channel::<()>(1);
@@ -387,7 +320,7 @@ impl Writer {
             }
             return;
         }
-        self.state.undo.clear();
+        self.state.commit();
         if self.state.heads.len() > MAX_CACHED_HEADS {
             self.state.heads.clear();
         }
@@ -395,7 +328,7 @@ impl Writer {
         self.head_tx.send_replace(head);
         tracing::debug!(
             requests = group.len(),
-            first_position = start.next_position,
+            first_position = start.next_position(),
             head,
             micros = started.elapsed().as_micros() as u64,
             "group committed"
@@ -408,12 +341,12 @@ impl Writer {
 
     /// Re-reads the log end after a failed commit; the head cache is dropped.
     fn reload(&mut self) {
-        match State::load(&self.conn) {
+        match load_tail(&self.conn) {
             Ok(s) => self.state = s,
             Err(e) => {
                 tracing::error!(error = %e, "could not reload writer state");
                 self.state.heads.clear();
-                self.state.undo.clear();
+                self.state.commit();
             }
         }
     }
@@ -430,7 +363,7 @@ impl Writer {
             Err(ApplyError::UniqueViolation) => {
                 self.conn
                     .prepare_cached("DELETE FROM events WHERE position >= ?1")
-                    .and_then(|mut s| s.execute([mark.next_position as i64]))
+                    .and_then(|mut s| s.execute([mark.next_position() as i64]))
                     .map_err(|e| ApplyError::Fatal(backend(e)))?;
                 self.state.restore(mark);
                 self.plan_and_insert(requests, true)
@@ -469,64 +402,9 @@ impl Writer {
             if let Some(ids) = batch_ids.as_mut().filter(|_| lookup_ids) {
                 ids.extend(r.events.iter().map(|e| e.event_id));
             }
-            let head = self
-                .state
-                .head(&self.conn, &r.stream)
-                .map_err(ApplyError::Fatal)?;
-            let ok = match r.expected {
-                ExpectedVersion::Any => true,
-                ExpectedVersion::NoStream => head.version == 0,
-                ExpectedVersion::Exact(v) => head.version == v,
-            };
-            if !ok {
-                return Err(ApplyError::Refused(StoreError::Conflict {
-                    stream: r.stream.clone(),
-                    expected: r.expected,
-                    actual: head.version,
-                }));
-            }
-            let first_position = self.state.next_position;
-            let mut prev_hash = head.hash;
-            let mut version = head.version;
-            let mut planned = Vec::with_capacity(r.events.len());
-            for e in &r.events {
-                version += 1;
-                let position = self.state.next_position;
-                let fields = RecordFields {
-                    position,
-                    stream: &r.stream,
-                    version,
-                    event_id: e.event_id.as_bytes(),
-                    event_type: &e.event_type,
-                    schema_version: e.schema_version,
-                    recorded_at_ms: e.recorded_at.millis(),
-                    payload: &e.payload,
-                };
-                let hash = fields.chain(&prev_hash);
-                let log_hash = fields.chain(&self.state.last_log_hash);
-                planned.push(Planned {
-                    position,
-                    version,
-                    hash,
-                    log_hash,
-                });
-                prev_hash = hash;
-                self.state.last_log_hash = log_hash;
-                self.state.next_position += 1;
-            }
-            self.state.set_head(
-                &r.stream,
-                Head {
-                    version,
-                    hash: prev_hash,
-                },
-            );
-            results.push(AppendResult {
-                first_position,
-                last_position: self.state.next_position - 1,
-                stream_version: version,
-                duplicate: false,
-            });
+            let head = head(&mut self.state, &self.conn, &r.stream).map_err(ApplyError::Fatal)?;
+            let (planned, result) = self.state.plan(r, head).map_err(ApplyError::Refused)?;
+            results.push(result);
             plans.push(Some(planned));
         }
         match self.insert(requests, &plans) {

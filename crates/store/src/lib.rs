@@ -13,6 +13,7 @@
 
 pub mod chain;
 pub mod conformance;
+pub mod tail;
 
 use std::fmt;
 use std::sync::Arc;
