@@ -24,37 +24,9 @@ async fn fresh() -> Arc<dyn EventStore> {
     Arc::new(open_on(&FakeKurrent::new()).await)
 }
 
-macro_rules! conformance_on_fake {
-    ($($check:ident),* $(,)?) => {
-        mod conformance_on_fake {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $check() {
-                    ledger_store::conformance::$check(super::fresh().await).await;
-                }
-            )*
-        }
-    };
+mod conformance_on_fake {
+    ledger_store::conformance_tests!(|| async { Some((super::fresh().await, ())) });
 }
-
-conformance_on_fake!(
-    check_append_and_read_stream_round_trip,
-    check_empty_requests_are_invalid,
-    check_expected_version_rules,
-    check_concurrent_writers_one_wins,
-    check_refused_appends_do_not_disturb_concurrent_ones,
-    check_idempotent_retry,
-    check_concurrent_retries_write_once,
-    check_partial_or_foreign_event_ids_rejected,
-    check_multi_event_append_is_atomic,
-    check_append_batch_is_atomic,
-    check_global_order_and_paging,
-    check_read_stream_from_version,
-    check_hash_chains_verify,
-    check_wait_for_head,
-    check_subscription_with_concurrent_writers,
-    check_large_batch_round_trips,
-);
 
 fn ev(n: i64) -> NewEvent {
     NewEvent {

@@ -13,13 +13,12 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ledger_store::chain::{log_link_ok, stream_link_ok};
 use ledger_store::conformance;
+use ledger_store::conformance::fixtures::*;
 use ledger_store::{
-    AppendRequest, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, ZERO_HASH,
+    AppendRequest, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
 };
 use ledger_store_postgres::{PostgresOptions, PostgresStore};
-use ledger_types::{EventId, Timestamp};
 use tokio_postgres::NoTls;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -177,38 +176,11 @@ fn describe(e: &tokio_postgres::Error) -> String {
     out
 }
 
-macro_rules! conformance_tests {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread")]
-            async fn $check() {
-                let Some(db) = TestDb::create().await else { return };
-                let store = db.store().await;
-                conformance::$check(store.clone()).await;
-                store.close().await;
-            }
-        )*
-    };
-}
-
-conformance_tests!(
-    check_append_and_read_stream_round_trip,
-    check_empty_requests_are_invalid,
-    check_expected_version_rules,
-    check_concurrent_writers_one_wins,
-    check_refused_appends_do_not_disturb_concurrent_ones,
-    check_idempotent_retry,
-    check_concurrent_retries_write_once,
-    check_partial_or_foreign_event_ids_rejected,
-    check_multi_event_append_is_atomic,
-    check_append_batch_is_atomic,
-    check_global_order_and_paging,
-    check_read_stream_from_version,
-    check_hash_chains_verify,
-    check_wait_for_head,
-    check_subscription_with_concurrent_writers,
-    check_large_batch_round_trips,
-);
+ledger_store::conformance_tests!(|| async {
+    let db = TestDb::create().await?;
+    let store: Arc<dyn EventStore> = db.store().await;
+    Some((store, db))
+});
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_all_passes_with_a_fresh_database_per_check() {
@@ -227,53 +199,6 @@ async fn run_all_passes_with_a_fresh_database_per_check() {
         }
     })
     .await;
-}
-
-fn event(n: u64) -> NewEvent {
-    NewEvent {
-        event_id: EventId::new(),
-        event_type: "Tested".into(),
-        schema_version: 1,
-        payload: format!("sealed-payload-{n:06}").into_bytes(),
-        recorded_at: Timestamp::from_millis(1_700_000_000_000 + n as i64),
-    }
-}
-
-fn req(stream: &str, events: Vec<NewEvent>) -> AppendRequest {
-    AppendRequest {
-        stream: stream.into(),
-        expected: ExpectedVersion::Any,
-        events,
-    }
-}
-
-/// Three streams, 30 events, interleaved one per append.
-async fn fill(store: &dyn EventStore) {
-    for i in 0..30u64 {
-        let stream = format!("s-{}", i % 3);
-        store
-            .append(req(&stream, vec![event(i)]))
-            .await
-            .expect("append");
-    }
-}
-
-fn verify_log(all: &[RecordedEvent]) {
-    let mut prev = ZERO_HASH;
-    for (i, e) in all.iter().enumerate() {
-        assert_eq!(e.position, i as u64 + 1);
-        assert!(log_link_ok(e, &prev), "log chain at {}", e.position);
-        prev = e.log_hash;
-    }
-}
-
-fn verify_stream(events: &[RecordedEvent]) {
-    let mut prev = ZERO_HASH;
-    for (i, e) in events.iter().enumerate() {
-        assert_eq!(e.version, i as u64 + 1);
-        assert!(stream_link_ok(e, &prev), "stream chain at {}", e.version);
-        prev = e.hash;
-    }
 }
 
 fn as_new(e: &RecordedEvent) -> NewEvent {
@@ -488,13 +413,6 @@ async fn tampered_store(sql: &str) -> Option<(PostgresStore, TestDb)> {
     );
     let store = PostgresStore::connect(&db.url).await.expect("reconnect");
     Some((store, db))
-}
-
-fn assert_integrity<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
-    assert!(
-        matches!(r, Err(StoreError::Integrity { .. })),
-        "{what}: expected an integrity error, got {r:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,14 +2,15 @@
 //!
 //! Each `check_*` function takes a fresh, empty store and panics with a message that
 //! names the broken guarantee. A backend either calls [`run_all`] with a factory, or
-//! runs every check as its own test so a failure points at one rule:
+//! runs every check as its own test with [`conformance_tests!`](crate::conformance_tests)
+//! so a failure points at one rule; both take the list of checks from
+//! [`for_each_check!`](crate::for_each_check), the one place that names them:
 //!
 //! ```text
-//! #[tokio::test(flavor = "multi_thread")]
-//! async fn check_idempotent_retry() {
-//!     let (store, _dir) = open_temp_store();
-//!     ledger_store::conformance::check_idempotent_retry(store).await;
-//! }
+//! ledger_store::conformance_tests!(|| async {
+//!     let (store, dir) = open_temp_store();
+//!     Some((store, dir)) // None: the backend's server is missing; the test is skipped
+//! });
 //! ```
 //!
 //! The checks only use the [`EventStore`] trait and [`Subscription`]; they assume a
@@ -29,28 +30,72 @@ use crate::{
     RecordedEvent, StoreError, Subscription, ZERO_HASH,
 };
 
+/// Invokes `CALLBACK! { [EXTRA] check_a, check_b, ... }` with every check of the
+/// suite: the one list that [`run_all`] and
+/// [`conformance_tests!`](crate::conformance_tests) share.
+#[macro_export]
+macro_rules! for_each_check {
+    ([$($callback:tt)*] $($extra:tt)*) => {
+        $($callback)*! { [$($extra)*]
+            check_append_and_read_stream_round_trip,
+            check_empty_requests_are_invalid,
+            check_expected_version_rules,
+            check_concurrent_writers_one_wins,
+            check_refused_appends_do_not_disturb_concurrent_ones,
+            check_idempotent_retry,
+            check_concurrent_retries_write_once,
+            check_partial_or_foreign_event_ids_rejected,
+            check_multi_event_append_is_atomic,
+            check_append_batch_is_atomic,
+            check_global_order_and_paging,
+            check_read_stream_from_version,
+            check_hash_chains_verify,
+            check_wait_for_head,
+            check_subscription_with_concurrent_writers,
+            check_large_batch_round_trips
+        }
+    };
+}
+
+/// One `#[tokio::test]` per check. `$make` is a closure returning a future of
+/// `Option<(Arc<dyn EventStore>, G)>`: a fresh empty store and a guard kept alive
+/// for the test (a temp dir, a scratch database), or `None` when the backend's
+/// server is unavailable (the closure prints the one `skipped: ...` line).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::for_each_check!([$crate::__conformance_each] $make);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_each {
+    ([$make:expr] $($check:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                let Some((store, _guard)) = ($make)().await else {
+                    return;
+                };
+                $crate::conformance::$check(store).await;
+            }
+        )*
+    };
+}
+
 /// Runs every check, each against a fresh empty store from `make_store`.
 pub async fn run_all<F, Fut>(make_store: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn EventStore>>,
 {
-    check_append_and_read_stream_round_trip(make_store().await).await;
-    check_empty_requests_are_invalid(make_store().await).await;
-    check_expected_version_rules(make_store().await).await;
-    check_concurrent_writers_one_wins(make_store().await).await;
-    check_refused_appends_do_not_disturb_concurrent_ones(make_store().await).await;
-    check_idempotent_retry(make_store().await).await;
-    check_concurrent_retries_write_once(make_store().await).await;
-    check_partial_or_foreign_event_ids_rejected(make_store().await).await;
-    check_multi_event_append_is_atomic(make_store().await).await;
-    check_append_batch_is_atomic(make_store().await).await;
-    check_global_order_and_paging(make_store().await).await;
-    check_read_stream_from_version(make_store().await).await;
-    check_hash_chains_verify(make_store().await).await;
-    check_wait_for_head(make_store().await).await;
-    check_subscription_with_concurrent_writers(make_store().await).await;
-    check_large_batch_round_trips(make_store().await).await;
+    macro_rules! run {
+        ([] $($check:ident),*) => {
+            $($check(make_store().await).await;)*
+        };
+    }
+    crate::for_each_check!([run]);
 }
 
 // ---------------------------------------------------------------------------
@@ -1133,4 +1178,93 @@ pub async fn check_large_batch_round_trips(store: Arc<dyn EventStore>) {
     assert!(again.iter().all(|r| r.duplicate));
     assert_eq!(again[5].first_position, rs[5].first_position);
     assert_head(&store, STREAMS * PER_STREAM + 1, "after batch retry").await;
+}
+
+/// Fixtures for the backends' own tests (durability, tamper, input checks), so
+/// each backend does not keep its own copy.
+pub mod fixtures {
+    use crate::chain::{log_link_ok, stream_link_ok};
+    use crate::{
+        AppendRequest, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, ZERO_HASH,
+    };
+    use ledger_types::{EventId, Timestamp};
+
+    pub fn event(n: u64) -> NewEvent {
+        NewEvent {
+            event_id: EventId::new(),
+            event_type: "Tested".into(),
+            schema_version: 1,
+            payload: format!("sealed-payload-{n:06}").into_bytes(),
+            recorded_at: Timestamp::from_millis(1_700_000_000_000 + n as i64),
+        }
+    }
+
+    pub fn req(stream: &str, events: Vec<NewEvent>) -> AppendRequest {
+        AppendRequest {
+            stream: stream.into(),
+            expected: ExpectedVersion::Any,
+            events,
+        }
+    }
+
+    /// Three streams, 30 events, interleaved one per append.
+    pub async fn fill(store: &dyn EventStore) {
+        for i in 0..30u64 {
+            let stream = format!("s-{}", i % 3);
+            store
+                .append(req(&stream, vec![event(i)]))
+                .await
+                .expect("append");
+        }
+    }
+
+    pub fn verify_log(all: &[RecordedEvent]) {
+        let mut prev = ZERO_HASH;
+        for (i, e) in all.iter().enumerate() {
+            assert_eq!(e.position, i as u64 + 1);
+            assert!(log_link_ok(e, &prev), "log chain at {}", e.position);
+            prev = e.log_hash;
+        }
+    }
+
+    pub fn verify_stream(events: &[RecordedEvent]) {
+        let mut prev = ZERO_HASH;
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.version, i as u64 + 1);
+            assert!(stream_link_ok(e, &prev), "stream chain at {}", e.version);
+            prev = e.hash;
+        }
+    }
+
+    pub fn assert_integrity<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
+        assert!(
+            matches!(r, Err(StoreError::Integrity { .. })),
+            "{what}: expected an integrity error, got {r:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The list in `for_each_check!` must name every `check_*` of this module.
+    #[test]
+    fn every_check_is_listed() {
+        let source = include_str!("conformance.rs");
+        let (list, rest) = source
+            .split_once("macro_rules! conformance_tests {")
+            .expect("the list comes first");
+        let missing: Vec<&str> = rest
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub async fn check_"))
+            .map(|r| r.split('(').next().unwrap_or(""))
+            .filter(|name| {
+                let n = format!("check_{name}");
+                !list.lines().any(|l| l.trim().trim_end_matches(',') == n)
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "checks missing from for_each_check!: {missing:?}"
+        );
+    }
 }
