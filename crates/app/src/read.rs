@@ -16,12 +16,12 @@ use ledger_projections::{
     Changes, CustomerView, Envelope, ErasureRecord, ReadModel, RevenueFilter, RevenueKey,
     RevenueTotals, ViewStore,
 };
-use ledger_store::EventStore;
+use ledger_store::{EventStore, StoreError};
 use ledger_types::{BroadcasterId, Currency, CustomerId};
 use serde::Serialize;
 use tracing::{debug, info, instrument};
 
-use crate::search::SearchIndex;
+use crate::search::{Entry, SearchIndex};
 use crate::{decode_record, AppError};
 
 const PAGE: usize = 10_000;
@@ -58,16 +58,135 @@ async fn join_save(
 
 /// One page of the log, read and decoded ahead of the fold.
 struct Page {
+    /// The position the page was read after.
+    after: u64,
     records: Vec<ledger_store::RecordedEvent>,
     decoded: Vec<DomainEvent>,
     read: std::time::Duration,
     decode: std::time::Duration,
 }
 
+/// The log after a position, page by page in order, read ahead: up to
+/// `READ_AHEAD` pages are read (with their chain checks) and decoded at once, on
+/// the blocking pool, while the caller folds. Positions are gap-free, so the page
+/// after `a` is requested as "after `a + PAGE`" before page `a` is back; continuity
+/// decides: a page that does not start right after the previous one (because that
+/// one came back short) is dropped with everything read ahead of it, and reading
+/// is planned again from there. Past the head seen at the start, pages are read
+/// one at a time until one comes back empty.
+struct Pages {
+    store: Arc<dyn EventStore>,
+    /// `after` of the next page to request.
+    next_after: u64,
+    /// The head when reading started: read-ahead stops there.
+    planned_until: u64,
+    /// The last position handed out.
+    done_until: u64,
+    in_flight: std::collections::VecDeque<tokio::task::JoinHandle<Result<Page, AppError>>>,
+}
+
+const READ_AHEAD: usize = 3;
+
+impl Pages {
+    async fn new(store: Arc<dyn EventStore>, from: u64) -> Result<Self, AppError> {
+        let head = store.head().await?;
+        Ok(Self {
+            store,
+            next_after: from,
+            planned_until: head,
+            done_until: from,
+            in_flight: Default::default(),
+        })
+    }
+
+    fn request(&self, after: u64) -> tokio::task::JoinHandle<Result<Page, AppError>> {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let records = store.read_all(after, PAGE).await?;
+            let read = t.elapsed();
+            tokio::task::spawn_blocking(move || {
+                let t = Instant::now();
+                let decoded = records
+                    .iter()
+                    .map(decode_record)
+                    .collect::<Result<Vec<DomainEvent>, _>>()?;
+                Ok(Page {
+                    after,
+                    records,
+                    decoded,
+                    read,
+                    decode: t.elapsed(),
+                })
+            })
+            .await
+            .map_err(|_| AppError::Io("log decoder panicked".into()))?
+        })
+    }
+
+    /// The next page, or None past the end of the log.
+    async fn next(&mut self) -> Result<Option<Page>, AppError> {
+        loop {
+            while self.in_flight.len() < READ_AHEAD && self.next_after < self.planned_until {
+                self.in_flight.push_back(self.request(self.next_after));
+                self.next_after += PAGE as u64;
+            }
+            let handle = match self.in_flight.pop_front() {
+                Some(h) => h,
+                None => self.request(self.done_until),
+            };
+            let page = handle
+                .await
+                .map_err(|_| AppError::Io("log reader panicked".into()))??;
+            let in_order = page.after == self.done_until;
+            let expected = self.done_until + 1;
+            // Where the page stops following on from the last position handed out.
+            let gap = (expected..)
+                .zip(&page.records)
+                .find(|(want, r)| r.position != *want);
+            match (page.records.first(), gap) {
+                (None, _) if in_order => return Ok(None),
+                (Some(last_ok), None) => {
+                    self.done_until = page.records.last().map_or(last_ok.position, |r| r.position);
+                    self.next_after = self.next_after.max(self.done_until);
+                    return Ok(Some(page));
+                }
+                (Some(first), Some((want, r))) if in_order || first.position == expected => {
+                    return Err(StoreError::Integrity {
+                        position: want,
+                        reason: format!("missing record: next stored position is {}", r.position),
+                    }
+                    .into())
+                }
+                // Read ahead of a short page (or past the end): plan again from
+                // here, one page at a time if this one came back empty.
+                _ => {
+                    for h in self.in_flight.drain(..) {
+                        h.abort();
+                    }
+                    self.next_after = self.done_until;
+                    if page.records.is_empty() {
+                        self.planned_until = self.done_until;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        for h in self.in_flight.drain(..) {
+            h.abort();
+        }
+    }
+}
+
 #[derive(Debug)]
 struct State {
     model: ReadModel,
-    search: SearchIndex,
+    /// None in a read side opened for reports ([`ReadSide::open_unindexed`]).
+    search: Option<SearchIndex>,
 }
 
 #[derive(Debug)]
@@ -84,9 +203,26 @@ fn poisoned() -> AppError {
 }
 
 impl ReadSide {
-    /// Loads the persisted projections, builds the search index, and catches up.
+    /// Loads the persisted projections, catches up, and builds the search index.
     #[instrument(skip_all)]
     pub async fn open(
+        store: Arc<dyn EventStore>,
+        keyring: Arc<Keyring>,
+        views: Arc<dyn ViewStore>,
+    ) -> Result<Self, AppError> {
+        let me = Self::open_unindexed(store, keyring, views).await?;
+        let _one_at_a_time = me.folding.lock().await;
+        me.reindex_all()?;
+        drop(_one_at_a_time);
+        Ok(me)
+    }
+
+    /// Loads the persisted projections and catches up, without a search index: for
+    /// the operator's commands (revenue, erasures, audit, rebuild), which never
+    /// search and need not open every profile. [`search`](Self::search) by email
+    /// or name fails on such a read side; by id it works.
+    #[instrument(skip_all)]
+    pub async fn open_unindexed(
         store: Arc<dyn EventStore>,
         keyring: Arc<Keyring>,
         views: Arc<dyn ViewStore>,
@@ -101,12 +237,11 @@ impl ReadSide {
             views,
             state: RwLock::new(State {
                 model,
-                search: SearchIndex::default(),
+                search: None,
             }),
             folding: tokio::sync::Mutex::new(()),
         };
         me.fold(false).await?;
-        me.reindex_all()?;
         Ok(me)
     }
 
@@ -147,20 +282,69 @@ impl ReadSide {
         Ok(())
     }
 
+    /// The search entry of a view: None for a tombstone or an unopenable profile.
+    fn entry(&self, v: &CustomerView) -> Result<Option<Entry>, AppError> {
+        Ok(match self.open_profile(v)? {
+            Some(p) if !v.is_tombstone() => {
+                let bs: Vec<BroadcasterId> = v.broadcasters.iter().copied().collect();
+                Some(Entry::new(v.customer_id, &p, &bs))
+            }
+            _ => None,
+        })
+    }
+
+    /// Builds the search index from every view, opening the profiles on all
+    /// cores. The caller holds `folding`, so no page is folded (and indexed into
+    /// the old index) between reading the views and installing the new index.
     fn reindex_all(&self) -> Result<(), AppError> {
         let started = Instant::now();
-        let mut st = self.state.write().map_err(|_| poisoned())?;
-        let mut search = SearchIndex::default();
-        for v in st.model.customers.iter() {
-            self.index(&mut search, v)?;
-        }
-        st.search = search;
+        let entries = {
+            let st = self.state.read().map_err(|_| poisoned())?;
+            let views: Vec<&CustomerView> = st.model.customers.iter().collect();
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+            let chunk = views.len().div_ceil(threads).max(1);
+            std::thread::scope(|s| {
+                let workers: Vec<_> = views
+                    .chunks(chunk)
+                    .map(|part| {
+                        s.spawn(move || {
+                            let mut out = Vec::with_capacity(part.len());
+                            for v in part {
+                                out.extend(self.entry(v)?);
+                            }
+                            Ok::<_, AppError>(out)
+                        })
+                    })
+                    .collect();
+                let mut all = Vec::with_capacity(views.len());
+                for w in workers {
+                    let part = w
+                        .join()
+                        .map_err(|_| AppError::Io("search indexer panicked".into()))??;
+                    all.extend(part);
+                }
+                Ok::<_, AppError>(all)
+            })?
+        };
+        let search = SearchIndex::from_entries(entries);
+        let customers = search.len();
+        self.state.write().map_err(|_| poisoned())?.search = Some(search);
         info!(
-            customers = st.search.len(),
+            customers,
             ms = started.elapsed().as_millis() as u64,
             "search index built in memory"
         );
         Ok(())
+    }
+
+    /// Builds the search index again from the views (what `open` does at start) and
+    /// returns how long it took. On a read side opened without an index, this adds
+    /// one.
+    pub async fn reindex(&self) -> Result<std::time::Duration, AppError> {
+        let _one_at_a_time = self.folding.lock().await;
+        let started = Instant::now();
+        self.reindex_all()?;
+        Ok(started.elapsed())
     }
 
     /// Folds every event past the checkpoints into the read model and persists
@@ -176,90 +360,91 @@ impl ReadSide {
     /// re-indexing a customer on every page that touches it).
     async fn fold(&self, index: bool) -> Result<CatchUp, AppError> {
         let _one_at_a_time = self.folding.lock().await;
+        self.fold_locked(index).await
+    }
+
+    /// [`fold`](Self::fold) for a caller that holds `folding`.
+    async fn fold_locked(&self, index: bool) -> Result<CatchUp, AppError> {
         let started = Instant::now();
         let from = self.state.read().map_err(|_| poisoned())?.model.position();
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Page, AppError>>(2);
-        let store = self.store.clone();
-        let reader = tokio::spawn(async move {
-            let mut after = from;
-            loop {
-                let t = Instant::now();
-                let page = match store.read_all(after, PAGE).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
-                        return;
-                    }
-                };
-                let Some(last) = page.last() else { return };
-                after = last.position;
-                let read = t.elapsed();
-                let t = Instant::now();
-                let decoded = page
-                    .iter()
-                    .map(decode_record)
-                    .collect::<Result<Vec<DomainEvent>, _>>();
-                let msg = decoded.map(|decoded| Page {
-                    records: page,
-                    decoded,
-                    read,
-                    decode: t.elapsed(),
-                });
-                if tx.send(msg).await.is_err() {
-                    return;
-                }
-            }
-        });
+        let mut pages = Pages::new(self.store.clone(), from).await?;
         let mut events = 0u64;
         let zero = std::time::Duration::ZERO;
         let (mut read_t, mut decode_t, mut fold_t, mut save_t) = (zero, zero, zero, zero);
+        let (mut views_saved, mut revenue_saved) = (0usize, 0usize);
         let mut saving = None;
-        while let Some(page) = rx.recv().await {
-            let page = page?;
-            read_t += page.read;
-            decode_t += page.decode;
+        // Customers taken from the dirty set for re-indexing, still to be saved.
+        let mut unsaved: Vec<CustomerId> = Vec::new();
+        let mut folded_since_save = 0usize;
+        let mut more = true;
+        while more {
+            let page = pages.next().await?;
             let t = Instant::now();
             let changes = {
                 let mut st = self.state.write().map_err(|_| poisoned())?;
                 let st = &mut *st;
-                for (r, e) in page.records.iter().zip(&page.decoded) {
-                    st.model.apply(&Envelope {
-                        position: r.position,
-                        event_id: r.event_id,
-                        recorded_at: r.recorded_at,
-                        event: e,
-                    });
-                }
-                let changed = st.model.customers.take_dirty();
-                if index {
-                    for c in &changed {
-                        if let Some(v) = st.model.customers.get(*c) {
-                            self.index(&mut st.search, v)?;
-                        }
+                if let Some(page) = &page {
+                    read_t += page.read;
+                    decode_t += page.decode;
+                    for (r, e) in page.records.iter().zip(&page.decoded) {
+                        st.model.apply(&Envelope {
+                            position: r.position,
+                            event_id: r.event_id,
+                            recorded_at: r.recorded_at,
+                            event: e,
+                        });
                     }
+                    folded_since_save += page.records.len();
+                    events += page.records.len() as u64;
+                    if let (true, Some(search)) = (index, st.search.as_mut()) {
+                        let changed = st.model.customers.take_dirty();
+                        for c in &changed {
+                            if let Some(v) = st.model.customers.get(*c) {
+                                self.index(search, v)?;
+                            }
+                        }
+                        unsaved.extend(changed);
+                    }
+                } else {
+                    more = false;
                 }
-                Changes::collect(&mut st.model, &changed)
+                // One save at a time, in order: the changes of every page folded
+                // while a save runs go into the next one, so a row that changes on
+                // many pages (a busy revenue bucket) is written once per save, not
+                // once per page, and saving keeps pace with folding by itself. At
+                // the end, whatever is left.
+                let save_idle = saving
+                    .as_ref()
+                    .is_none_or(tokio::task::JoinHandle::is_finished);
+                if folded_since_save > 0 && (save_idle || !more) {
+                    folded_since_save = 0;
+                    Some(Changes::collect(
+                        &mut st.model,
+                        &std::mem::take(&mut unsaved),
+                    ))
+                } else {
+                    None
+                }
             };
             fold_t += t.elapsed();
-            // Saves stay in order: wait for the previous page's save, then start
-            // this one and fold the next page while it runs.
+            let Some(changes) = changes else { continue };
+            // Saves stay in order: wait for the previous save, then start this one
+            // and fold on while it runs.
             if let Some(prev) = saving.take() {
                 save_t += join_save(prev).await?;
             }
+            views_saved += changes.customers.len();
+            revenue_saved += changes.revenue.len();
             let views = self.views.clone();
             saving = Some(tokio::task::spawn_blocking(move || {
                 let t = Instant::now();
                 views.save(&changes).map(|()| t.elapsed())
             }));
-            events += page.records.len() as u64;
-            debug!(events, "read model page folded");
+            debug!(events, "read model saved");
         }
         if let Some(prev) = saving.take() {
             save_t += join_save(prev).await?;
         }
-        reader
-            .await
-            .map_err(|_| AppError::Io("log reader panicked".into()))?;
         if events > 0 {
             let ms = |d: std::time::Duration| d.as_millis() as u64;
             info!(
@@ -268,6 +453,8 @@ impl ReadSide {
                 decode_ms = ms(decode_t),
                 fold_ms = ms(fold_t),
                 save_ms = ms(save_t),
+                views_saved,
+                revenue_saved,
                 "read model caught up"
             );
         }
@@ -299,6 +486,7 @@ impl ReadSide {
     /// need the revenue state at each erasure).
     pub async fn rebuild(&self, name: Option<&str>) -> Result<CatchUp, AppError> {
         let started = Instant::now();
+        let _one_at_a_time = self.folding.lock().await;
         {
             let mut st = self.state.write().map_err(|_| poisoned())?;
             let (c, r, e) = match name {
@@ -312,11 +500,18 @@ impl ReadSide {
         }
         let views = self.views.clone();
         let which = name.map(str::to_owned);
+        let t = Instant::now();
         tokio::task::spawn_blocking(move || views.clear(which.as_deref()))
             .await
             .map_err(|_| AppError::Io("view writer panicked".into()))??;
-        let done = self.fold(false).await?;
-        self.reindex_all()?;
+        info!(
+            ms = t.elapsed().as_millis() as u64,
+            "projection rows forgotten"
+        );
+        let done = self.fold_locked(false).await?;
+        if self.state.read().map_err(|_| poisoned())?.search.is_some() {
+            self.reindex_all()?;
+        }
         Ok(CatchUp {
             seconds: started.elapsed().as_secs_f64(),
             ..done
@@ -352,10 +547,13 @@ impl ReadSide {
                 _ => vec![],
             });
         }
+        let search = st.search.as_ref().ok_or_else(|| {
+            AppError::Io("this read side was opened without a search index".into())
+        })?;
         Ok(if q.contains('@') {
-            st.search.by_email(b, q)
+            search.by_email(b, q)
         } else {
-            st.search.by_name_prefix(b, q, limit)
+            search.by_name_prefix(b, q, limit)
         }
         .into_iter()
         .take(limit)

@@ -27,6 +27,37 @@ pub struct SearchIndex {
     keys: HashMap<CustomerId, Keys>,
 }
 
+/// One customer's index keys, computed apart from the index (see
+/// [`SearchIndex::from_entries`]) so that many can be computed in parallel.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    customer: CustomerId,
+    keys: Keys,
+}
+
+impl Entry {
+    /// The keys of `c` with this profile, for these broadcasters: its normalised
+    /// email, and its first, last, full and reversed full names.
+    pub fn new(c: CustomerId, profile: &Profile, broadcasters: &[BroadcasterId]) -> Self {
+        let first = normalize_name(&profile.first_name);
+        let last = normalize_name(&profile.last_name);
+        let full = normalize_name(&format!("{} {}", profile.first_name, profile.last_name));
+        let reversed = normalize_name(&format!("{} {}", profile.last_name, profile.first_name));
+        let mut names = vec![first, last, full, reversed];
+        names.retain(|n| !n.is_empty());
+        names.sort();
+        names.dedup();
+        Self {
+            customer: c,
+            keys: Keys {
+                email: normalize_email(&profile.email),
+                names,
+                broadcasters: broadcasters.to_vec(),
+            },
+        }
+    }
+}
+
 /// Where a search hit came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatchKind {
@@ -65,32 +96,43 @@ impl SearchIndex {
     /// Indexes (or re-indexes) a customer's current profile for its broadcasters.
     pub fn upsert(&mut self, c: CustomerId, profile: &Profile, broadcasters: &[BroadcasterId]) {
         self.remove(c);
-        let first = normalize_name(&profile.first_name);
-        let last = normalize_name(&profile.last_name);
-        let full = normalize_name(&format!("{} {}", profile.first_name, profile.last_name));
-        let reversed = normalize_name(&format!("{} {}", profile.last_name, profile.first_name));
-        let mut names = vec![first, last, full, reversed];
-        names.retain(|n| !n.is_empty());
-        names.sort();
-        names.dedup();
-        let email = normalize_email(&profile.email);
-        for b in broadcasters {
+        let Entry { customer, keys } = Entry::new(c, profile, broadcasters);
+        for b in &keys.broadcasters {
             self.emails
-                .entry((*b, email.clone()))
+                .entry((*b, keys.email.clone()))
                 .or_default()
-                .insert(c);
-            for n in &names {
-                self.names.insert((*b, n.clone(), c));
+                .insert(customer);
+            for n in &keys.names {
+                self.names.insert((*b, n.clone(), customer));
             }
         }
-        self.keys.insert(
-            c,
-            Keys {
-                email,
-                names,
-                broadcasters: broadcasters.to_vec(),
-            },
-        );
+        self.keys.insert(customer, keys);
+    }
+
+    /// Builds the index of many customers at once (one entry per customer): the
+    /// name keys are sorted once and bulk-loaded, instead of inserted one by one.
+    pub fn from_entries(entries: Vec<Entry>) -> Self {
+        let mut emails: HashMap<(BroadcasterId, String), BTreeSet<CustomerId>> =
+            HashMap::with_capacity(entries.len());
+        let mut names = Vec::with_capacity(entries.len() * 4);
+        let mut keys = HashMap::with_capacity(entries.len());
+        for Entry { customer, keys: k } in entries {
+            for b in &k.broadcasters {
+                emails
+                    .entry((*b, k.email.clone()))
+                    .or_default()
+                    .insert(customer);
+                names.extend(k.names.iter().map(|n| (*b, n.clone(), customer)));
+            }
+            keys.insert(customer, k);
+        }
+        names.sort_unstable();
+        Self {
+            emails,
+            // From a sorted iterator, a BTreeSet is built in one pass.
+            names: names.into_iter().collect(),
+            keys,
+        }
     }
 
     /// Customers of `b` whose email is exactly `q` (case-insensitive).
@@ -157,6 +199,17 @@ mod tests {
         assert_eq!(ix.by_name_prefix(b2, "emile", 10), vec![emile]);
         assert_eq!(ix.by_name_prefix(b2, "dabro", 10), vec![emile]);
         assert!(ix.by_name_prefix(b2, "zoe", 10).is_empty());
+        let bulk = SearchIndex::from_entries(vec![
+            Entry::new(zoe, &profile("Zoë", "Nørgaard", "Zoe.N@Example.com"), &[b1]),
+            Entry::new(
+                emile,
+                &profile("Émile", "Dąbrowski", "emile@example.com"),
+                &[b1, b2],
+            ),
+        ]);
+        assert_eq!(bulk.names, ix.names, "bulk build and upserts agree");
+        assert_eq!(bulk.emails, ix.emails);
+        assert_eq!(bulk.len(), 2);
         ix.remove(zoe);
         assert!(ix.by_email(b1, "zoe.n@example.com").is_empty());
         assert!(ix.by_name_prefix(b1, "zo", 10).is_empty());

@@ -9,7 +9,9 @@ use ledger_app::read::ReadSide;
 use ledger_app::{demo, Ledger};
 use ledger_crypto::{Kek, Keyring, SqliteKeyStore};
 use ledger_projections::{RevenueFilter, ViewStore};
-use ledger_store::EventStore;
+use ledger_store::{
+    AppendRequest, AppendResult, EventStore, Position, RecordedEvent, StoreError, Version,
+};
 use ledger_store_sqlite::{SqliteStore, SqliteViewStore};
 use ledger_types::RequestId;
 
@@ -133,4 +135,118 @@ async fn search_finds_by_email_and_accent_free_name_prefix_and_an_erased_custome
     assert!(rs.search(b, &profile.email, 10).unwrap().is_empty());
     assert!(!rs.search(b, &folded, 1000).unwrap().contains(&c));
     assert_eq!(rs.search(b, &c.to_string(), 10).unwrap(), vec![c]);
+}
+
+/// A backend whose `read_all` hands out at most `max` records per call, and can
+/// leave one position out (a store that does not check contiguity itself).
+struct Pages {
+    inner: Arc<dyn EventStore>,
+    max: usize,
+    skip: Option<Position>,
+}
+
+#[async_trait::async_trait]
+impl EventStore for Pages {
+    async fn append(&self, r: AppendRequest) -> Result<AppendResult, StoreError> {
+        self.inner.append(r).await
+    }
+    async fn append_batch(&self, r: Vec<AppendRequest>) -> Result<Vec<AppendResult>, StoreError> {
+        self.inner.append_batch(r).await
+    }
+    async fn read_stream(&self, s: &str, v: Version) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_stream(s, v).await
+    }
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut page = self.inner.read_all(after, limit.min(self.max)).await?;
+        page.retain(|r| Some(r.position) != self.skip);
+        Ok(page)
+    }
+    async fn head(&self) -> Result<Position, StoreError> {
+        self.inner.head().await
+    }
+    async fn wait_for_head(
+        &self,
+        after: Position,
+        timeout: std::time::Duration,
+    ) -> Result<Position, StoreError> {
+        self.inner.wait_for_head(after, timeout).await
+    }
+}
+
+async fn unindexed(
+    f: &Fixture,
+    store: Pages,
+    file: &str,
+) -> Result<ReadSide, ledger_app::AppError> {
+    let views: Arc<dyn ViewStore> =
+        Arc::new(SqliteViewStore::open(&f.views_path.with_file_name(file)).unwrap());
+    let open = ReadSide::open_unindexed(Arc::new(store), f.ledger.keyring().clone(), views);
+    tokio::time::timeout(std::time::Duration::from_secs(60), open)
+        .await
+        .expect("reading the log ends")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_ahead_over_many_pages_gives_the_same_model_even_when_pages_come_back_short() {
+    // About 33,000 events: four pages of 10,000 read ahead.
+    let f = fixture(3_000).await;
+    assert!(f.summary.events > 30_000, "{}", f.summary.events);
+    let reference = read_side(&f, &f.views_path).await;
+    let all = RevenueFilter::all();
+    for (max, file) in [
+        (usize::MAX, "views-full.sqlite"),
+        (7_001, "views-short.sqlite"),
+    ] {
+        let store = Pages {
+            inner: f.ledger.store().clone(),
+            max,
+            skip: None,
+        };
+        let rs = unindexed(&f, store, file).await.unwrap();
+        reference
+            .with_model(|a| {
+                rs.with_model(|b| {
+                    assert_eq!(b.customers.position(), f.summary.events as u64);
+                    assert_eq!(a.customers.len(), b.customers.len());
+                    for v in a.customers.iter() {
+                        assert_eq!(Some(v), b.customers.get(v.customer_id));
+                    }
+                    assert_eq!(
+                        a.revenue.canonical_bytes(&all),
+                        b.revenue.canonical_bytes(&all)
+                    );
+                })
+                .unwrap()
+            })
+            .unwrap();
+        // Without an index, search by id works and by email refuses.
+        let (b, c) = f.summary.samples.erasable[0];
+        assert_eq!(rs.search(b, &c.to_string(), 10).unwrap(), vec![c]);
+        assert!(rs.search(b, "someone@example.com", 10).is_err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_position_missing_from_the_log_is_an_integrity_error_not_a_hang() {
+    let f = fixture(1_500).await;
+    for skip in [1, 10_001, 12_345] {
+        let store = Pages {
+            inner: f.ledger.store().clone(),
+            max: usize::MAX,
+            skip: Some(skip),
+        };
+        match unindexed(&f, store, &format!("views-gap-{skip}.sqlite")).await {
+            Err(ledger_app::AppError::Store(StoreError::Integrity { position, .. })) => {
+                assert_eq!(position, skip)
+            }
+            other => panic!(
+                "expected an integrity error at {skip}, got {:?}",
+                other.err()
+            ),
+        }
+    }
 }

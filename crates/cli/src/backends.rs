@@ -189,9 +189,20 @@ impl Backends {
         Ok(ledger)
     }
 
-    /// The read side, caught up with the log.
+    /// The read side, caught up with the log, with its search index (for `serve`).
     pub async fn read_side(&self) -> Result<ReadSide> {
         Ok(ReadSide::open(
+            self.events.clone(),
+            self.keyring.clone(),
+            self.views.clone(),
+        )
+        .await?)
+    }
+
+    /// The read side, caught up with the log, without a search index: for the
+    /// operator's commands, which never search and so need not open every profile.
+    pub async fn report_side(&self) -> Result<ReadSide> {
+        Ok(ReadSide::open_unindexed(
             self.events.clone(),
             self.keyring.clone(),
             self.views.clone(),

@@ -258,7 +258,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let ledger = backends.ledger(true).await?;
             match ledger.anonymize(b, c, r).await {
                 Ok(receipt) => {
-                    let read = backends.read_side().await?;
+                    let read = backends.report_side().await?;
                     let record = read.erasure(c)?;
                     if json {
                         let mut v = serde_json::to_value(&receipt)?;
@@ -372,7 +372,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .transpose()?;
             let backends = open().await?;
             let ledger = backends.ledger(false).await?;
-            let read = match backends.read_side().await {
+            let read = match backends.report_side().await {
                 Ok(r) => Some(r),
                 Err(e) => {
                     eprintln!("warning: the projections could not be opened, so they are not compared: {e:#}");
@@ -441,7 +441,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let backends = open().await?;
             // Finishes any interrupted erasure before reading.
             backends.ledger(true).await?;
-            let read = backends.read_side().await?;
+            let read = backends.report_side().await?;
             let report = read.revenue(&filter)?;
             if digest {
                 println!("{}", report.digest);
@@ -502,7 +502,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let backends = open().await?;
             // Finishes any interrupted erasure before reading.
             backends.ledger(true).await?;
-            let read = backends.read_side().await?;
+            let read = backends.report_side().await?;
             let list = read.erasures(b)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -549,7 +549,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let backends = open().await?;
             // Finishes any interrupted erasure before reading.
             backends.ledger(true).await?;
-            let read = backends.read_side().await?;
+            let read = backends.report_side().await?;
             let done = read.rebuild(name.as_deref()).await?;
             println!(
                 "rebuilt {} from zero: {} events in {:.2}s ({:.0} events/s), now at position {}",

@@ -3,6 +3,8 @@
 //! ([`ViewStore`]). This crate defines the port and does no I/O itself; backends
 //! (e.g. `store-sqlite`'s view store) implement it.
 
+use std::sync::Arc;
+
 use ledger_types::CustomerId;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -33,8 +35,8 @@ pub struct Positions {
 /// ahead of (or behind) the rows it covers.
 #[derive(Debug, Clone, Default)]
 pub struct Changes {
-    /// Changed customer views, sorted by id.
-    pub customers: Vec<CustomerView>,
+    /// Changed customer views, sorted by id (shared with the model, not copied).
+    pub customers: Vec<Arc<CustomerView>>,
     /// Changed revenue rows, in key order.
     pub revenue: Vec<(RevenueKey, RevenueTotals)>,
     /// New erasure records, sorted by customer id.
@@ -55,7 +57,7 @@ impl Changes {
         Changes {
             customers: ids
                 .iter()
-                .filter_map(|id| model.customers.get(*id).cloned())
+                .filter_map(|id| model.customers.get_shared(*id))
                 .collect(),
             revenue: model
                 .revenue

@@ -2,6 +2,7 @@
 //! customer, and the tombstone an erasure leaves.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use ledger_events::{
     CustomerEvent, CustomerRegistered, DomainEvent, Personal, Profile, ProfilePatch,
@@ -258,9 +259,11 @@ pub struct CustomerViews {
     dirty: Vec<CustomerId>,
 }
 
+/// A view is shared with the [`Changes`](crate::Changes) being saved (no copy per
+/// save); folding into a view still being saved copies it first.
 #[derive(Debug)]
 struct Slot {
-    view: CustomerView,
+    view: Arc<CustomerView>,
     dirty: bool,
 }
 
@@ -293,7 +296,7 @@ impl CustomerViews {
         if let CustomerEvent::Registered(r) = event {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.views.entry(*id) {
                 slot.insert(Slot {
-                    view: CustomerView::registered(*id, r, e.event_id),
+                    view: Arc::new(CustomerView::registered(*id, r, e.event_id)),
                     dirty: true,
                 });
                 self.dirty.push(*id);
@@ -301,7 +304,7 @@ impl CustomerViews {
             return;
         }
         if let Some(slot) = self.views.get_mut(id) {
-            slot.view.apply(e.position, e.event_id, event);
+            Arc::make_mut(&mut slot.view).apply(e.position, e.event_id, event);
             if !slot.dirty {
                 slot.dirty = true;
                 self.dirty.push(*id);
@@ -310,12 +313,17 @@ impl CustomerViews {
     }
 
     pub fn get(&self, id: CustomerId) -> Option<&CustomerView> {
-        self.views.get(&id).map(|s| &s.view)
+        self.views.get(&id).map(|s| &*s.view)
+    }
+
+    /// The view of `id`, shared (for saving it while folding goes on).
+    pub fn get_shared(&self, id: CustomerId) -> Option<Arc<CustomerView>> {
+        self.views.get(&id).map(|s| s.view.clone())
     }
 
     /// Every view, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &CustomerView> {
-        self.views.values().map(|s| &s.view)
+        self.views.values().map(|s| &*s.view)
     }
 
     /// Puts a persisted view back (when loading rows at start). Not marked dirty.
@@ -324,7 +332,7 @@ impl CustomerViews {
         if let Some(old) = self.views.insert(
             id,
             Slot {
-                view: v,
+                view: Arc::new(v),
                 dirty: false,
             },
         ) {

@@ -423,7 +423,7 @@ impl ViewStore for PgViewStore {
         let view_texts = changes
             .customers
             .iter()
-            .map(json)
+            .map(|v| json(&**v))
             .collect::<Result<Vec<_>, _>>()?;
         let er_ids: Vec<Uuid> = changes
             .erasures

@@ -7,9 +7,12 @@
 //! overwrites the sealed blocks a tombstone drops whenever their page is written
 //! anyway (no extra I/O); they are ciphertext under a destroyed key in any case.
 //! `synchronous = NORMAL`: projections are derived data; a lost last transaction is
-//! folded again from the log at the next start. Views and receipts (about 1-2 KiB of
-//! JSON each) live in ordinary rowid tables: `WITHOUT ROWID` would push rows that
-//! large into overflow pages and triple the file.
+//! folded again from the log at the next start. The WAL is checkpointed every
+//! 32,768 pages (128 MiB): a rebuild rewrites every view, and fewer checkpoints
+//! copy a page rewritten several times fewer times (a rebuild of 1.1M events took
+//! about 5% longer with 8,192). Views and receipts (about 1-2 KiB of JSON each)
+//! live in ordinary rowid tables: `WITHOUT ROWID` would push rows that large into
+//! overflow pages and triple the file.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -25,7 +28,7 @@ const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
     PRAGMA synchronous = NORMAL;
     PRAGMA secure_delete = FAST;
-    PRAGMA wal_autocheckpoint = 8192;
+    PRAGMA wal_autocheckpoint = 32768;
     CREATE TABLE IF NOT EXISTS checkpoints (
         name TEXT PRIMARY KEY,
         position INTEGER NOT NULL
@@ -164,7 +167,7 @@ impl ViewStore for SqliteViewStore {
                 )
                 .map_err(err)?;
             for v in &changes.customers {
-                let text = serde_json::to_string(v)
+                let text = serde_json::to_string(&**v)
                     .map_err(|_| ViewStoreError::Backend("a view could not be encoded".into()))?;
                 put_view
                     .execute(params![v.customer_id.to_string(), text])
