@@ -18,7 +18,7 @@ use utoipa::IntoParams;
 use crate::auth::Tenant;
 use crate::dto::{
     CustomerPage, CustomerSummaryDto, Document, RecordLoginRequest, RegisterCustomerRequest,
-    UpdateProfileRequest, WriteResult,
+    SearchRequest, UpdateProfileRequest, WriteResult,
 };
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::{erasure, parse_id, SharedState};
@@ -26,6 +26,7 @@ use crate::{erasure, parse_id, SharedState};
 pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/v1/customers", post(register).get(search))
+        .route("/v1/customers/search", post(search_by_body))
         .route(
             "/v1/customers/{id}",
             get(summary)
@@ -124,7 +125,8 @@ fn encode_cursor(offset: usize) -> String {
     URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
 }
 
-/// Search the calling broadcaster's customers.
+/// Search the calling broadcaster's customers. The query ends up in the URL, and
+/// so in any proxy's access log: prefer `POST /v1/customers/search`.
 #[utoipa::path(get, path = "/v1/customers", tag = "customers",
     params(SearchQuery),
     responses(
@@ -139,30 +141,70 @@ pub async fn search(
     tenant: Tenant,
     ApiQuery(query): ApiQuery<SearchQuery>,
 ) -> Result<Json<CustomerPage>, ApiError> {
-    let q = query.q.as_deref().map(str::trim).unwrap_or("");
+    let limit = query
+        .limit
+        .as_deref()
+        .map(|l| l.parse::<u64>().map_err(|_| bad_limit()))
+        .transpose()?;
+    search_page(
+        &state,
+        tenant,
+        query.q.as_deref(),
+        limit,
+        query.cursor.as_deref(),
+    )
+}
+
+/// Search the calling broadcaster's customers, the query in the body (it never
+/// appears in a URL or a log).
+#[utoipa::path(post, path = "/v1/customers/search", tag = "customers",
+    request_body = SearchRequest,
+    responses(
+        (status = 200, description = "One page of matching customers", body = CustomerPage),
+        (status = 400, description = "Missing query, bad pagination or invalid body", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[instrument(skip(state, body), fields(broadcaster = %tenant.0))]
+pub async fn search_by_body(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+    tenant: Tenant,
+    ApiJson(body): ApiJson<SearchRequest>,
+) -> Result<Json<CustomerPage>, ApiError> {
+    search_page(
+        &state,
+        tenant,
+        Some(&body.q),
+        body.limit,
+        body.cursor.as_deref(),
+    )
+}
+
+fn bad_limit() -> ApiError {
+    ApiError::invalid_pagination("limit must be an integer from 1 to 100")
+}
+
+/// One page of a search, whichever way it was asked.
+fn search_page(
+    state: &SharedState,
+    tenant: Tenant,
+    q: Option<&str>,
+    limit: Option<u64>,
+    cursor: Option<&str>,
+) -> Result<Json<CustomerPage>, ApiError> {
+    let q = q.map(str::trim).unwrap_or("");
     if q.is_empty() {
         return Err(ApiError::invalid_input("q", "must not be empty"));
     }
     if q.chars().count() > 254 {
         return Err(ApiError::invalid_input("q", "longer than 254 characters"));
     }
-    let limit = match query.limit.as_deref() {
+    let limit = match limit {
         None => 20,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid_pagination(
-                    "limit must be an integer from 1 to 100",
-                ))
-            }
-        },
+        Some(n) if (1..=MAX_LIMIT as u64).contains(&n) => n as usize,
+        Some(_) => return Err(bad_limit()),
     };
-    let offset = query
-        .cursor
-        .as_deref()
-        .map(decode_cursor)
-        .transpose()?
-        .unwrap_or(0);
+    let offset = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
     let ids = state.read.search(tenant.0, q, offset + limit + 1)?;
     let more = ids.len() > offset + limit;
     let mut items = Vec::with_capacity(limit);

@@ -221,6 +221,7 @@ pub struct ProfileDto {
 }
 
 redacted_debug!(ProfileDto);
+redacted_debug!(SearchRequest);
 
 impl From<&Profile> for ProfileDto {
     fn from(p: &Profile) -> Self {
@@ -340,6 +341,20 @@ impl CustomerSummaryDto {
             }),
         }
     }
+}
+
+/// A search sent in the body, so that the query (often an email address or a name)
+/// stays out of URLs, and with them out of proxy logs and browser history. Its
+/// `Debug` is redacted: the query is personal data.
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// A customer id, an email address (exact, case-insensitive) or a name prefix.
+    pub q: String,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

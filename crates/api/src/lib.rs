@@ -284,7 +284,8 @@ impl Modify for Security {
         license(name = "Apache-2.0")
     ),
     paths(
-        customers::register, customers::summary, customers::search, customers::update_profile,
+        customers::register, customers::summary, customers::search, customers::search_by_body,
+        customers::update_profile,
         customers::record_login, customers::export,
         billing::list_subscriptions, billing::start_subscription, billing::terminate_subscription,
         billing::capture_payment, billing::refund_payment,
@@ -297,7 +298,7 @@ impl Modify for Security {
     components(schemas(
         ErrorBody, WriteResult, CustomerSummaryDto, CustomerPage, ProfileDto, AnswerDto,
         SubscriptionDto, SubscriptionList, CurrencyTotalsDto, TombstoneDto,
-        RegisterCustomerRequest, UpdateProfileRequest, RecordLoginRequest,
+        RegisterCustomerRequest, UpdateProfileRequest, RecordLoginRequest, SearchRequest,
         StartSubscriptionRequest, CapturePaymentRequest, RefundPaymentRequest, MoneyDto,
         ErasurePreview, BlockerDto, ReceiptDto, ErasureList, ErasureRecordDto,
         RevenueResponse, RevenueRow, CreateBroadcasterRequest, BroadcasterDto,

@@ -280,6 +280,7 @@ async fn customers_register_read_update_login_search() {
     for (m, p) in [
         (Method::GET, format!("/v1/customers/{c}")),
         (Method::GET, "/v1/customers?q=a".into()),
+        (Method::POST, "/v1/customers/search".into()),
         (Method::PATCH, format!("/v1/customers/{c}")),
         (Method::POST, format!("/v1/customers/{c}/logins")),
         (Method::POST, "/v1/customers".into()),
@@ -360,6 +361,56 @@ async fn customers_register_read_update_login_search() {
         (r.status, r.body["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("INVALID_QUERY"))
     );
+    // The same search with the query in the body, so that it is in no URL.
+    let r = h
+        .post(
+            "/v1/customers/search",
+            &h.a,
+            json!({"q": "ZED3@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    let (mut seen_ids, mut cursor) = (Vec::new(), None::<String>);
+    loop {
+        let body = match &cursor {
+            None => json!({"q": "quill", "limit": 2}),
+            Some(c) => json!({"q": "quill", "limit": 2, "cursor": c}),
+        };
+        let r = h.post("/v1/customers/search", &h.a, body).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let items = r.body["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen_ids.extend(
+            items
+                .iter()
+                .map(|i| i["customer_id"].as_str().unwrap().to_owned()),
+        );
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    seen_ids.sort();
+    seen_ids.dedup();
+    assert_eq!(seen_ids.len(), 5, "paging by body returns every match once");
+    for (body, code) in [
+        (json!({"q": "quill", "limit": 0}), "INVALID_PAGINATION"),
+        (json!({"q": "quill", "limit": 101}), "INVALID_PAGINATION"),
+        (
+            json!({"q": "quill", "cursor": "garbage"}),
+            "INVALID_PAGINATION",
+        ),
+        (json!({"q": "  "}), "INVALID_INPUT"),
+        (json!({"q": "quill", "sort": "name"}), "UNKNOWN_FIELD"),
+    ] {
+        let r = h.post("/v1/customers/search", &h.a, body.clone()).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{body}"
+        );
+    }
     // Export (right of access).
     let r = h.get(&format!("/v1/customers/{c}/export"), &h.a).await;
     assert_eq!(r.status, StatusCode::OK);

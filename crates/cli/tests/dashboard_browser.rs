@@ -590,6 +590,19 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
     search(&c, &active.email).await;
     assert_eq!(text_of(&c, "#search-status").await, "1 customer found.");
     shots.take(&c, "search-by-email").await;
+    // The email searched for is in no URL the page fetched (it goes in the body).
+    let urls = js(
+        &c,
+        "return performance.getEntriesByType('resource').map(e => e.name).join('\\n');",
+    )
+    .await;
+    let urls = urls.as_str().unwrap_or_default();
+    assert!(urls.contains("/v1/customers/search"), "{urls}");
+    let encoded = active.email.replace('@', "%40");
+    assert!(
+        !urls.contains(&active.email) && !urls.contains(&encoded) && !urls.contains("?q="),
+        "{urls}"
+    );
     open_result(&c, &active.id).await;
     let body = text_of(&c, "#summary-body").await;
     assert!(body.contains(&active.email), "identity shown");

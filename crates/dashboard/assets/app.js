@@ -146,6 +146,7 @@
     }
     const headers = { Accept: 'application/json', Authorization: 'Bearer ' + (o.key || state.key) };
     if (o.idempotencyKey) headers['Idempotency-Key'] = o.idempotencyKey;
+    if (o.body !== undefined) headers['Content-Type'] = 'application/json';
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
     let res;
@@ -153,6 +154,7 @@
       res = await fetch(url, {
         method,
         headers,
+        body: o.body === undefined ? undefined : JSON.stringify(o.body),
         cache: 'no-store',
         credentials: 'omit',
         referrerPolicy: 'no-referrer',
@@ -312,9 +314,10 @@
     status.textContent = 'Searching…';
     $('accounts').setAttribute('aria-busy', 'true');
     try {
-      const page = await api('GET', '/v1/customers', {
-        query: { q: s.q, limit: String(PAGE_SIZE), cursor: s.cursors[s.page] },
-      });
+      // The query (an email or a name) goes in the body: never in a URL.
+      const body = { q: s.q, limit: PAGE_SIZE };
+      if (s.cursors[s.page]) body.cursor = s.cursors[s.page];
+      const page = await api('POST', '/v1/customers/search', { body });
       s.next = page.next_cursor || null;
       renderResults(page.items || []);
       hideBanner();

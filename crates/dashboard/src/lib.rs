@@ -20,8 +20,9 @@
 //! # What it must not do
 //!
 //! Put personal data in a URL the browser shows or keeps (history, bookmarks,
-//! `Referer`): the page never changes its own address. Search is a `GET /v1/customers?q=`
-//! fetch, the one residual exception (see ADR 0009). It never writes to the console.
+//! `Referer`): the page never changes its own address, and searches with
+//! `POST /v1/customers/search`, the query in the body (see ADR 0009). It never
+//! writes to the console.
 
 use std::sync::OnceLock;
 
