@@ -43,6 +43,29 @@ async fn fixture(customers: usize) -> Fixture {
     }
 }
 
+/// The same views, revenue (canonical bytes) and erasure receipts.
+fn assert_same_model(a: &ReadSide, b: &ReadSide) {
+    let all = RevenueFilter::all();
+    a.with_model(|a| {
+        b.with_model(|b| {
+            assert_eq!(a.customers.len(), b.customers.len());
+            for v in a.customers.iter() {
+                assert_eq!(Some(v), b.customers.get(v.customer_id));
+            }
+            assert_eq!(
+                a.revenue.canonical_bytes(&all),
+                b.revenue.canonical_bytes(&all)
+            );
+            assert_eq!(
+                a.erasures.iter().collect::<Vec<_>>(),
+                b.erasures.iter().collect::<Vec<_>>()
+            );
+        })
+        .unwrap()
+    })
+    .unwrap();
+}
+
 async fn read_side(f: &Fixture, path: &std::path::Path) -> ReadSide {
     let views: Arc<dyn ViewStore> = Arc::new(SqliteViewStore::open(path).unwrap());
     ReadSide::open(f.ledger.store().clone(), f.ledger.keyring().clone(), views)
@@ -78,25 +101,7 @@ async fn projections_built_live_equal_a_rebuild_from_zero_and_erasure_keeps_reve
     let reopened = read_side(&f, &f.views_path).await;
     reopened.rebuild(None).await.unwrap();
     for other in [&fresh, &reopened] {
-        live.with_model(|a| {
-            other
-                .with_model(|b| {
-                    assert_eq!(a.customers.len(), b.customers.len());
-                    for v in a.customers.iter() {
-                        assert_eq!(Some(v), b.customers.get(v.customer_id));
-                    }
-                    assert_eq!(
-                        a.revenue.canonical_bytes(&all),
-                        b.revenue.canonical_bytes(&all)
-                    );
-                    assert_eq!(
-                        a.erasures.iter().collect::<Vec<_>>(),
-                        b.erasures.iter().collect::<Vec<_>>()
-                    );
-                })
-                .unwrap()
-        })
-        .unwrap();
+        assert_same_model(&live, other);
     }
     // Tombstones stay tombstones after the rebuild.
     for (b, c) in &erasable {
@@ -196,7 +201,6 @@ async fn reading_ahead_over_many_pages_gives_the_same_model_even_when_pages_come
     let f = fixture(3_000).await;
     assert!(f.summary.events > 30_000, "{}", f.summary.events);
     let reference = read_side(&f, &f.views_path).await;
-    let all = RevenueFilter::all();
     for (max, file) in [
         (usize::MAX, "views-full.sqlite"),
         (7_001, "views-short.sqlite"),
@@ -207,22 +211,9 @@ async fn reading_ahead_over_many_pages_gives_the_same_model_even_when_pages_come
             skip: None,
         };
         let rs = unindexed(&f, store, file).await.unwrap();
-        reference
-            .with_model(|a| {
-                rs.with_model(|b| {
-                    assert_eq!(b.customers.position(), f.summary.events as u64);
-                    assert_eq!(a.customers.len(), b.customers.len());
-                    for v in a.customers.iter() {
-                        assert_eq!(Some(v), b.customers.get(v.customer_id));
-                    }
-                    assert_eq!(
-                        a.revenue.canonical_bytes(&all),
-                        b.revenue.canonical_bytes(&all)
-                    );
-                })
-                .unwrap()
-            })
-            .unwrap();
+        let position = rs.with_model(|m| m.customers.position()).unwrap();
+        assert_eq!(position, f.summary.events as u64);
+        assert_same_model(&reference, &rs);
         // Without an index, search by id works and by email refuses.
         let (b, c) = f.summary.samples.erasable[0];
         assert_eq!(rs.search(b, &c.to_string(), 10).unwrap(), vec![c]);
