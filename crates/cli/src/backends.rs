@@ -69,6 +69,8 @@ impl StoreKind {
 #[derive(Debug)]
 pub struct Backends {
     pub events: Arc<dyn EventStore>,
+    /// The key store behind `keyring` (for KEK rotation).
+    pub keys: Arc<dyn KeyStore>,
     pub keyring: Arc<Keyring>,
     views: Arc<dyn ViewStore>,
     sqlite: Option<Arc<SqliteStore>>,
@@ -118,8 +120,13 @@ impl Closer {
     }
 }
 
-fn load_kek(data: &Path, kek_file: Option<&Path>) -> Result<Kek> {
-    let kek_path = kek_file.map_or_else(|| data.join("kek.hex"), Path::to_path_buf);
+/// The KEK file used when neither `LEDGER_KEK` nor `--kek-file` is given.
+pub fn default_kek_file(data: &Path) -> PathBuf {
+    data.join("kek.hex")
+}
+
+pub fn load_kek(data: &Path, kek_file: Option<&Path>) -> Result<Kek> {
+    let kek_path = kek_file.map_or_else(|| default_kek_file(data), Path::to_path_buf);
     let (kek, source) = Kek::load_or_create("LEDGER_KEK", &kek_path)?;
     if let KekSource::Created(p) = &source {
         eprintln!(
@@ -163,6 +170,9 @@ impl Backends {
                 Arc::new(ledger_store_postgres::PgViewStore::connect(url)?),
             ),
         };
+        // A wrong KEK (or the old one after a rotation) stops here, not on every
+        // personal field later.
+        ledger_crypto::check_kek(&*keys, &kek)?;
         let (sqlite, postgres) = match closer {
             Closer::Sqlite(s) => (Some(s), None),
             Closer::Postgres(p) => (None, Some(p)),
@@ -170,6 +180,7 @@ impl Backends {
         };
         Ok(Self {
             events,
+            keys: keys.clone(),
             keyring: Arc::new(Keyring::new(kek, keys)),
             views,
             sqlite,

@@ -134,6 +134,25 @@ enum Command {
         #[command(subcommand)]
         command: serve::ApiKeyCommand,
     },
+    /// The key-encryption key (operator command; stop the service first).
+    Kek {
+        #[command(subcommand)]
+        command: KekCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KekCommand {
+    /// Re-wrap every customer's data key with a new key-encryption key, in one
+    /// transaction, and scrub the old wrapped keys from the key store. The current
+    /// KEK comes from LEDGER_KEK, --kek-file or DATA/kek.hex as usual; DATA/kek.hex
+    /// is replaced by the new key when it was the one in use. Sealed data does not
+    /// change. Stop `ledger serve` first.
+    Rotate {
+        /// File holding the new KEK as 64 hex characters (e.g. `openssl rand -hex 32`).
+        #[arg(long)]
+        new_kek_file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -567,6 +586,40 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Serve(args) => serve::run(args, &cli.data, kek_file, store, state_store).await,
         Command::ApiKey { command } => serve::api_key(command, &cli.data, store).await,
+        Command::Kek {
+            command: KekCommand::Rotate { new_kek_file },
+        } => {
+            let new = std::fs::read_to_string(&new_kek_file)
+                .map_err(|e| anyhow::anyhow!("cannot read --new-kek-file: {}", e.kind()))
+                .and_then(|t| Ok(ledger_crypto::Kek::from_hex(&t)?))?;
+            // Opening checks that the current KEK opens the stored keys.
+            let backends = open().await?;
+            let old = backends::load_kek(&cli.data, kek_file)?;
+            let done = ledger_crypto::rotate_kek(&*backends.keys, &old, &new)?;
+            backends.close().await;
+            println!(
+                "re-wrapped {} data keys with the new key-encryption key ({} already were)",
+                done.rewrapped, done.already_new
+            );
+            if std::env::var_os("LEDGER_KEK").is_none() && kek_file.is_none() {
+                let file = backends::default_kek_file(&cli.data);
+                new.replace_file(&file).with_context(|| {
+                    format!(
+                        "the keys are re-wrapped, but {} could not be replaced: copy the new key file there",
+                        file.display()
+                    )
+                })?;
+                println!(
+                    "{} now holds the new key; back it up apart from the data folder",
+                    file.display()
+                );
+            } else {
+                println!(
+                    "start ledger with the new key from now on (LEDGER_KEK or --kek-file); the old one opens nothing"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -14,7 +16,7 @@ use ledger_types::CustomerId;
 use rand::RngCore;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::keystore::WrappedKey;
+use crate::keystore::{KeyState, KeyStore, WrappedKey};
 use crate::seal::DataKey;
 use crate::CryptoError;
 
@@ -28,7 +30,7 @@ pub enum KekSource {
     Created(PathBuf),
 }
 
-#[derive(Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct Kek([u8; 32]);
 
 impl std::fmt::Debug for Kek {
@@ -73,6 +75,26 @@ impl Kek {
         write_private(file, hexed.as_bytes())
             .map_err(|e| CryptoError::KekIo(e.kind().to_string()))?;
         Ok((kek, KekSource::Created(file.to_owned())))
+    }
+
+    /// Replaces `file` with this KEK (hex, mode 0600): written to a new file
+    /// beside it, synced, then renamed over it, so the file always holds one whole
+    /// key. Used by KEK rotation when the KEK lives in the data folder.
+    pub fn replace_file(&self, file: &Path) -> Result<(), CryptoError> {
+        let io = |e: std::io::Error| CryptoError::KekIo(e.kind().to_string());
+        let tmp = file.with_extension("hex.new");
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        let hexed = Zeroizing::new(hex::encode(self.0));
+        write_private(&tmp, hexed.as_bytes()).map_err(io)?;
+        fs::rename(&tmp, file).map_err(io)?;
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -180,4 +202,55 @@ mod tests {
         assert!(!err.contains("zz"));
         assert!(Kek::from_hex(&"ab".repeat(31)).is_err());
     }
+}
+
+/// What [`rotate_kek`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// Keys unwrapped with the old KEK and wrapped with the new one.
+    pub rewrapped: usize,
+    /// Keys the new KEK already opened (left as they were).
+    pub already_new: usize,
+}
+
+/// Re-wraps every data key in `keys` from `old` to `new` in one transaction of the
+/// key store, then scrubs the old wrapped values from its files. A key that `old`
+/// does not open but `new` does is left as it is (a rotation run again after an
+/// interruption); a key neither opens fails the rotation and nothing changes. Data
+/// keys themselves stay the same, so no sealed block changes. Run it with the
+/// service stopped: a running process would go on wrapping new keys with `old`.
+pub fn rotate_kek(keys: &dyn KeyStore, old: &Kek, new: &Kek) -> Result<Rotation, CryptoError> {
+    if old.0 == new.0 {
+        return Err(CryptoError::BadKek(
+            "the new key-encryption key is the old one",
+        ));
+    }
+    let already = Arc::new(AtomicUsize::new(0));
+    let (o, n, a) = (old.clone(), new.clone(), already.clone());
+    let total = keys.rewrap_all(Box::new(move |c, w| match o.unwrap_key(c, w) {
+        Ok(key) => Ok(n.wrap(c, &key)),
+        Err(_) => {
+            n.unwrap_key(c, w).map_err(|_| CryptoError::WrongKek(c))?;
+            a.fetch_add(1, Ordering::Relaxed);
+            Ok(w.clone())
+        }
+    }))?;
+    let already_new = already.load(Ordering::Relaxed);
+    Ok(Rotation {
+        rewrapped: total - already_new,
+        already_new,
+    })
+}
+
+/// Checks that `kek` opens a stored data key (any one), so that a process started
+/// with the wrong KEK, or with the old one after a rotation, stops at once instead
+/// of failing on every personal field later. An empty key store passes.
+pub fn check_kek(keys: &dyn KeyStore, kek: &Kek) -> Result<(), CryptoError> {
+    for c in keys.active_ids()?.into_iter().take(1) {
+        if let KeyState::Active(w) = keys.get(c)? {
+            kek.unwrap_key(c, &w)
+                .map_err(|_| CryptoError::WrongKek(c))?;
+        }
+    }
+    Ok(())
 }

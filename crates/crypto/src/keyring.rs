@@ -148,7 +148,7 @@ impl Keyring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keystore::SqliteKeyStore;
+    use crate::keystore::{SqliteKeyStore, WrappedKey};
     use ledger_events::LoginData;
 
     fn keyring(dir: &std::path::Path) -> Keyring {
@@ -206,5 +206,72 @@ mod tests {
         kr.destroy(&[gone], Timestamp::now()).unwrap();
         assert!(!hit(w.as_bytes()), "the destroyed key is still in a file");
         assert!(matches!(kr.state(keep).unwrap(), KeyState::Active(_)));
+    }
+
+    #[test]
+    fn kek_rotation_rewraps_every_key_keeps_sealed_data_readable_and_scrubs_the_old_wraps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteKeyStore::open(&dir.path().join("keys.sqlite")).unwrap());
+        let old = Kek::generate();
+        let kr = Keyring::new(old.clone(), store.clone());
+        let customers: Vec<CustomerId> = (0..50).map(|_| CustomerId::new()).collect();
+        kr.ensure_keys(&customers).unwrap();
+        let e = EventId::new();
+        let login = LoginData {
+            ip: "198.51.100.7".into(),
+        };
+        let sealed: Vec<_> = customers
+            .iter()
+            .map(|c| kr.seal(*c, e, &login).unwrap())
+            .collect();
+        let old_wraps: Vec<WrappedKey> = customers
+            .iter()
+            .map(|c| match store.get(*c).unwrap() {
+                KeyState::Active(w) => w,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let new = Kek::generate();
+
+        // A KEK that opens nothing changes nothing.
+        let stranger = Kek::generate();
+        assert!(matches!(
+            crate::rotate_kek(&*store, &stranger, &new),
+            Err(CryptoError::WrongKek(_))
+        ));
+        assert!(matches!(
+            crate::rotate_kek(&*store, &old, &old),
+            Err(CryptoError::BadKek(_))
+        ));
+        assert_eq!(
+            store.get(customers[0]).unwrap(),
+            KeyState::Active(old_wraps[0].clone())
+        );
+
+        let done = crate::rotate_kek(&*store, &old, &new).unwrap();
+        assert_eq!((done.rewrapped, done.already_new), (50, 0));
+        crate::check_kek(&*store, &new).unwrap();
+        assert!(matches!(
+            crate::check_kek(&*store, &old),
+            Err(CryptoError::WrongKek(_))
+        ));
+        // The same data keys, so every sealed block opens under the new KEK.
+        let after = Keyring::new(new.clone(), store.clone());
+        for (c, s) in customers.iter().zip(&sealed) {
+            assert!(matches!(
+                after.open::<LoginData>(*c, e, s),
+                Ok(Opened::Open(l)) if l.ip == "198.51.100.7"
+            ));
+        }
+        // No file of the key store still holds a key wrapped with the old KEK.
+        for w in &old_wraps {
+            for f in std::fs::read_dir(dir.path()).unwrap() {
+                let bytes = std::fs::read(f.unwrap().path()).unwrap();
+                assert!(!bytes.windows(w.as_bytes().len()).any(|x| x == w.as_bytes()));
+            }
+        }
+        // Run again (say, after an interruption): nothing left to re-wrap.
+        let again = crate::rotate_kek(&*store, &old, &new).unwrap();
+        assert_eq!((again.rewrapped, again.already_new), (0, 50));
     }
 }

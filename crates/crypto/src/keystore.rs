@@ -43,6 +43,9 @@ pub enum KeyState {
     Missing,
 }
 
+/// Turns a stored wrapped key into its replacement (see [`KeyStore::rewrap_all`]).
+pub type Rewrap = Box<dyn Fn(CustomerId, &WrappedKey) -> Result<WrappedKey, CryptoError> + Send>;
+
 /// A store of wrapped data keys with real deletion.
 pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// Stores keys for customers that have none. For each customer returns the state
@@ -55,6 +58,11 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     fn destroy(&self, customers: &[CustomerId], at: Timestamp) -> Result<usize, CryptoError>;
     /// Ids of customers that still have a key.
     fn active_ids(&self) -> Result<Vec<CustomerId>, CryptoError>;
+    /// Replaces every stored wrapped key by `rewrap(customer, key)` in one
+    /// transaction: if one call fails, nothing changes. The replaced values are
+    /// then scrubbed from the store's files the way destroyed keys are. Returns how
+    /// many keys were replaced. For KEK rotation ([`crate::rotate_kek`]).
+    fn rewrap_all(&self, rewrap: Rewrap) -> Result<usize, CryptoError>;
 }
 
 fn db_err(e: rusqlite::Error) -> CryptoError {
@@ -171,17 +179,34 @@ impl KeyStore for SqliteKeyStore {
             .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
-        // Move the zeroed pages into the main file and empty the WAL, so no frame
-        // holding the old wrapped key survives in any file.
-        let busy: i64 = conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
-            .map_err(db_err)?;
-        if busy != 0 {
-            return Err(CryptoError::Store(
-                "WAL checkpoint after key destruction did not complete".into(),
-            ));
-        }
+        scrub_wal(&conn)?;
         Ok(present)
+    }
+
+    fn rewrap_all(&self, rewrap: Rewrap) -> Result<usize, CryptoError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = {
+            let mut stmt = tx
+                .prepare("SELECT customer_id, wrapped FROM data_keys")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)?
+        };
+        for (id, wrapped) in &rows {
+            let new = rewrap(customer_of(id)?, &WrappedKey(wrapped.clone()))?;
+            tx.prepare_cached("UPDATE data_keys SET wrapped = ?2 WHERE customer_id = ?1")
+                .map_err(db_err)?
+                .execute(params![id, new.0])
+                .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        scrub_wal(&conn)?;
+        Ok(rows.len())
     }
 
     fn active_ids(&self) -> Result<Vec<CustomerId>, CryptoError> {
@@ -194,17 +219,29 @@ impl KeyStore for SqliteKeyStore {
             .map_err(db_err)?;
         let mut out = Vec::new();
         for r in rows {
-            let b = r.map_err(db_err)?;
-            let arr: [u8; 16] = b
-                .as_slice()
-                .try_into()
-                .map_err(|_| CryptoError::Store("malformed customer id in key store".into()))?;
-            out.push(CustomerId::from_uuid(uuid_from(arr)));
+            out.push(customer_of(&r.map_err(db_err)?)?);
         }
         Ok(out)
     }
 }
 
-fn uuid_from(b: [u8; 16]) -> uuid::Uuid {
-    uuid::Uuid::from_bytes(b)
+fn customer_of(id: &[u8]) -> Result<CustomerId, CryptoError> {
+    let arr: [u8; 16] = id
+        .try_into()
+        .map_err(|_| CryptoError::Store("malformed customer id in key store".into()))?;
+    Ok(CustomerId::from_uuid(uuid::Uuid::from_bytes(arr)))
+}
+
+/// Moves the zeroed pages into the main file and empties the WAL, so that no
+/// frame holding a deleted or replaced wrapped key survives in any file.
+fn scrub_wal(conn: &Connection) -> Result<(), CryptoError> {
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .map_err(db_err)?;
+    if busy != 0 {
+        return Err(CryptoError::Store(
+            "WAL checkpoint after rewriting keys did not complete".into(),
+        ));
+    }
+    Ok(())
 }

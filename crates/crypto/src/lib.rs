@@ -16,9 +16,9 @@ mod keyring;
 mod keystore;
 mod seal;
 
-pub use kek::{Kek, KekSource};
+pub use kek::{check_kek, rotate_kek, Kek, KekSource, Rotation};
 pub use keyring::{Keyring, Opened};
-pub use keystore::{KeyState, KeyStore, SqliteKeyStore, WrappedKey};
+pub use keystore::{KeyState, KeyStore, Rewrap, SqliteKeyStore, WrappedKey};
 pub use seal::{open_block, seal_block, DataKey};
 
 use ledger_types::CustomerId;
@@ -38,6 +38,8 @@ pub enum CryptoError {
     KeyDestroyed(CustomerId),
     #[error("customer {0} has no data key")]
     NoKey(CustomerId),
+    #[error("the key-encryption key does not open the stored data key of customer {0} (a wrong KEK, or the keys were rotated to another one)")]
+    WrongKek(CustomerId),
     #[error("key store error: {0}")]
     Store(String),
     #[error("personal block could not be encoded or decoded")]

@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
-use ledger_crypto::{CryptoError, KeyState, KeyStore, WrappedKey};
+use ledger_crypto::{CryptoError, KeyState, KeyStore, Rewrap, WrappedKey};
 use ledger_projections::{
     Changes, CustomerView, ErasureRecord, ReadModel, RevenueKey, RevenueTotals, ViewStore,
     ViewStoreError,
@@ -191,6 +191,15 @@ async fn key_state(
     )
 }
 
+/// Marks the space of deleted or replaced wrapped keys free now rather than at the
+/// next autovacuum (VACUUM cannot run inside a transaction).
+async fn vacuum_keys(client: &tokio_postgres::Client) -> Result<(), CryptoError> {
+    client
+        .batch_execute("VACUUM ledger_data_keys")
+        .await
+        .map_err(crypto)
+}
+
 impl KeyStore for PgKeyStore {
     fn insert_new(&self, keys: &[(CustomerId, WrappedKey)]) -> Result<Vec<KeyState>, CryptoError> {
         let keys: Vec<(Uuid, Vec<u8>)> = keys
@@ -258,13 +267,39 @@ impl KeyStore for PgKeyStore {
                     .await
                     .map_err(crypto)?;
                     tx.commit().await.map_err(crypto)?;
-                    // Mark the dead tuples' space free now rather than at the next
-                    // autovacuum (VACUUM cannot run inside a transaction).
-                    client
-                        .batch_execute("VACUUM ledger_data_keys")
+                    vacuum_keys(client).await?;
+                    Ok(n as usize)
+                })
+            })
+            .map_err(CryptoError::Store)?
+    }
+
+    fn rewrap_all(&self, rewrap: Rewrap) -> Result<usize, CryptoError> {
+        self.actor
+            .call(move |rt, client| {
+                rt.block_on(async {
+                    let tx = client.transaction().await.map_err(crypto)?;
+                    let rows = tx
+                        .query(
+                            "SELECT customer_id, wrapped FROM ledger_data_keys FOR UPDATE",
+                            &[],
+                        )
                         .await
                         .map_err(crypto)?;
-                    Ok(n as usize)
+                    for row in &rows {
+                        let id: Uuid = row.get(0);
+                        let old = WrappedKey::from_stored(row.get(1));
+                        let new = rewrap(CustomerId::from_uuid(id), &old)?;
+                        tx.execute(
+                            "UPDATE ledger_data_keys SET wrapped = $2 WHERE customer_id = $1",
+                            &[&id, &new.as_bytes()],
+                        )
+                        .await
+                        .map_err(crypto)?;
+                    }
+                    tx.commit().await.map_err(crypto)?;
+                    vacuum_keys(client).await?;
+                    Ok(rows.len())
                 })
             })
             .map_err(CryptoError::Store)?

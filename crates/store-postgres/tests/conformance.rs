@@ -510,3 +510,59 @@ async fn bad_input_is_refused_without_writing() {
         .expect("a good append after refused ones");
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_key_store_destroys_for_good_and_rotates_the_kek_in_one_transaction() {
+    use ledger_crypto::{
+        check_kek, rotate_kek, CryptoError, Kek, KeyState, KeyStore, Keyring, Opened,
+    };
+    use ledger_store_postgres::PgKeyStore;
+    use ledger_types::{CustomerId, EventId, Timestamp};
+
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    // The key store's actor runs its own runtime: drive it from a plain thread.
+    let checked = std::thread::spawn(move || {
+        let store = Arc::new(PgKeyStore::connect(&url).expect("key store"));
+        let old = Kek::generate();
+        let kr = Keyring::new(old.clone(), store.clone());
+        let (keep, gone) = (CustomerId::new(), CustomerId::new());
+        kr.ensure_keys(&[keep, gone]).unwrap();
+        let e = EventId::new();
+        let login = ledger_events::LoginData {
+            ip: "198.51.100.7".into(),
+        };
+        let sealed = kr.seal(keep, e, &login).unwrap();
+        assert_eq!(kr.destroy(&[gone], Timestamp::now()).unwrap(), 1);
+        assert!(matches!(
+            store.get(gone).unwrap(),
+            KeyState::Destroyed { .. }
+        ));
+
+        let new = Kek::generate();
+        assert!(matches!(
+            rotate_kek(&*store, &Kek::generate(), &new),
+            Err(CryptoError::WrongKek(c)) if c == keep
+        ));
+        check_kek(&*store, &old).expect("a refused rotation changes nothing");
+        let done = rotate_kek(&*store, &old, &new).unwrap();
+        assert_eq!((done.rewrapped, done.already_new), (1, 0));
+        assert!(matches!(
+            check_kek(&*store, &old),
+            Err(CryptoError::WrongKek(_))
+        ));
+        let after = Keyring::new(new, store.clone());
+        assert!(matches!(
+            after.open::<ledger_events::LoginData>(keep, e, &sealed),
+            Ok(Opened::Open(l)) if l.ip == "198.51.100.7"
+        ));
+        assert!(matches!(
+            after.ensure_keys(&[gone]),
+            Err(CryptoError::KeyDestroyed(_))
+        ));
+    })
+    .join();
+    assert!(checked.is_ok(), "key store checks failed");
+}
