@@ -21,6 +21,8 @@ echo "== GET /v1/customers/{id}"
 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $KEY" "$URL"
 echo "== GET /v1/customers?q=...&limit=20"
 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $KEY" -s scripts/wrk/search.lua "$BASE"
+echo "== POST /v1/customers/search {q, limit: 20}"
+wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $KEY" -s scripts/wrk/search_post.lua "$BASE"
 echo "== POST /v1/customers/{id}/anonymize (each request a different customer)"
 python3 scripts/wrk/prepare_erasable.py "$BASE" "$KEY" "$ERASABLE" "$DATA/ids.txt"
 IDS="$DATA/ids.txt" NTHREADS="$THREADS" wrk -t"$THREADS" -c16 -d5s --latency \

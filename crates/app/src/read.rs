@@ -78,8 +78,10 @@ struct Pages {
     store: Arc<dyn EventStore>,
     /// `after` of the next page to request.
     next_after: u64,
-    /// The head when reading started: read-ahead stops there.
+    /// The head, asked once the first full page shows there is more to read:
+    /// read-ahead stops there.
     planned_until: u64,
+    head_asked: bool,
     /// The last position handed out.
     done_until: u64,
     in_flight: std::collections::VecDeque<tokio::task::JoinHandle<Result<Page, AppError>>>,
@@ -88,15 +90,17 @@ struct Pages {
 const READ_AHEAD: usize = 3;
 
 impl Pages {
-    async fn new(store: Arc<dyn EventStore>, from: u64) -> Result<Self, AppError> {
-        let head = store.head().await?;
-        Ok(Self {
+    /// Reads one page at a time until a page comes back full: a catch-up after a
+    /// write (a few events) costs what it did before read-ahead existed.
+    fn new(store: Arc<dyn EventStore>, from: u64) -> Self {
+        Self {
             store,
             next_after: from,
-            planned_until: head,
+            planned_until: from,
             done_until: from,
+            head_asked: false,
             in_flight: Default::default(),
-        })
+        }
     }
 
     fn request(&self, after: u64) -> tokio::task::JoinHandle<Result<Page, AppError>> {
@@ -105,7 +109,9 @@ impl Pages {
             let t = Instant::now();
             let records = store.read_all(after, PAGE).await?;
             let read = t.elapsed();
-            tokio::task::spawn_blocking(move || {
+            // A full page takes milliseconds to decode: off the async workers.
+            let large = records.len() >= PAGE / 10;
+            let decode = move || {
                 let t = Instant::now();
                 let decoded = records
                     .iter()
@@ -118,9 +124,14 @@ impl Pages {
                     read,
                     decode: t.elapsed(),
                 })
-            })
-            .await
-            .map_err(|_| AppError::Io("log decoder panicked".into()))?
+            };
+            if large {
+                tokio::task::spawn_blocking(decode)
+                    .await
+                    .map_err(|_| AppError::Io("log decoder panicked".into()))?
+            } else {
+                decode()
+            }
         })
     }
 
@@ -149,6 +160,10 @@ impl Pages {
                 (Some(last_ok), None) => {
                     self.done_until = page.records.last().map_or(last_ok.position, |r| r.position);
                     self.next_after = self.next_after.max(self.done_until);
+                    if page.records.len() == PAGE && !self.head_asked {
+                        self.head_asked = true;
+                        self.planned_until = self.store.head().await?;
+                    }
                     return Ok(Some(page));
                 }
                 (Some(first), Some((want, r))) if in_order || first.position == expected => {
@@ -367,7 +382,7 @@ impl ReadSide {
     async fn fold_locked(&self, index: bool) -> Result<CatchUp, AppError> {
         let started = Instant::now();
         let from = self.state.read().map_err(|_| poisoned())?.model.position();
-        let mut pages = Pages::new(self.store.clone(), from).await?;
+        let mut pages = Pages::new(self.store.clone(), from);
         let mut events = 0u64;
         let zero = std::time::Duration::ZERO;
         let (mut read_t, mut decode_t, mut fold_t, mut save_t) = (zero, zero, zero, zero);
