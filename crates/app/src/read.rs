@@ -66,14 +66,15 @@ struct Page {
     decode: std::time::Duration,
 }
 
-/// The log after a position, page by page in order, read ahead: up to
-/// `READ_AHEAD` pages are read (with their chain checks) and decoded at once, on
-/// the blocking pool, while the caller folds. Positions are gap-free, so the page
-/// after `a` is requested as "after `a + PAGE`" before page `a` is back; continuity
-/// decides: a page that does not start right after the previous one (because that
-/// one came back short) is dropped with everything read ahead of it, and reading
-/// is planned again from there. Past the head seen at the start, pages are read
-/// one at a time until one comes back empty.
+/// The log after a position, page by page in order, read ahead (ADR 0012). Pages
+/// are read one at a time until one comes back full; then the head is asked once,
+/// and up to `READ_AHEAD` pages up to it are read (with their chain checks) and
+/// decoded at once, on the blocking pool, while the caller folds. Positions are
+/// gap-free, so the page after `a` is requested as "after `a + PAGE`" before page
+/// `a` is back; continuity decides: a page that does not start right after the
+/// previous one (because that one came back short) is dropped with everything read
+/// ahead of it, and reading is planned again from there. A gap is an integrity
+/// error. Past that head, pages are read one at a time until one comes back empty.
 struct Pages {
     store: Arc<dyn EventStore>,
     /// `after` of the next page to request.
