@@ -170,9 +170,6 @@ impl Backends {
                 Arc::new(ledger_store_postgres::PgViewStore::connect(url)?),
             ),
         };
-        // A wrong KEK (or the old one after a rotation) stops here, not on every
-        // personal field later.
-        ledger_crypto::check_kek(&*keys, &kek)?;
         let (sqlite, postgres) = match closer {
             Closer::Sqlite(s) => (Some(s), None),
             Closer::Postgres(p) => (None, Some(p)),
@@ -190,7 +187,15 @@ impl Backends {
 
     /// The command side over these backends. With `strict`, a reconciler failure
     /// (e.g. a tampered log) is an error; the auditor's command goes on to report it.
+    /// Also checks first that the KEK opens a stored data key: a wrong KEK (or the
+    /// old one after a rotation) stops a strict caller here, not on every personal
+    /// field later; the auditor's command, which needs no keys, is warned.
     pub async fn ledger(&self, strict: bool) -> Result<Ledger> {
+        match self.keyring.check_kek() {
+            Ok(()) => {}
+            Err(e) if !strict => eprintln!("warning: {e}"),
+            Err(e) => return Err(e.into()),
+        }
         let ledger = Ledger::new(self.events.clone(), self.keyring.clone());
         match ledger.reconcile().await {
             Ok(_) => {}

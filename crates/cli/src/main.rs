@@ -592,8 +592,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let new = std::fs::read_to_string(&new_kek_file)
                 .map_err(|e| anyhow::anyhow!("cannot read --new-kek-file: {}", e.kind()))
                 .and_then(|t| Ok(ledger_crypto::Kek::from_hex(&t)?))?;
-            // Opening checks that the current KEK opens the stored keys.
             let backends = open().await?;
+            // Checks that the current KEK opens the stored keys, and finishes any
+            // interrupted erasure first, so no key bound for destruction is re-wrapped.
+            backends.ledger(true).await?;
             let old = backends::load_kek(&cli.data, kek_file)?;
             let done = ledger_crypto::rotate_kek(&*backends.keys, &old, &new)?;
             backends.close().await;

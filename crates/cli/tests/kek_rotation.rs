@@ -90,6 +90,17 @@ fn rotating_the_kek_keeps_every_customer_readable_and_the_old_kek_opens_nothing(
         stderr(&out)
     );
     assert!(!stderr(&out).contains(old_kek.trim()));
+    // The audit needs no keys: it warns and still checks the log.
+    let audit = run(
+        &data,
+        &["--kek-file", old_file.to_str().unwrap(), "audit", "verify"],
+    );
+    assert!(audit.status.success(), "{}", stdout(&audit));
+    assert!(
+        stderr(&audit).contains("warning: the key-encryption key does not open"),
+        "{}",
+        stderr(&audit)
+    );
 
     // Erasure still works after a rotation.
     let out = run(&data, &["anonymize", "--broadcaster", &b, "--customer", &c]);

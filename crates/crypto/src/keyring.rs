@@ -39,6 +39,11 @@ impl Keyring {
         }
     }
 
+    /// Checks that this keyring's KEK opens a stored data key ([`crate::check_kek`]).
+    pub fn check_kek(&self) -> Result<(), CryptoError> {
+        crate::check_kek(&*self.store, &self.kek)
+    }
+
     pub fn store(&self) -> &Arc<dyn KeyStore> {
         &self.store
     }
