@@ -288,12 +288,9 @@ impl ReadSide {
     }
 
     fn index(&self, search: &mut SearchIndex, v: &CustomerView) -> Result<(), AppError> {
-        match self.open_profile(v)? {
-            Some(p) if !v.is_tombstone() => {
-                let bs: Vec<BroadcasterId> = v.broadcasters.iter().copied().collect();
-                search.upsert(v.customer_id, &p, &bs);
-            }
-            _ => search.remove(v.customer_id),
+        match self.entry(v)? {
+            Some(e) => search.insert(e),
+            None => search.remove(v.customer_id),
         }
         Ok(())
     }

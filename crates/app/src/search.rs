@@ -95,8 +95,13 @@ impl SearchIndex {
 
     /// Indexes (or re-indexes) a customer's current profile for its broadcasters.
     pub fn upsert(&mut self, c: CustomerId, profile: &Profile, broadcasters: &[BroadcasterId]) {
-        self.remove(c);
-        let Entry { customer, keys } = Entry::new(c, profile, broadcasters);
+        self.insert(Entry::new(c, profile, broadcasters));
+    }
+
+    /// Indexes (or re-indexes) one customer's entry.
+    pub fn insert(&mut self, entry: Entry) {
+        let Entry { customer, keys } = entry;
+        self.remove(customer);
         for b in &keys.broadcasters {
             self.emails
                 .entry((*b, keys.email.clone()))
