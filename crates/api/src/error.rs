@@ -15,7 +15,10 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use ledger_app::AppError;
+use ledger_app::{AppError, StorageCondition};
+
+/// `Retry-After` on every 503 and 507, in seconds.
+pub const RETRY_AFTER_SECS: &str = "1";
 use ledger_command::Refusal;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -108,6 +111,24 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 
+    /// `503 STORE_UNAVAILABLE`: a store cannot be reached now; the answer carries
+    /// `Retry-After`. Nothing was acknowledged, and a retry is safe.
+    pub fn store_unavailable() -> Self {
+        Self::unavailable(
+            "STORE_UNAVAILABLE",
+            "a store is unreachable right now; retry after the time in Retry-After",
+        )
+    }
+
+    /// `507 STORAGE_FULL`: the disk is full; nothing was written.
+    pub fn storage_full() -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "STORAGE_FULL",
+            "the server's storage is full; nothing was written",
+        )
+    }
+
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             code: self.code.to_owned(),
@@ -123,6 +144,15 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(
+            self.status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::INSUFFICIENT_STORAGE
+        ) {
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
         }
         res
     }
@@ -183,6 +213,18 @@ impl From<AppError> for ApiError {
                 "CONCURRENCY_CONFLICT",
                 "the customer kept changing concurrently; retry the request",
             ),
+            AppError::Crypto(ledger_crypto::CryptoError::KeyDestroyed(_)) => ApiError::new(
+                StatusCode::CONFLICT,
+                "CUSTOMER_ANONYMIZED",
+                "the customer was anonymized; their personal data no longer exists",
+            ),
+            other if other.storage_condition().is_some() => {
+                tracing::warn!(code = other.code(), error = %other, "storage not available");
+                match other.storage_condition() {
+                    Some(StorageCondition::Full) => ApiError::storage_full(),
+                    _ => ApiError::store_unavailable(),
+                }
+            }
             other => {
                 // AppError's messages name ids, positions and error kinds, never
                 // personal data; the client gets nothing but a code.

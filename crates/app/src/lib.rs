@@ -59,9 +59,39 @@ pub enum AppError {
     Io(String),
 }
 
+/// Why storage could not take a request now (see [`AppError::storage_condition`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageCondition {
+    /// A store cannot be reached (connection lost, server down, file locked).
+    Unavailable,
+    /// A store's disk is full.
+    Full,
+}
+
 impl AppError {
+    /// Whether this error is a store being unreachable or full, rather than a
+    /// failure of the request itself: callers answer "retry later" (503) or
+    /// "storage full" (507), and readiness reports it.
+    pub fn storage_condition(&self) -> Option<StorageCondition> {
+        use ledger_projections::ViewStoreError as V;
+        match self {
+            AppError::Store(StoreError::Unavailable(_))
+            | AppError::Crypto(CryptoError::Unavailable(_))
+            | AppError::Views(V::Unavailable(_)) => Some(StorageCondition::Unavailable),
+            AppError::Store(StoreError::Full)
+            | AppError::Crypto(CryptoError::Full)
+            | AppError::Views(V::Full) => Some(StorageCondition::Full),
+            _ => None,
+        }
+    }
+
     /// The machine-readable code of this error.
     pub fn code(&self) -> &'static str {
+        match self.storage_condition() {
+            Some(StorageCondition::Unavailable) => return "STORE_UNAVAILABLE",
+            Some(StorageCondition::Full) => return "STORAGE_FULL",
+            None => {}
+        }
         match self {
             AppError::Refused(r) => r.code(),
             AppError::UnknownBroadcaster => "NOT_FOUND",
@@ -69,6 +99,8 @@ impl AppError {
             AppError::Contention => "CONCURRENCY_CONFLICT",
             AppError::Store(StoreError::Integrity { .. }) => "INTEGRITY_VIOLATION",
             AppError::Store(_) => "STORAGE_ERROR",
+            // Opening or sealing for an erased customer: the data is gone.
+            AppError::Crypto(CryptoError::KeyDestroyed(_)) => "CUSTOMER_ANONYMIZED",
             AppError::Crypto(_) => "KEY_ERROR",
             AppError::Codec(_) => "CODEC_ERROR",
             AppError::Io(_) => "IO_ERROR",

@@ -67,7 +67,14 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
 
 fn db_err(e: rusqlite::Error) -> CryptoError {
     // rusqlite errors name SQL and SQLite codes, never bound values.
-    CryptoError::Store(e.to_string())
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::DiskFull) => CryptoError::Full,
+        Some(C::DatabaseBusy | C::DatabaseLocked | C::SystemIoFailure | C::CannotOpen) => {
+            CryptoError::Unavailable(e.to_string())
+        }
+        _ => CryptoError::Store(e.to_string()),
+    }
 }
 
 /// The embedded key store.

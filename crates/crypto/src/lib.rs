@@ -42,6 +42,12 @@ pub enum CryptoError {
     WrongKek(CustomerId),
     #[error("key store error: {0}")]
     Store(String),
+    /// The key store cannot be reached now (lost connection, locked file); retry.
+    #[error("key store unavailable: {0}")]
+    Unavailable(String),
+    /// The key store's disk is full; nothing was written.
+    #[error("key store is full")]
+    Full,
     #[error("personal block could not be encoded or decoded")]
     Codec,
 }

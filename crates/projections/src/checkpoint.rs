@@ -20,6 +20,12 @@ pub enum ViewStoreError {
     Backend(String),
     #[error("view store holds a corrupt {0}")]
     Corrupt(String),
+    /// The view store cannot be reached now (lost connection, locked file); retry.
+    #[error("view store unavailable: {0}")]
+    Unavailable(String),
+    /// The view store's disk is full; nothing was saved.
+    #[error("view store is full")]
+    Full,
 }
 
 /// The position each read model has folded up to.

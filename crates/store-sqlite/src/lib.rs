@@ -196,8 +196,39 @@ impl Drop for SqliteStore {
     }
 }
 
+/// A SQLite error as a [`StoreError`]: a full disk is [`StoreError::Full`], a
+/// locked or unreadable file [`StoreError::Unavailable`] (a retry may succeed),
+/// anything else [`StoreError::Backend`]. rusqlite's messages name SQL and SQLite
+/// codes, never bound values.
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    match SqliteErrorKind::of(&e) {
+        SqliteErrorKind::Full => StoreError::Full,
+        SqliteErrorKind::Transient => StoreError::Unavailable(e.to_string()),
+        SqliteErrorKind::Other => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// How a SQLite error should be answered (shared by the event, view and key stores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteErrorKind {
+    /// `SQLITE_FULL`: the disk (or a size limit) is full.
+    Full,
+    /// Busy, locked, an I/O error or a file that cannot be opened: may pass.
+    Transient,
+    Other,
+}
+
+impl SqliteErrorKind {
+    pub fn of(e: &rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(C::DiskFull) => Self::Full,
+            Some(C::DatabaseBusy | C::DatabaseLocked | C::SystemIoFailure | C::CannotOpen) => {
+                Self::Transient
+            }
+            _ => Self::Other,
+        }
+    }
 }
 
 pub(crate) fn to_i64(v: u64) -> Result<i64, StoreError> {

@@ -56,7 +56,11 @@ const SCHEMA: &str = "
 ";
 
 fn err(e: rusqlite::Error) -> ViewStoreError {
-    ViewStoreError::Backend(e.to_string())
+    match crate::SqliteErrorKind::of(&e) {
+        crate::SqliteErrorKind::Full => ViewStoreError::Full,
+        crate::SqliteErrorKind::Transient => ViewStoreError::Unavailable(e.to_string()),
+        crate::SqliteErrorKind::Other => ViewStoreError::Backend(e.to_string()),
+    }
 }
 
 fn corrupt(what: &str) -> ViewStoreError {

@@ -136,6 +136,23 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("event store is closed")]
     Closed,
+    /// The backend cannot be reached now (a lost connection, a server that is
+    /// down or failing over, a locked file). Nothing was written, or the outcome is
+    /// unknown and a retry is answered faithfully (appends are idempotent by event
+    /// id). Callers answer "retry later" (HTTP 503), never a plain failure.
+    #[error("storage backend unavailable: {0}")]
+    Unavailable(String),
+    /// The backend's disk is full. Nothing was written; writes fail until space is
+    /// freed (HTTP 507).
+    #[error("storage is full")]
+    Full,
+}
+
+impl StoreError {
+    /// Whether a retry later may succeed without any change by the caller.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Full)
+    }
 }
 
 /// Longest accepted stream name, in bytes.
