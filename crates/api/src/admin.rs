@@ -88,7 +88,7 @@ pub async fn create_broadcaster(
         .ledger
         .register_broadcaster(id, name, integration, Timestamp::now())
         .await?;
-    state.read.catch_up().await?;
+    state.read_your_write().await;
     Ok((
         StatusCode::CREATED,
         Json(BroadcasterDto {

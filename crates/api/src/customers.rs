@@ -58,9 +58,14 @@ pub(crate) fn customer_id(s: &str) -> Result<CustomerId, ApiError> {
 pub async fn register(
     axum::extract::State(state): axum::extract::State<SharedState>,
     tenant: Tenant,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<RegisterCustomerRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let c = CustomerId::new();
+    // With an idempotency key, the id follows from it: a retry whose first answer
+    // was lost finds the customer it registered instead of making a second one.
+    let c = crate::idempotency::key_of(&headers).map_or_else(CustomerId::new, |k| {
+        crate::idempotency::derived_customer_id(tenant.0, k)
+    });
     tracing::Span::current().record("customer", tracing::field::display(c));
     let cmd = CustomerCommand::Register {
         customer_id: c,

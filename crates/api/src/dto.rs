@@ -623,6 +623,24 @@ pub struct Readiness {
     pub log_head: u64,
     pub read_model_position: u64,
     pub lag: u64,
+    /// Erasures whose data key destruction has not completed yet.
+    pub pending_destructions: u64,
+    /// Seconds the oldest pending destruction has waited (0 if none).
+    pub oldest_pending_destruction_seconds: f64,
+    /// Every part that is failing now; empty when ready.
+    pub failing: Vec<FailingPart>,
+}
+
+/// A part of the service that makes it not ready.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FailingPart {
+    /// `event_store`, `key_store`, `projector`, `reconciler`, `writes`, `storage`,
+    /// `read_model` (too far behind) or `destructions` (one pending too long).
+    pub part: String,
+    /// The error code, e.g. `STORE_UNAVAILABLE`, `STORAGE_FULL`.
+    pub code: String,
+    /// How long it has failed, in seconds (0 for a probe made just now).
+    pub seconds: f64,
 }
 
 /// A JSON document whose shape is described in prose (export, audit report).

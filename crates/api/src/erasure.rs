@@ -7,6 +7,7 @@
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ledger_app::AppError;
@@ -20,6 +21,9 @@ use crate::customers::customer_id;
 use crate::dto::{BlockerDto, ErasureList, ErasurePreview, ErasureRecordDto, ReceiptDto};
 use crate::error::{ApiError, ApiPath, ErrorBody};
 use crate::SharedState;
+
+/// An erasure's status (200 or 202) and receipt.
+type Erased = (StatusCode, Json<ReceiptDto>);
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -64,13 +68,28 @@ pub async fn preview(
     Ok(Json(ErasurePreview::new(c.to_string(), erased, &list)))
 }
 
-async fn erase(state: &SharedState, tenant: Tenant, c: CustomerId) -> Result<ReceiptDto, ApiError> {
-    match state.ledger.anonymize(tenant.0, c, RequestId::new()).await {
+/// The answer to an erasure: 200 with the receipt once the key is destroyed, or
+/// 202 with the same receipt (`data_key_destroyed: false`) when the decision is
+/// committed but the key store failed right after; the running reconciler then
+/// destroys the key, and a retry or the summary shows it done.
+async fn erase(state: &SharedState, tenant: Tenant, c: CustomerId) -> Result<Erased, ApiError> {
+    let r = state.ledger.anonymize(tenant.0, c, RequestId::new()).await;
+    state.health.observe_write(&r);
+    match r {
         Ok(receipt) => {
-            state.read.catch_up().await?;
-            state.metrics.erasures.fetch_add(1, Ordering::Relaxed);
-            let record = state.read.erasure(c)?;
-            Ok(ReceiptDto::of(&receipt, record.as_ref()))
+            if !receipt.repeat {
+                state.read_your_write().await;
+                state.metrics.erasures.fetch_add(1, Ordering::Relaxed);
+            }
+            // The receipt's digests come from the read model; a failed catch-up
+            // leaves them out rather than failing a committed erasure.
+            let record = state.read.erasure(c).ok().flatten();
+            let status = if receipt.data_key_destroyed {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            Ok((status, Json(ReceiptDto::of(&receipt, record.as_ref()))))
         }
         Err(AppError::Refused(r))
             if matches!(
@@ -109,6 +128,7 @@ async fn erase(state: &SharedState, tenant: Tenant, c: CustomerId) -> Result<Rec
            ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request return the first result")),
     responses(
         (status = 200, description = "The erasure receipt", body = ReceiptDto),
+        (status = 202, description = "The erasure is committed but its key destruction is still pending (the key store failed); the reconciler finishes it", body = ReceiptDto),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such customer for this broadcaster", body = ErrorBody),
@@ -120,9 +140,9 @@ pub async fn anonymize(
     State(state): State<SharedState>,
     tenant: Tenant,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<ReceiptDto>, ApiError> {
+) -> Result<Erased, ApiError> {
     let c = customer_id(&id)?;
-    erase(&state, tenant, c).await.map(Json)
+    erase(&state, tenant, c).await
 }
 
 /// "Delete user": the same erasure as `POST /v1/customers/{id}/anonymize`.
@@ -131,6 +151,7 @@ pub async fn anonymize(
            ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request return the first result")),
     responses(
         (status = 200, description = "The erasure receipt", body = ReceiptDto),
+        (status = 202, description = "The erasure is committed but its key destruction is still pending (the key store failed); the reconciler finishes it", body = ReceiptDto),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such customer for this broadcaster", body = ErrorBody),
@@ -142,9 +163,9 @@ pub async fn delete_customer(
     State(state): State<SharedState>,
     tenant: Tenant,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<ReceiptDto>, ApiError> {
+) -> Result<Erased, ApiError> {
     let c = customer_id(&id)?;
-    erase(&state, tenant, c).await.map(Json)
+    erase(&state, tenant, c).await
 }
 
 /// The caller's erasure receipts, oldest first.

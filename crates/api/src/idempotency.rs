@@ -1,30 +1,45 @@
 //! Idempotency keys on writes (ADR 0007).
 //!
 //! A write sent with `Idempotency-Key: K` is recorded under (caller's broadcaster,
-//! K) with a fingerprint of its method, path and body. A retry with the same key and
-//! the same request gets the first response again (header `Idempotent-Replayed:
-//! true`) without running the command twice; the same key with a different request
-//! is `422 IDEMPOTENCY_KEY_REUSED`; a retry while the first is still running is
-//! `409 IDEMPOTENCY_IN_PROGRESS`. 5xx answers are not remembered (the retry runs).
+//! K) with a fingerprint of its method, path, query and body. A retry with the same
+//! key and the same request gets the first answer again (header
+//! `Idempotent-Replayed: true`) without running the command twice; the same key
+//! with a different request is `422 IDEMPOTENCY_KEY_REUSED`; a retry while the
+//! first is still running is `409 IDEMPOTENCY_IN_PROGRESS`.
 //!
-//! The cache is in memory, bounded (oldest entries evicted first) and entries expire
-//! after a TTL. Write responses hold ids, positions and receipts only, never personal
-//! data, so the cache holds none either. After a restart a retried command runs
-//! again; the domain makes that safe for erasure (a repeat returns the first
-//! receipt) and for client-chosen subscription, payment and refund ids (a repeat is
-//! refused with `*_EXISTS`).
+//! # Why it is shaped this way
+//!
+//! - **Durable.** Answers are saved in the store that holds the write
+//!   ([`ledger_store::responses`]): the event database for SQLite (in the writer's
+//!   group commits) and PostgreSQL. They survive a restart and are kept for a TTL
+//!   (24 h by default) and a bounded count; `serve` expires them.
+//! - **Only answers without personal data are saved.** [`REPLAYABLE`] lists the
+//!   writes whose answers hold ids, positions, refusal codes and receipts only.
+//!   Everything else is never saved: a read sent as a POST (`/v1/customers/search`
+//!   answers with opened profiles), admin operations (an API key's token is shown
+//!   once), and any route added later until it is classified here. On those, an
+//!   `Idempotency-Key` is accepted and has no effect. So erasure can never be undone
+//!   by a replay of an answer saved before it.
+//! - **Only final answers are saved.** A 5xx (the write did not commit, or its
+//!   outcome is unknown) and a `202` (an erasure whose key destruction is still
+//!   pending) are not; the retry runs again. Running again is safe: a registration
+//!   with a key gets a customer id derived from (broadcaster, key)
+//!   ([`derived_customer_id`]), so a retry after a lost answer finds its customer
+//!   instead of creating a second; payments, subscriptions and refunds carry the
+//!   client's ids; erasure returns its first receipt.
+//! - In flight, the key is held in memory (one process serves a store), which
+//!   answers a concurrent retry with 409.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use ledger_types::BroadcasterId;
+use ledger_store::responses::{SavedResponse, MAX_KEY_BYTES, MAX_SAVED_BODY_BYTES};
+use ledger_types::{BroadcasterId, CustomerId, Timestamp};
 use sha2::{Digest, Sha256};
 
 use crate::auth::tenant_of;
@@ -33,160 +48,157 @@ use crate::SharedState;
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED: &str = "idempotent-replayed";
-/// Responses larger than this are not cached (none of ours are).
-const MAX_CACHED_BODY: usize = 256 * 1024;
+
+/// The writes whose answers may be saved and replayed: their bodies hold ids,
+/// positions, refusal codes and erasure receipts, never personal data. A route
+/// that is not here is never saved.
+pub const REPLAYABLE: &[(Method, &str)] = &[
+    (Method::POST, "/v1/customers"),
+    (Method::PATCH, "/v1/customers/{id}"),
+    (Method::DELETE, "/v1/customers/{id}"),
+    (Method::POST, "/v1/customers/{id}/logins"),
+    (Method::POST, "/v1/customers/{id}/anonymize"),
+    (Method::POST, "/v1/customers/{id}/subscriptions"),
+    (
+        Method::POST,
+        "/v1/customers/{id}/subscriptions/{subscription_id}/terminate",
+    ),
+    (Method::POST, "/v1/customers/{id}/payments"),
+    (
+        Method::POST,
+        "/v1/customers/{id}/payments/{payment_id}/refunds",
+    ),
+];
+
+/// The writes that accept an `Idempotency-Key` but never save an answer, and why.
+pub const NOT_REPLAYABLE: &[(Method, &str, &str)] = &[
+    (
+        Method::POST,
+        "/v1/customers/search",
+        "a read: its answer holds opened profiles, which must not outlive an erasure",
+    ),
+    (
+        Method::POST,
+        "/v1/admin/broadcasters",
+        "admin operation: not scoped to a broadcaster",
+    ),
+    (
+        Method::POST,
+        "/v1/admin/broadcasters/{id}/api-keys",
+        "admin operation: the answer holds a token shown once",
+    ),
+    (
+        Method::DELETE,
+        "/v1/admin/api-keys/{key_id}",
+        "admin operation: not scoped to a broadcaster",
+    ),
+];
 
 type Key = (BroadcasterId, String);
 
-#[derive(Debug, Clone)]
-enum Entry {
-    InFlight {
-        fingerprint: [u8; 32],
-    },
-    Done {
-        fingerprint: [u8; 32],
-        status: StatusCode,
-        content_type: Option<HeaderValue>,
-        body: Bytes,
-    },
-}
-
+/// The keys whose request is running now, with its fingerprint.
 #[derive(Debug, Default)]
-struct Cache {
-    map: HashMap<Key, (Entry, Instant)>,
-    order: VecDeque<(Key, Instant)>,
-}
-
-#[derive(Debug)]
 pub struct Idempotency {
-    cache: Mutex<Cache>,
-    capacity: usize,
-    ttl: Duration,
-}
-
-enum Begin {
-    New,
-    Replay(Response),
-    InFlight,
-    Mismatch,
+    in_flight: Mutex<HashMap<Key, [u8; 32]>>,
 }
 
 impl Idempotency {
-    pub fn new(capacity: usize, ttl: Duration) -> Self {
-        Self {
-            cache: Mutex::new(Cache::default()),
-            capacity: capacity.max(1),
-            ttl,
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    pub fn len(&self) -> usize {
-        self.cache.lock().map(|c| c.map.len()).unwrap_or(0)
+    /// Requests with a key running now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.lock().map(|m| m.len()).unwrap_or(0)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn begin(&self, key: &Key, fingerprint: [u8; 32]) -> Begin {
-        let Ok(mut c) = self.cache.lock() else {
-            return Begin::New;
+    /// Claims the key for a request; `Err` with the holder's fingerprint if taken.
+    fn claim(&self, key: &Key, fingerprint: [u8; 32]) -> Result<(), [u8; 32]> {
+        let Ok(mut m) = self.in_flight.lock() else {
+            return Ok(());
         };
-        let now = Instant::now();
-        // Expire from the front of the insertion order.
-        while let Some((k, at)) = c.order.front().cloned() {
-            if now.duration_since(at) <= self.ttl {
-                break;
-            }
-            c.order.pop_front();
-            if c.map.get(&k).is_some_and(|(_, t)| *t == at) {
-                c.map.remove(&k);
-            }
-        }
-        match c.map.get(key) {
-            Some((Entry::InFlight { fingerprint: f }, _)) => {
-                if *f == fingerprint {
-                    Begin::InFlight
-                } else {
-                    Begin::Mismatch
-                }
-            }
-            Some((
-                Entry::Done {
-                    fingerprint: f,
-                    status,
-                    content_type,
-                    body,
-                },
-                _,
-            )) => {
-                if *f != fingerprint {
-                    return Begin::Mismatch;
-                }
-                let mut res = Response::new(Body::from(body.clone()));
-                *res.status_mut() = *status;
-                if let Some(ct) = content_type {
-                    res.headers_mut()
-                        .insert(axum::http::header::CONTENT_TYPE, ct.clone());
-                }
-                res.headers_mut()
-                    .insert(REPLAYED, HeaderValue::from_static("true"));
-                Begin::Replay(res)
-            }
+        match m.get(key) {
+            Some(f) => Err(*f),
             None => {
-                // Bounded: evict the oldest entries to make room.
-                while c.map.len() >= self.capacity {
-                    let Some((k, at)) = c.order.pop_front() else {
-                        break;
-                    };
-                    if c.map.get(&k).is_some_and(|(_, t)| *t == at) {
-                        c.map.remove(&k);
-                    }
-                }
-                c.map
-                    .insert(key.clone(), (Entry::InFlight { fingerprint }, now));
-                c.order.push_back((key.clone(), now));
-                Begin::New
+                m.insert(key.clone(), fingerprint);
+                Ok(())
             }
         }
     }
 
-    fn finish(&self, key: &Key, entry: Option<Entry>) {
-        let Ok(mut c) = self.cache.lock() else { return };
-        match entry {
-            Some(e) => {
-                if let Some(slot) = c.map.get_mut(key) {
-                    slot.0 = e;
-                }
-            }
-            None => {
-                c.map.remove(key);
-            }
+    fn release(&self, key: &Key) {
+        if let Ok(mut m) = self.in_flight.lock() {
+            m.remove(key);
         }
     }
 }
 
-/// Forgets an in-flight entry if the request never finished (cancelled or panicked).
-struct Guard<'a> {
+/// Releases a claimed key however the request ends (answered, cancelled, panicked).
+struct Claim<'a> {
     idem: &'a Idempotency,
     key: Key,
-    done: bool,
 }
 
-impl Drop for Guard<'_> {
+impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            self.idem.finish(&self.key, None);
-        }
+        self.idem.release(&self.key);
     }
 }
 
 fn valid_key(k: &str) -> bool {
-    (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())
+    (1..=MAX_KEY_BYTES).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// The middleware. Applies to POST, PUT, PATCH and DELETE with an `Idempotency-Key`
-/// header from an authenticated broadcaster; everything else passes through.
+/// The customer id a registration with this idempotency key gets: derived from
+/// (broadcaster, key), so a retry whose first answer was lost registers nothing
+/// new (the aggregate refuses a second registration of the same id). UUID v8
+/// (custom) from SHA-256 over a domain tag, the broadcaster id and the key.
+pub fn derived_customer_id(b: BroadcasterId, key: &str) -> CustomerId {
+    let mut h = Sha256::new();
+    h.update(b"ledger registration idempotency key v1\0");
+    h.update(b.as_bytes());
+    h.update(key.as_bytes());
+    let digest: [u8; 32] = h.finalize().into();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    CustomerId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+}
+
+/// The `Idempotency-Key` of a request, if it has a valid one.
+pub fn key_of(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| valid_key(k))
+}
+
+fn replayable(method: &Method, route: Option<&MatchedPath>) -> bool {
+    route.is_some_and(|r| {
+        REPLAYABLE
+            .iter()
+            .any(|(m, p)| m == method && *p == r.as_str())
+    })
+}
+
+fn replay(saved: SavedResponse) -> Response {
+    let mut res = Response::new(Body::from(saved.body));
+    *res.status_mut() = StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK);
+    if let Some(ct) = saved
+        .content_type
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        res.headers_mut()
+            .insert(axum::http::header::CONTENT_TYPE, ct);
+    }
+    res.headers_mut()
+        .insert(REPLAYED, HeaderValue::from_static("true"));
+    res
+}
+
+/// The middleware. Applies to the [`REPLAYABLE`] writes with an `Idempotency-Key`
+/// from an authenticated broadcaster; everything else passes through (a malformed
+/// key is refused on every write).
 pub async fn layer(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     if !matches!(
         *req.method(),
@@ -194,15 +206,10 @@ pub async fn layer(State(state): State<SharedState>, req: Request, next: Next) -
     ) {
         return next.run(req).await;
     }
-    let Some(raw) = req.headers().get(HEADER) else {
+    if req.headers().get(HEADER).is_none() {
         return next.run(req).await;
-    };
-    let Some(key) = raw
-        .to_str()
-        .ok()
-        .filter(|k| valid_key(k))
-        .map(str::to_owned)
-    else {
+    }
+    let Some(key) = key_of(req.headers()).map(str::to_owned) else {
         return ApiError::new(
             StatusCode::BAD_REQUEST,
             "INVALID_IDEMPOTENCY_KEY",
@@ -210,9 +217,12 @@ pub async fn layer(State(state): State<SharedState>, req: Request, next: Next) -
         )
         .into_response();
     };
+    if !replayable(req.method(), req.extensions().get::<MatchedPath>()) {
+        return next.run(req).await;
+    }
     let (parts, body) = req.into_parts();
     let Some(b) = tenant_of(&parts, &state.keys) else {
-        // Not a broadcaster: the handler's own extractor answers (401 or admin).
+        // Not a broadcaster: the handler's own extractor answers (401).
         return next.run(Request::from_parts(parts, body)).await;
     };
     let bytes = match axum::body::to_bytes(body, state.config.body_limit).await {
@@ -230,62 +240,74 @@ pub async fn layer(State(state): State<SharedState>, req: Request, next: Next) -
     let fingerprint: [u8; 32] = h.finalize().into();
     let key = (b, key);
     let idem = &state.idempotency;
-    match idem.begin(&key, fingerprint) {
-        Begin::New => {}
-        Begin::Replay(res) => {
-            state
-                .metrics
-                .idempotent_replays
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return res;
-        }
-        Begin::InFlight => {
-            return ApiError::new(
+    if let Err(holder) = idem.claim(&key, fingerprint) {
+        return if holder == fingerprint {
+            ApiError::new(
                 StatusCode::CONFLICT,
                 "IDEMPOTENCY_IN_PROGRESS",
                 "a request with this Idempotency-Key is still being processed; retry later",
             )
-            .into_response()
+        } else {
+            key_reused()
         }
-        Begin::Mismatch => {
-            return ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "IDEMPOTENCY_KEY_REUSED",
-                "this Idempotency-Key was used for a different request",
-            )
-            .into_response()
-        }
+        .into_response();
     }
-    let mut guard = Guard {
+    let _claim = Claim {
         idem,
-        key,
-        done: false,
+        key: key.clone(),
     };
+    let scope = *b.as_bytes();
+    match state.responses.recall(scope, &key.1).await {
+        Ok(Some(saved)) if saved.fingerprint == fingerprint => {
+            state
+                .metrics
+                .idempotent_replays
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return replay(saved);
+        }
+        Ok(Some(_)) => return key_reused().into_response(),
+        Ok(None) => {}
+        // Without knowing whether this key was answered, running the command
+        // could do it twice: the client retries later instead.
+        Err(e) => return ApiError::from(ledger_app::AppError::from(e)).into_response(),
+    }
     let res = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
-    if res.status().is_server_error() {
-        return res; // the guard forgets the key: a retry runs again
+    let status = res.status();
+    if status.is_server_error() || status == StatusCode::ACCEPTED {
+        return res; // not final: a retry runs again
     }
     let (rparts, rbody) = res.into_parts();
-    let body = match axum::body::to_bytes(rbody, MAX_CACHED_BODY).await {
+    let body = match axum::body::to_bytes(rbody, MAX_SAVED_BODY_BYTES).await {
         Ok(b) => b,
         Err(_) => return ApiError::internal().into_response(),
     };
-    idem.finish(
-        &guard.key,
-        Some(Entry::Done {
-            fingerprint,
-            status: rparts.status,
-            content_type: rparts
-                .headers
-                .get(axum::http::header::CONTENT_TYPE)
-                .cloned(),
-            body: body.clone(),
-        }),
-    );
-    guard.done = true;
+    let saved = SavedResponse {
+        fingerprint,
+        status: status.as_u16(),
+        content_type: rparts
+            .headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body: body.to_vec(),
+        saved_at: Timestamp::now(),
+    };
+    if let Err(e) = state.responses.remember(scope, &key.1, saved).await {
+        // The write itself is committed: answer it. A retry runs again, which the
+        // commands make safe (see the module doc).
+        tracing::warn!(error = %e, "could not save the answer to an idempotent write");
+    }
     Response::from_parts(rparts, Body::from(body))
+}
+
+fn key_reused() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "IDEMPOTENCY_KEY_REUSED",
+        "this Idempotency-Key was used for a different request",
+    )
 }
 
 #[cfg(test)]
@@ -293,19 +315,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cache_is_bounded_and_scoped_by_broadcaster() {
-        let idem = Idempotency::new(2, Duration::from_secs(60));
+    fn a_key_in_flight_is_held_per_broadcaster_and_released() {
+        let idem = Idempotency::new();
         let (a, b) = (BroadcasterId::new(), BroadcasterId::new());
         let fp = [1u8; 32];
-        assert!(matches!(idem.begin(&(a, "k".into()), fp), Begin::New));
-        assert!(matches!(idem.begin(&(b, "k".into()), fp), Begin::New));
-        assert!(matches!(idem.begin(&(a, "k".into()), fp), Begin::InFlight));
-        assert!(matches!(
-            idem.begin(&(a, "k".into()), [2u8; 32]),
-            Begin::Mismatch
-        ));
-        assert!(matches!(idem.begin(&(a, "k2".into()), fp), Begin::New));
-        assert_eq!(idem.len(), 2, "the oldest entry made room");
-        assert!(matches!(idem.begin(&(a, "k".into()), fp), Begin::New));
+        assert_eq!(idem.claim(&(a, "k".into()), fp), Ok(()));
+        assert_eq!(idem.claim(&(b, "k".into()), fp), Ok(()));
+        assert_eq!(idem.claim(&(a, "k".into()), [2u8; 32]), Err(fp));
+        idem.release(&(a, "k".into()));
+        assert_eq!(idem.claim(&(a, "k".into()), [2u8; 32]), Ok(()));
+        assert_eq!(idem.in_flight(), 2);
+    }
+
+    #[test]
+    fn registration_ids_derive_from_broadcaster_and_key() {
+        let (a, b) = (BroadcasterId::new(), BroadcasterId::new());
+        assert_eq!(derived_customer_id(a, "k1"), derived_customer_id(a, "k1"));
+        assert_ne!(derived_customer_id(a, "k1"), derived_customer_id(a, "k2"));
+        assert_ne!(derived_customer_id(a, "k1"), derived_customer_id(b, "k1"));
+        assert_eq!(derived_customer_id(a, "k1").as_uuid().get_version_num(), 8);
     }
 }

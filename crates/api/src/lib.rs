@@ -47,9 +47,11 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use ledger_app::health::Health as ServiceHealth;
 use ledger_app::read::ReadSide;
 use ledger_app::{Executed, Ledger};
 use ledger_command::CustomerCommand;
+use ledger_store::responses::ResponseStore;
 use ledger_types::CustomerId;
 use tracing::Instrument as _;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -69,7 +71,9 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// Longest time a request may take to produce its response head.
     pub timeout: Duration,
+    /// Most saved idempotent answers kept (the oldest are forgotten first).
     pub idempotency_capacity: usize,
+    /// How long a saved idempotent answer is kept.
     pub idempotency_ttl: Duration,
     /// `/readyz` answers 503 while the read model is more events behind than this.
     pub ready_max_lag: u64,
@@ -80,9 +84,26 @@ impl Default for ApiConfig {
         Self {
             body_limit: 64 * 1024,
             timeout: Duration::from_secs(30),
-            idempotency_capacity: 10_000,
+            idempotency_capacity: 1_000_000,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             ready_max_lag: 1_000,
+        }
+    }
+}
+
+/// What the state shares with the rest of the process.
+#[derive(Debug)]
+pub struct Services {
+    pub health: Arc<ServiceHealth>,
+    pub responses: Arc<dyn ResponseStore>,
+}
+
+impl Default for Services {
+    /// A fresh health registry, and answers kept in memory only.
+    fn default() -> Self {
+        Self {
+            health: Arc::new(ServiceHealth::new()),
+            responses: Arc::new(ledger_store::responses::MemoryResponses::new()),
         }
     }
 }
@@ -97,6 +118,10 @@ pub struct ApiState {
     pub idempotency: Idempotency,
     pub metrics: Metrics,
     pub config: ApiConfig,
+    /// What is failing now (projector, reconciler, a full disk), for `/readyz`.
+    pub health: Arc<ServiceHealth>,
+    /// Where answers to idempotent writes are saved.
+    pub responses: Arc<dyn ResponseStore>,
     openapi_json: String,
 }
 
@@ -110,12 +135,28 @@ impl ApiState {
         admin: AdminKey,
         config: ApiConfig,
     ) -> SharedState {
+        Self::with_services(ledger, read, keys, admin, config, Services::default())
+    }
+
+    /// Like [`new`](Self::new), sharing a [`Health`] with the background loops
+    /// (projector, reconciler) that report into it, and saving idempotent answers
+    /// in `responses` (the store that holds the writes).
+    pub fn with_services(
+        ledger: Ledger,
+        read: Arc<ReadSide>,
+        keys: Arc<ApiKeys>,
+        admin: AdminKey,
+        config: ApiConfig,
+        services: Services,
+    ) -> SharedState {
         Arc::new(Self {
+            health: services.health,
+            responses: services.responses,
             ledger,
             read,
             keys,
             admin,
-            idempotency: Idempotency::new(config.idempotency_capacity, config.idempotency_ttl),
+            idempotency: Idempotency::new(),
             metrics: Metrics::new(),
             config,
             openapi_json: openapi_json(),
@@ -129,14 +170,28 @@ impl ApiState {
         c: CustomerId,
         cmd: &CustomerCommand,
     ) -> Result<Executed, ApiError> {
-        let ex = self.ledger.execute(c, cmd).await?;
+        let r = self.ledger.execute(c, cmd).await;
+        self.health.observe_write(&r);
+        let ex = r?;
         self.metrics
             .appends
             .fetch_add(ex.appended as u64, Ordering::Relaxed);
         if ex.appended > 0 {
-            self.read.catch_up().await?;
+            self.read_your_write().await;
         }
         Ok(ex)
+    }
+
+    /// Catches the read side up after a committed write, so the next read sees it.
+    /// The write is committed whatever happens here: a failure is logged (the
+    /// projector retries it) and never turns the write's answer into an error.
+    pub async fn read_your_write(&self) {
+        if let Err(e) = self.read.catch_up().await {
+            tracing::warn!(
+                code = e.code(),
+                "read-your-writes catch-up failed after a committed write; the projector retries"
+            );
+        }
     }
 }
 
@@ -302,7 +357,7 @@ impl Modify for Security {
         StartSubscriptionRequest, CapturePaymentRequest, RefundPaymentRequest, MoneyDto,
         ErasurePreview, BlockerDto, ReceiptDto, ErasureList, ErasureRecordDto,
         RevenueResponse, RevenueRow, CreateBroadcasterRequest, BroadcasterDto,
-        CreateApiKeyRequest, ApiKeyCreated, ApiKeyDto, Health, Readiness,
+        CreateApiKeyRequest, ApiKeyCreated, ApiKeyDto, Health, Readiness, FailingPart,
     )),
     modifiers(&Security),
     tags(

@@ -48,6 +48,8 @@ pub struct Metrics {
 pub struct Gauges {
     pub log_head: u64,
     pub read_model_position: u64,
+    pub pending_destructions: u64,
+    pub oldest_pending_destruction_seconds: f64,
 }
 
 impl Metrics {
@@ -148,7 +150,7 @@ impl Metrics {
             ),
             (
                 "ledger_erasures_total",
-                "Customers anonymized through the API.",
+                "Customers anonymized through the API (idempotent repeats not counted).",
                 &self.erasures,
             ),
             (
@@ -186,6 +188,16 @@ impl Metrics {
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP ledger_pending_destructions Erasures whose data key is not destroyed yet.\n# TYPE ledger_pending_destructions gauge\nledger_pending_destructions {}",
+            g.pending_destructions
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ledger_oldest_pending_destruction_seconds Age of the oldest pending key destruction (0 if none).\n# TYPE ledger_oldest_pending_destruction_seconds gauge\nledger_oldest_pending_destruction_seconds {}",
+            g.oldest_pending_destruction_seconds
+        );
         out
     }
 }
@@ -202,6 +214,8 @@ mod tests {
         let text = m.render(Gauges {
             log_head: 10,
             read_model_position: 7,
+            pending_destructions: 2,
+            oldest_pending_destruction_seconds: 1.5,
         });
         assert!(text.contains(
             "ledger_http_requests_total{route=\"/v1/customers/{id}\",method=\"GET\",status=\"404\"} 1"
@@ -209,5 +223,7 @@ mod tests {
         assert!(text.contains("le=\"0.0005\"} 1"));
         assert!(text.contains("le=\"+Inf\"} 2"));
         assert!(text.contains("ledger_projection_lag_events 3"));
+        assert!(text.contains("ledger_pending_destructions 2"));
+        assert!(text.contains("ledger_oldest_pending_destruction_seconds 1.5"));
     }
 }

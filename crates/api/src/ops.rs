@@ -8,9 +8,11 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::dto::{Health, Readiness};
+use crate::dto::{FailingPart, Health, Readiness};
 use crate::metrics::Gauges;
 use crate::SharedState;
+use ledger_app::AppError;
+use ledger_types::CustomerId;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -29,58 +31,102 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-async fn gauges(state: &SharedState) -> Result<Gauges, ()> {
-    let head = state.ledger.store().head().await.map_err(|_| ())?;
-    let pos = state.read.with_model(|m| m.position()).map_err(|_| ())?;
-    Ok(Gauges {
+/// Readiness fails when a store cannot be probed, a background part or the
+/// write path is failing, the disk is full, a key destruction has waited longer
+/// than this, or the read model is too far behind.
+const MAX_PENDING_DESTRUCTION: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn gauges(state: &SharedState, failing: &mut Vec<FailingPart>) -> Gauges {
+    let mut fail = |part: &str, code: &str, seconds: f64| {
+        failing.push(FailingPart {
+            part: part.into(),
+            code: code.into(),
+            seconds,
+        })
+    };
+    // Live probes: a read of the log's last record, and a key-store look-up.
+    let store = state.ledger.store();
+    let head = match store.head().await {
+        Ok(h) => match store.read_all(h.saturating_sub(1), 1).await {
+            Ok(_) => h,
+            Err(e) => {
+                fail("event_store", AppError::from(e).code(), 0.0);
+                h
+            }
+        },
+        Err(e) => {
+            fail("event_store", AppError::from(e).code(), 0.0);
+            0
+        }
+    };
+    let keyring = state.ledger.keyring().clone();
+    let probe = tokio::task::spawn_blocking(move || {
+        keyring.state(CustomerId::from_uuid(uuid::Uuid::nil()))
+    })
+    .await;
+    match probe {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => fail("key_store", AppError::from(e).code(), 0.0),
+        Err(_) => fail("key_store", "INTERNAL", 0.0),
+    }
+    for (part, code, since) in state.health.failing() {
+        fail(part, code, since.as_secs_f64());
+    }
+    if let Some(since) = state.health.storage_full() {
+        fail("storage", "STORAGE_FULL", since.as_secs_f64());
+    }
+    let pending = state.ledger.shredder().pending();
+    let oldest = pending.oldest.unwrap_or_default();
+    if oldest > MAX_PENDING_DESTRUCTION {
+        fail("destructions", "DESTRUCTION_PENDING", oldest.as_secs_f64());
+    }
+    let pos = state.read.with_model(|m| m.position()).unwrap_or(0);
+    if head.saturating_sub(pos) > state.config.ready_max_lag {
+        fail("read_model", "READ_MODEL_BEHIND", 0.0);
+    }
+    Gauges {
         log_head: head,
         read_model_position: pos,
-    })
+        pending_destructions: pending.count as u64,
+        oldest_pending_destruction_seconds: oldest.as_secs_f64(),
+    }
 }
 
-/// Readiness: the store answers and the read model is within `ready_max_lag`
-/// events of the log head.
+/// Readiness: the stores answer, no background part is failing, the disk is not
+/// full, no key destruction is overdue, and the read model is within
+/// `ready_max_lag` events of the log head. A 503 names every failing part.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses(
         (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "Store unreachable or read model behind", body = Readiness),
+        (status = 503, description = "Not ready: `failing` names each failing part (a store unreachable or full, the projector or reconciler failing, a key destruction overdue, the read model behind)", body = Readiness),
     ))]
 pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
-    match gauges(&state).await {
-        Ok(g) => {
-            let lag = g.log_head.saturating_sub(g.read_model_position);
-            let ready = lag <= state.config.ready_max_lag;
-            (
-                if ready {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                },
-                Json(Readiness {
-                    status: if ready { "ready" } else { "not_ready" }.into(),
-                    log_head: g.log_head,
-                    read_model_position: g.read_model_position,
-                    lag,
-                }),
-            )
-        }
-        Err(()) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Readiness {
-                status: "not_ready".into(),
-                log_head: 0,
-                read_model_position: 0,
-                lag: 0,
-            }),
-        ),
-    }
+    let mut failing = Vec::new();
+    let g = gauges(&state, &mut failing).await;
+    let ready = failing.is_empty();
+    (
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(Readiness {
+            status: if ready { "ready" } else { "not_ready" }.into(),
+            log_head: g.log_head,
+            read_model_position: g.read_model_position,
+            lag: g.log_head.saturating_sub(g.read_model_position),
+            pending_destructions: g.pending_destructions,
+            oldest_pending_destruction_seconds: g.oldest_pending_destruction_seconds,
+            failing,
+        }),
+    )
 }
 
 /// Prometheus metrics (text exposition format).
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
-    let g = gauges(&state).await.unwrap_or_default();
+    let g = gauges(&state, &mut Vec::new()).await;
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.render(g),

@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
@@ -1514,6 +1515,129 @@ async fn a_slow_request_times_out_with_the_error_body() {
     assert_eq!(body["code"], "TIMEOUT");
 }
 
+async fn a_key_store_failure_after_the_decision_is_finished_by_the_reconciler() {
+    let h = Harness::new().await;
+    let c = h
+        .register(&h.a, "Adelheid", "Lovelace", "ada@example.com")
+        .await;
+    let cid = CustomerId::parse(&c).unwrap();
+    let erase = format!("/v1/customers/{c}/anonymize");
+    // The key store fails right after the decision is committed.
+    h.keys.fail_destroy.store(true, Ordering::SeqCst);
+    let first = h.call(Method::POST, &erase, Some(&h.a.token), None).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
+    assert_eq!(first.body["data_key_destroyed"], false);
+    // "Delete user" is the same erasure.
+    let other = h
+        .register(&h.a, "Augusta", "Byron-King", "augusta@example.com")
+        .await;
+    let deleted = h
+        .call(
+            Method::DELETE,
+            &format!("/v1/customers/{other}"),
+            Some(&h.a.token),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.text);
+    let ready = h.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.body["pending_destructions"], 2, "{}", ready.text);
+    // The customer is shown erased already (the decision is the log's).
+    let summary = h.get(&format!("/v1/customers/{c}"), &h.a).await;
+    assert_eq!(summary.body["status"], "erased", "{}", summary.text);
+    assert_no_personal(&summary.text);
+    // The key store is back: one sweep of the running reconciler finishes it.
+    h.keys.fail_destroy.store(false, Ordering::SeqCst);
+    assert_eq!(h.state.ledger.reconcile().await.unwrap(), 2);
+    assert_eq!(h.state.ledger.shredder().pending().count, 0);
+    assert!(matches!(
+        h.state.ledger.keyring().state(cid).unwrap(),
+        ledger_crypto::KeyState::Destroyed { .. }
+    ));
+    let ready = h.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.body["pending_destructions"], 0, "{}", ready.text);
+    // A repeat is the first receipt, now with the key destroyed.
+    let again = h.call(Method::POST, &erase, Some(&h.a.token), None).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.body["data_key_destroyed"], true);
+    for f in ["request_id", "event_position", "at"] {
+        assert_eq!(again.body[f], first.body[f], "{f}");
+    }
+    // The repeat is not counted as a second erasure.
+    let metrics = h.call(Method::GET, "/metrics", None, None).await;
+    assert!(
+        metrics.text.contains("ledger_erasures_total 2\n"),
+        "{}",
+        metrics.text
+    );
+}
+
+async fn an_unreachable_key_store_answers_503_with_retry_after_and_fails_readiness() {
+    let h = Harness::new().await;
+    h.keys.fail_all.store(true, Ordering::SeqCst);
+    let r = h
+        .post(
+            "/v1/customers",
+            &h.a,
+            json!({"email": "ada@example.com", "password_hash": "h", "first_name": "Adelheid", "last_name": "Lovelace"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.body["code"], "STORE_UNAVAILABLE");
+    assert_eq!(r.headers.get("retry-after").unwrap(), "1");
+    assert_no_personal(&r.text);
+    let ready = h.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        ready.body["failing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["part"] == "key_store" && f["code"] == "STORE_UNAVAILABLE"),
+        "{}",
+        ready.text
+    );
+    h.keys.fail_all.store(false, Ordering::SeqCst);
+    let ready = h.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+}
+
+async fn a_search_sent_with_an_idempotency_key_is_never_replayed_after_erasure() {
+    let h = Harness::new().await;
+    let c = h
+        .register(&h.a, "Adelheid", "Lovelace", "ada@example.com")
+        .await;
+    let key = [("idempotency-key", "search-ada-1")];
+    let search = || {
+        h.call_with(
+            Method::POST,
+            "/v1/customers/search",
+            Some(&h.a.token),
+            Some(json!({"q": "ada@example.com"})),
+            &key,
+        )
+    };
+    let before = search().await;
+    assert_eq!(before.status, StatusCode::OK);
+    assert!(before.text.contains("ada@example.com"), "{}", before.text);
+    let erased = h
+        .call(
+            Method::POST,
+            &format!("/v1/customers/{c}/anonymize"),
+            Some(&h.a.token),
+            None,
+        )
+        .await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
+    for _ in 0..3 {
+        let replay = search().await;
+        assert_eq!(replay.status, StatusCode::OK);
+        assert!(replay.headers.get("idempotent-replayed").is_none());
+        assert_no_personal(&replay.text);
+        assert_eq!(replay.body["items"].as_array().unwrap().len(), 0);
+    }
+}
+
 // ----------------------------------------------------------------------- tests
 
 #[tokio::test]
@@ -1569,6 +1693,19 @@ async fn a_request_over_the_timeout_gets_503_timeout() {
 /// operation documents its responses, and every documented (method, path, status)
 /// is produced by a scenario above; and nothing undocumented is produced.
 #[tokio::test]
+async fn an_erasure_whose_key_store_failed_is_accepted_then_finished_by_the_reconciler() {
+    a_key_store_failure_after_the_decision_is_finished_by_the_reconciler().await;
+}
+#[tokio::test]
+async fn an_unreachable_key_store_is_503_store_unavailable_and_not_ready() {
+    an_unreachable_key_store_answers_503_with_retry_after_and_fails_readiness().await;
+}
+#[tokio::test]
+async fn read_only_posts_are_never_replayed_so_erased_data_is_not_served_again() {
+    a_search_sent_with_an_idempotency_key_is_never_replayed_after_erasure().await;
+}
+
+#[tokio::test]
 async fn every_documented_response_is_produced_by_a_test() {
     let text = ledger_api::openapi_json();
     let parsed: utoipa::openapi::OpenApi =
@@ -1610,6 +1747,9 @@ async fn every_documented_response_is_produced_by_a_test() {
     auditors_stream_the_sealed_log_and_verify_it().await;
     operations_endpoints().await;
     a_slow_request_times_out_with_the_error_body().await;
+    a_key_store_failure_after_the_decision_is_finished_by_the_reconciler().await;
+    an_unreachable_key_store_answers_503_with_retry_after_and_fails_readiness().await;
+    a_search_sent_with_an_idempotency_key_is_never_replayed_after_erasure().await;
     let produced = seen().lock().unwrap().clone();
     let missing: Vec<_> = documented.difference(&produced).collect();
     assert!(

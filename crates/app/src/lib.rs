@@ -16,9 +16,11 @@ mod codec;
 pub mod demo;
 pub mod export;
 pub mod failpoint;
+pub mod health;
 pub mod read;
 pub mod search;
 mod service;
+pub mod shred;
 
 pub use codec::{decode_record, encode_customer_event};
 pub use service::{ErasureReceipt, Executed, Ledger};

@@ -19,8 +19,9 @@ use ledger_projections::{
 use ledger_store::{EventStore, StoreError};
 use ledger_types::{BroadcasterId, Currency, CustomerId};
 use serde::Serialize;
-use tracing::{debug, info, instrument};
+use tracing::{debug, info, instrument, warn};
 
+use crate::health::{Health, Part};
 use crate::search::{Entry, SearchIndex};
 use crate::{decode_record, AppError};
 
@@ -212,6 +213,8 @@ pub struct ReadSide {
     views: Arc<dyn ViewStore>,
     state: RwLock<State>,
     folding: tokio::sync::Mutex<()>,
+    /// A fold failed: reload the model from the view store before folding again.
+    stale: std::sync::atomic::AtomicBool,
 }
 
 fn poisoned() -> AppError {
@@ -256,6 +259,7 @@ impl ReadSide {
                 search: None,
             }),
             folding: tokio::sync::Mutex::new(()),
+            stale: Default::default(),
         };
         me.fold(false).await?;
         Ok(me)
@@ -376,8 +380,30 @@ impl ReadSide {
         self.fold_locked(index).await
     }
 
-    /// [`fold`](Self::fold) for a caller that holds `folding`.
+    /// [`fold`](Self::fold) for a caller that holds `folding`. A fold that failed
+    /// may have taken changes whose save never happened, so the in-memory model
+    /// can be ahead of the persisted rows: the next fold first reloads the model
+    /// as persisted (what a restart would do), so a later save can never write a
+    /// checkpoint past rows that were not saved.
     async fn fold_locked(&self, index: bool) -> Result<CatchUp, AppError> {
+        if self.stale.load(std::sync::atomic::Ordering::Acquire) {
+            let v = self.views.clone();
+            let model = tokio::task::spawn_blocking(move || v.load())
+                .await
+                .map_err(|_| AppError::Io("view loader panicked".into()))??;
+            self.state.write().map_err(|_| poisoned())?.model = model;
+            self.stale
+                .store(false, std::sync::atomic::Ordering::Release);
+            info!("read model reloaded from the view store after a failed catch-up");
+        }
+        let r = self.fold_unchecked(index).await;
+        if r.is_err() {
+            self.stale.store(true, std::sync::atomic::Ordering::Release);
+        }
+        r
+    }
+
+    async fn fold_unchecked(&self, index: bool) -> Result<CatchUp, AppError> {
         let started = Instant::now();
         let from = self.state.read().map_err(|_| poisoned())?.model.position();
         let mut pages = Pages::new(self.store.clone(), from);
@@ -479,18 +505,35 @@ impl ReadSide {
         })
     }
 
-    /// Follows the log until `stop` resolves, catching up after every commit.
-    pub async fn follow(
-        &self,
-        stop: impl std::future::Future<Output = ()>,
-    ) -> Result<(), AppError> {
+    /// Follows the log until `stop` resolves, catching up after every commit, and
+    /// never gives up: after an error (a store unreachable, a full disk) it reports
+    /// the projector as failing in `health`, waits with a backoff that doubles up
+    /// to 30 s, and starts again from the last checkpoint folded in memory.
+    pub async fn follow(&self, stop: impl std::future::Future<Output = ()>, health: &Health) {
         tokio::pin!(stop);
+        let mut backoff = std::time::Duration::from_millis(250);
         loop {
-            let pos = self.catch_up().await?.position;
+            let err = loop {
+                let pos = match self.catch_up().await {
+                    Ok(c) => c.position,
+                    Err(e) => break e,
+                };
+                health.ok(Part::Projector);
+                backoff = std::time::Duration::from_millis(250);
+                tokio::select! {
+                    _ = &mut stop => return,
+                    r = self.store.wait_for_head(pos, std::time::Duration::from_secs(1)) => {
+                        if let Err(e) = r { break e.into(); }
+                    }
+                }
+            };
+            health.failed(Part::Projector, &err);
+            warn!(code = err.code(), error = %err, "projector failed; restarting after a backoff");
             tokio::select! {
-                _ = &mut stop => return Ok(()),
-                r = self.store.wait_for_head(pos, std::time::Duration::from_secs(1)) => { r?; }
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(backoff) => {}
             }
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
         }
     }
 

@@ -12,9 +12,10 @@ use ledger_events::{
 use ledger_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, Position, StoreError};
 use ledger_types::{BroadcasterId, CustomerId, EventId, RequestId, Timestamp};
 use serde::Serialize;
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 
 use crate::codec::{decode_record, encode_customer_event};
+use crate::shred::Shredder;
 use crate::{failpoint, AppError};
 
 const MAX_ATTEMPTS: usize = 8;
@@ -30,8 +31,14 @@ pub struct ErasureReceipt {
     pub preconditions_checked: Vec<Precondition>,
     /// Global position of the `CustomerAnonymized` event.
     pub event_position: Position,
-    /// Whether the data key is gone now (it always is once the call returns Ok).
+    /// Whether the data key is gone now. False only when the key store failed
+    /// after the decision was committed: the running reconciler then finishes the
+    /// destruction (see [`crate::shred`]).
     pub data_key_destroyed: bool,
+    /// True when the customer was already erased: this is the first erasure's
+    /// receipt again, and nothing was appended.
+    #[serde(skip)]
+    pub repeat: bool,
 }
 
 impl ErasureReceipt {
@@ -45,6 +52,7 @@ impl ErasureReceipt {
             preconditions_checked: e.preconditions.clone(),
             event_position: position,
             data_key_destroyed: destroyed,
+            repeat: false,
         }
     }
 }
@@ -63,6 +71,7 @@ pub struct Executed {
 pub struct Ledger {
     store: Arc<dyn EventStore>,
     keyring: Arc<Keyring>,
+    shredder: Arc<Shredder>,
     broadcasters: Arc<RwLock<HashMap<BroadcasterId, BroadcasterRegistered>>>,
 }
 
@@ -76,10 +85,16 @@ struct Loaded {
 impl Ledger {
     pub fn new(store: Arc<dyn EventStore>, keyring: Arc<Keyring>) -> Self {
         Self {
+            shredder: Arc::new(Shredder::new(store.clone(), keyring.clone())),
             store,
             keyring,
             broadcasters: Default::default(),
         }
+    }
+
+    /// The tracker of pending key destructions (the running reconciler).
+    pub fn shredder(&self) -> &Arc<Shredder> {
+        &self.shredder
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -240,9 +255,29 @@ impl Ledger {
 
     /// Erases a customer on behalf of a broadcaster: appends `CustomerAnonymized`
     /// (the durable decision) and then destroys the data key. A repeat returns the
-    /// first receipt.
+    /// first receipt (with `repeat` set).
+    ///
+    /// The work runs in a task of its own: once started, dropping the returned
+    /// future (a client that went away, a request timeout) does not stop it half
+    /// way. If the key store fails after the decision is committed, the receipt
+    /// says `data_key_destroyed: false` and the running reconciler finishes it.
     #[instrument(skip(self))]
     pub async fn anonymize(
+        &self,
+        broadcaster: BroadcasterId,
+        customer: CustomerId,
+        request_id: RequestId,
+    ) -> Result<ErasureReceipt, AppError> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.anonymize_to_the_end(broadcaster, customer, request_id)
+                .await
+        })
+        .await
+        .map_err(|_| AppError::Io("erasure task panicked".into()))?
+    }
+
+    async fn anonymize_to_the_end(
         &self,
         broadcaster: BroadcasterId,
         customer: CustomerId,
@@ -259,18 +294,39 @@ impl Ledger {
             broadcaster: BroadcasterRef::from(&b),
             at: Timestamp::now(),
         };
-        self.execute(customer, &cmd).await?;
+        let executed = self.execute(customer, &cmd).await?;
         let loaded = self.load(customer).await?;
         let (Some(receipt), Some(position)) = (loaded.customer.anonymized(), loaded.anonymized_at)
         else {
             return Err(Refusal::NotFound.into());
         };
+        let repeat = executed.appended == 0;
+        if repeat {
+            let state = self.keys(move |k| k.state(customer)).await?;
+            if !matches!(state, KeyState::Active(_)) {
+                return Ok(ErasureReceipt {
+                    repeat,
+                    ..ErasureReceipt::of(receipt, position, true)
+                });
+            }
+        }
+        self.shredder.note(customer);
         failpoint::hit(failpoint::AFTER_ANONYMIZE_APPEND);
-        let destroyed = self
-            .keys(move |k| k.destroy(&[customer], Timestamp::now()))
-            .await?;
-        info!(%customer, position, keys_destroyed = destroyed, "customer anonymized");
-        Ok(ErasureReceipt::of(receipt, position, true))
+        let destroyed = match self.shredder.destroy(vec![customer]).await {
+            Ok(n) => {
+                if !repeat {
+                    info!(%customer, position, keys_destroyed = n, "customer anonymized");
+                }
+                true
+            }
+            // The decision is committed: answer it, and let the reconciler finish.
+            Err(e) if e.storage_condition().is_some() => false,
+            Err(e) => return Err(e),
+        };
+        Ok(ErasureReceipt {
+            repeat,
+            ..ErasureReceipt::of(receipt, position, destroyed)
+        })
     }
 
     /// The receipt of a past erasure, if the customer was erased and the caller can
@@ -293,46 +349,11 @@ impl Ledger {
             .map(|(e, p)| ErasureReceipt::of(e, p, destroyed)))
     }
 
-    /// Finishes every erasure the log records but a crash left unfinished: destroys
-    /// each data key whose customer has a `CustomerAnonymized` event. Returns how
-    /// many keys it destroyed.
+    /// Finishes every erasure the log records but whose key is not yet destroyed
+    /// (a crash, or a key store that failed): one sweep of the [`Shredder`].
+    /// Returns how many keys it destroyed.
     #[instrument(skip(self))]
     pub async fn reconcile(&self) -> Result<usize, AppError> {
-        let mut after = 0;
-        let mut erased = Vec::new();
-        loop {
-            let page = self.store.read_all(after, 10_000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.position;
-            for r in &page {
-                if r.event_type == "CustomerAnonymized" {
-                    if let Some(c) = streams::parse_customer(&r.stream) {
-                        erased.push(c);
-                    }
-                }
-            }
-        }
-        let n = self
-            .keys(move |k| {
-                let mut pending = Vec::new();
-                for c in erased {
-                    if matches!(k.state(c)?, KeyState::Active(_)) {
-                        pending.push(c);
-                    }
-                }
-                if pending.is_empty() {
-                    return Ok(0);
-                }
-                k.destroy(&pending, Timestamp::now())
-            })
-            .await?;
-        if n == 0 {
-            return Ok(0);
-        }
-        warn!(
-            keys = n,
-            "reconciler finished erasures that were interrupted before their key was destroyed"
-        );
-        Ok(n)
+        self.shredder.sweep().await
     }
 }

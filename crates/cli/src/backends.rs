@@ -19,6 +19,7 @@ use ledger_app::read::ReadSide;
 use ledger_app::Ledger;
 use ledger_crypto::{Kek, KekSource, KeyStore, Keyring, SqliteKeyStore};
 use ledger_projections::ViewStore;
+use ledger_store::responses::{MemoryResponses, ResponseStore};
 use ledger_store::EventStore;
 use ledger_store_sqlite::{SqliteStore, SqliteViewStore};
 
@@ -75,6 +76,7 @@ pub struct Backends {
     views: Arc<dyn ViewStore>,
     sqlite: Option<Arc<SqliteStore>>,
     postgres: Option<Arc<ledger_store_postgres::PostgresStore>>,
+    responses: Arc<dyn ResponseStore>,
 }
 
 /// Opens only the event store a URL names (benchmarks, key commands).
@@ -175,7 +177,14 @@ impl Backends {
             Closer::Postgres(p) => (None, Some(p)),
             Closer::Nothing => (None, None),
         };
+        // Answers to idempotent writes live beside the writes (the event database);
+        // KurrentDB holds events only, so there they are kept in memory.
+        let responses: Arc<dyn ResponseStore> = match &sqlite {
+            Some(s) => s.clone(),
+            None => Arc::new(MemoryResponses::new()),
+        };
         Ok(Self {
+            responses,
             events,
             keys: keys.clone(),
             keyring: Arc::new(Keyring::new(kek, keys)),
@@ -183,6 +192,11 @@ impl Backends {
             sqlite,
             postgres,
         })
+    }
+
+    /// Where answers to idempotent writes are saved.
+    pub fn responses(&self) -> Arc<dyn ResponseStore> {
+        self.responses.clone()
     }
 
     /// The command side over these backends. With `strict`, a reconciler failure

@@ -19,8 +19,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use ledger_api::auth::{new_token, ADMIN_KEY_PREFIX};
-use ledger_api::{AdminKey, ApiConfig, ApiKeys, ApiState};
+use ledger_api::{AdminKey, ApiConfig, ApiKeys, ApiState, Services};
 use ledger_app::demo;
+use ledger_app::health::{Health, Part};
+use ledger_store::responses::ResponseStore;
 
 use crate::backends::{Backends, StoreKind};
 use ledger_types::BroadcasterId;
@@ -48,6 +50,10 @@ pub struct ServeArgs {
     /// Request timeout in seconds [default: 30].
     #[arg(long, env = "LEDGER_REQUEST_TIMEOUT_SECS")]
     request_timeout_secs: Option<u64>,
+    /// How long answers to writes sent with an Idempotency-Key are kept, in
+    /// seconds [default: 86400].
+    #[arg(long, env = "LEDGER_IDEMPOTENCY_TTL_SECS")]
+    idempotency_ttl_secs: Option<u64>,
 }
 
 /// The config file. Every field is optional; flags and environment win.
@@ -60,6 +66,7 @@ struct FileConfig {
     body_limit: Option<usize>,
     request_timeout_secs: Option<u64>,
     idempotency_capacity: Option<usize>,
+    idempotency_ttl_secs: Option<u64>,
     ready_max_lag: Option<u64>,
 }
 
@@ -171,7 +178,10 @@ pub async fn run(
         idempotency_capacity: file
             .idempotency_capacity
             .unwrap_or(defaults.idempotency_capacity),
-        idempotency_ttl: defaults.idempotency_ttl,
+        idempotency_ttl: args
+            .idempotency_ttl_secs
+            .or(file.idempotency_ttl_secs)
+            .map_or(defaults.idempotency_ttl, Duration::from_secs),
         ready_max_lag: file.ready_max_lag.unwrap_or(defaults.ready_max_lag),
     };
     let store_url = store.map(str::to_owned).or(file.store);
@@ -244,20 +254,55 @@ pub async fn run(
         }
     }
 
-    let state = ApiState::new(ledger.clone(), read.clone(), keys, admin, config);
+    let health = Arc::new(Health::new());
+    let responses = backends.responses();
+    let (ttl, capacity) = (config.idempotency_ttl, config.idempotency_capacity);
+    let state = ApiState::with_services(
+        ledger.clone(),
+        read.clone(),
+        keys,
+        admin,
+        config,
+        Services {
+            health: health.clone(),
+            responses: responses.clone(),
+        },
+    );
     let app = ledger_api::router(state);
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let follower = {
-        let read = read.clone();
+    // The background loops: the projector and the reconciler restart by themselves
+    // after any error and report into `health`; the space probe clears a "storage
+    // full" state once the data folder takes writes again.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let projector = {
+        let (read, health, stop) = (read.clone(), health.clone(), stopped());
+        tokio::spawn(async move { read.follow(stop, &health).await })
+    };
+    let reconciler = {
+        let (ledger, health, stop) = (ledger.clone(), health.clone(), stopped());
         tokio::spawn(async move {
-            let stop = async {
-                let _ = stop_rx.await;
-            };
-            if let Err(e) = read.follow(stop).await {
-                warn!(code = e.code(), error = %e, "projector stopped with an error");
-            }
+            ledger
+                .shredder()
+                .run(stop, |r| match r {
+                    Ok(_) => health.ok(Part::Reconciler),
+                    Err(e) => health.failed(Part::Reconciler, e),
+                })
+                .await
         })
+    };
+    let expiry = {
+        let stop = stopped();
+        tokio::spawn(async move { expire_answers(&*responses, ttl, capacity, stop).await })
+    };
+    let space_probe = {
+        let (health, stop, dir) = (health.clone(), stopped(), data.to_path_buf());
+        tokio::spawn(async move { probe_space(&dir, &health, stop).await })
     };
 
     info!(%local, "serving");
@@ -266,8 +311,8 @@ pub async fn run(
         .await
         .context("server error")?;
 
-    let _ = stop_tx.send(());
-    let _ = follower.await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(projector, reconciler, space_probe, expiry);
     // Persist what the projector folded last, then commit everything queued.
     if let Err(e) = read.catch_up().await {
         warn!(code = e.code(), "final read model catch-up failed");
@@ -277,6 +322,65 @@ pub async fn run(
     backends.close().await;
     info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every minute, forgets saved idempotent answers older than `ttl` and the oldest
+/// beyond `capacity`.
+async fn expire_answers(
+    responses: &dyn ResponseStore,
+    ttl: Duration,
+    capacity: usize,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let before = ledger_types::Timestamp::from_millis(
+            ledger_types::Timestamp::now()
+                .millis()
+                .saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+        );
+        match responses.expire(before, capacity).await {
+            Ok(0) => {}
+            Ok(n) => info!(answers = n, "expired saved idempotent answers"),
+            Err(e) => warn!(error = %e, "could not expire saved idempotent answers"),
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+    }
+}
+
+/// While a store reports a full disk, tries every 2 s to write (and sync) a 1 MiB
+/// file in the data folder; once that works, space is back and readiness stops
+/// reporting `storage`. (With PostgreSQL, a later successful write clears it too.)
+async fn probe_space(dir: &Path, health: &Health, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        if health.storage_full().is_none() {
+            continue;
+        }
+        let path = dir.join(".space-probe");
+        let written = tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            let r = std::fs::File::create(&path).and_then(|mut f| {
+                f.write_all(&vec![0u8; 1 << 20])?;
+                f.sync_all()
+            });
+            let _ = std::fs::remove_file(&path);
+            r.is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if written {
+            info!("the data folder takes writes again: storage no longer full");
+            health.space_back();
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -87,7 +87,8 @@ impl SqliteKeyStore {
     pub fn open(path: &Path) -> Result<Self, CryptoError> {
         let conn = Connection::open(path).map_err(db_err)?;
         conn.execute_batch(
-            "PRAGMA secure_delete = ON;
+            "PRAGMA busy_timeout = 5000;
+             PRAGMA secure_delete = ON;
              PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA auto_vacuum = NONE;

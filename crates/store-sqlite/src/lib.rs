@@ -59,9 +59,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ledger_store::responses::{ResponseStore, SavedResponse, Scope};
 use ledger_store::{
     AppendRequest, AppendResult, EventStore, Position, RecordedEvent, StoreError, Version,
 };
+use ledger_types::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::read::Readers;
@@ -93,6 +95,8 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Msg::Append { .. } => "Append",
+            Msg::Remember { .. } => "Remember",
+            Msg::Expire { .. } => "Expire",
             Msg::Checkpoint { .. } => "Checkpoint",
             Msg::Close { .. } => "Close",
         })
@@ -233,6 +237,47 @@ impl SqliteErrorKind {
 
 pub(crate) fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is out of range")))
+}
+
+#[async_trait]
+impl ResponseStore for SqliteStore {
+    async fn recall(&self, scope: Scope, key: &str) -> Result<Option<SavedResponse>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |c| read::recall(c, scope, &key)).await
+    }
+
+    async fn remember(
+        &self,
+        scope: Scope,
+        key: &str,
+        response: SavedResponse,
+    ) -> Result<(), StoreError> {
+        ledger_store::responses::validate_saved(key, &response)?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Remember {
+                scope,
+                key: key.to_owned(),
+                response,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn expire(&self, before: Timestamp, keep: usize) -> Result<u64, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Expire {
+                before,
+                keep,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
 }
 
 #[async_trait]

@@ -237,3 +237,42 @@ pub(crate) fn read_stream(
     }
     Ok(out)
 }
+
+/// The saved answer under `(scope, key)`, if any.
+pub(crate) fn recall(
+    conn: &Connection,
+    scope: ledger_store::responses::Scope,
+    key: &str,
+) -> Result<Option<ledger_store::responses::SavedResponse>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT fingerprint, status, content_type, body, saved_at
+             FROM responses WHERE scope = ?1 AND key = ?2",
+        )
+        .map_err(backend)?;
+    let row = stmt
+        .query_row(rusqlite::params![&scope[..], key], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, u16>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .optional()
+        .map_err(backend)?;
+    let Some((fingerprint, status, content_type, body, saved_at)) = row else {
+        return Ok(None);
+    };
+    let fingerprint = fingerprint
+        .try_into()
+        .map_err(|_| StoreError::Backend("a saved answer's fingerprint is not 32 bytes".into()))?;
+    Ok(Some(ledger_store::responses::SavedResponse {
+        fingerprint,
+        status,
+        content_type,
+        body,
+        saved_at: ledger_types::Timestamp::from_millis(saved_at),
+    }))
+}

@@ -56,6 +56,19 @@ const MIGRATIONS: &[&str] = &[
         log_hash       BLOB    NOT NULL,
         UNIQUE (stream, version)
     );",
+    // 2: saved answers to write requests (idempotency keys), see
+    // `ledger_store::responses`.
+    "CREATE TABLE responses (
+        scope        BLOB    NOT NULL,
+        key          TEXT    NOT NULL,
+        fingerprint  BLOB    NOT NULL,
+        status       INTEGER NOT NULL,
+        content_type TEXT,
+        body         BLOB    NOT NULL,
+        saved_at     INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX responses_by_age ON responses (saved_at);",
 ];
 
 /// The schema version this binary writes.

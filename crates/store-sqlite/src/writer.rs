@@ -20,9 +20,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use ledger_store::responses::{SavedResponse, Scope};
 use ledger_store::tail::{LogTail, PlannedRecord as Planned, StreamHead as Head};
 use ledger_store::{AppendRequest, AppendResult, Hash32, Position, StoreError, Version, ZERO_HASH};
-use ledger_types::EventId;
+use ledger_types::{EventId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -40,6 +41,19 @@ pub(crate) enum Msg {
     Append {
         requests: Vec<AppendRequest>,
         reply: AppendReply,
+    },
+    /// Saves an answer to a write request, in the next group's transaction.
+    Remember {
+        scope: Scope,
+        key: String,
+        response: SavedResponse,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Forgets old saved answers (its own transaction).
+    Expire {
+        before: Timestamp,
+        keep: usize,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
     },
     Checkpoint {
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -211,7 +225,7 @@ impl Writer {
 
     /// The thread body: runs until every sender is gone or `Close` arrives.
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        let mut pending: Vec<(Vec<AppendRequest>, AppendReply)> = Vec::new();
+        let mut pending = Group::default();
         while let Some(first) = rx.blocking_recv() {
             let mut queued = vec![first];
             let mut events = 0usize;
@@ -228,7 +242,21 @@ impl Writer {
             }
             for msg in queued {
                 match msg {
-                    Msg::Append { requests, reply } => pending.push((requests, reply)),
+                    Msg::Append { requests, reply } => pending.appends.push((requests, reply)),
+                    Msg::Remember {
+                        scope,
+                        key,
+                        response,
+                        reply,
+                    } => pending.saved.push((scope, key, response, reply)),
+                    Msg::Expire {
+                        before,
+                        keep,
+                        reply,
+                    } => {
+                        self.commit_group(std::mem::take(&mut pending));
+                        let _ = reply.send(self.expire(before, keep));
+                    }
                     Msg::Checkpoint { reply } => {
                         self.commit_group(std::mem::take(&mut pending));
                         let _ = reply.send(self.checkpoint());
@@ -268,17 +296,45 @@ impl Writer {
         Ok(())
     }
 
+    /// Forgets saved answers older than `before`, then the oldest beyond `keep`.
+    fn expire(&mut self, before: Timestamp, keep: usize) -> Result<u64, StoreError> {
+        let tx = self.conn.unchecked_transaction().map_err(backend)?;
+        let mut n = tx
+            .execute(
+                "DELETE FROM responses WHERE saved_at < ?1",
+                [before.millis()],
+            )
+            .map_err(backend)?;
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        n += tx
+            .execute(
+                "DELETE FROM responses WHERE (scope, key) IN (
+                     SELECT scope, key FROM responses ORDER BY saved_at DESC LIMIT -1 OFFSET ?1)",
+                [keep],
+            )
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(n as u64)
+    }
+
     /// Applies a group in one transaction and replies to every message.
-    fn commit_group(&mut self, group: Vec<(Vec<AppendRequest>, AppendReply)>) {
+    fn commit_group(&mut self, group: Group) {
         if group.is_empty() {
             return;
         }
+        let Group {
+            appends: group,
+            saved,
+        } = group;
         let started = Instant::now();
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             let e = backend(e);
             tracing::warn!(error = %e, "could not begin the group transaction");
             for (_, reply) in group {
-                let _ = reply.send(Err(StoreError::Backend(e.to_string())));
+                let _ = reply.send(Err(again(&e)));
+            }
+            for (.., reply) in saved {
+                let _ = reply.send(Err(again(&e)));
             }
             return;
         }
@@ -304,6 +360,11 @@ impl Writer {
                 }
             }
         }
+        if fatal.is_none() {
+            if let Err(e) = self.save_responses(&saved) {
+                fatal = Some(backend(e));
+            }
+        }
         let committed = match fatal {
             Some(e) => Err(e),
             None => self.conn.execute_batch("COMMIT").map_err(backend),
@@ -314,9 +375,10 @@ impl Writer {
             self.state.restore(start);
             self.reload();
             for (_, reply) in group {
-                let _ = reply.send(Err(StoreError::Backend(format!(
-                    "group commit failed: {e}"
-                ))));
+                let _ = reply.send(Err(again(&e)));
+            }
+            for (.., reply) in saved {
+                let _ = reply.send(Err(again(&e)));
             }
             return;
         }
@@ -336,7 +398,33 @@ impl Writer {
         for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
             let _ = reply.send(outcome);
         }
+        for (.., reply) in saved {
+            let _ = reply.send(Ok(()));
+        }
         self.maybe_checkpoint();
+    }
+
+    fn save_responses(&self, saved: &[SavedAnswer]) -> Result<(), rusqlite::Error> {
+        if saved.is_empty() {
+            return Ok(());
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT OR REPLACE INTO responses
+                 (scope, key, fingerprint, status, content_type, body, saved_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for (scope, key, r, _) in saved {
+            stmt.execute(params![
+                &scope[..],
+                key,
+                &r.fingerprint[..],
+                r.status,
+                r.content_type,
+                r.body,
+                r.saved_at.millis(),
+            ])?;
+        }
+        Ok(())
     }
 
     /// Re-reads the log end after a failed commit; the head cache is dropped.
@@ -531,9 +619,45 @@ fn run_checkpointer(conn: Connection, rx: std_mpsc::Receiver<()>, done: Arc<Atom
     }
 }
 
+/// The same error again, for every waiter of a failed group (a full disk stays
+/// [`StoreError::Full`], an unreachable file [`StoreError::Unavailable`]).
+fn again(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Full => StoreError::Full,
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        other => StoreError::Backend(format!("group commit failed: {other}")),
+    }
+}
+
+type SavedAnswer = (
+    Scope,
+    String,
+    SavedResponse,
+    oneshot::Sender<Result<(), StoreError>>,
+);
+
+/// What one group commit writes: appends, and answers to save with them.
+#[derive(Default)]
+struct Group {
+    appends: Vec<(Vec<AppendRequest>, AppendReply)>,
+    saved: Vec<SavedAnswer>,
+}
+
+impl Group {
+    fn is_empty(&self) -> bool {
+        self.appends.is_empty() && self.saved.is_empty()
+    }
+}
+
 fn refuse_closed(m: Msg) {
     match m {
         Msg::Append { reply, .. } => {
+            let _ = reply.send(Err(StoreError::Closed));
+        }
+        Msg::Remember { reply, .. } => {
+            let _ = reply.send(Err(StoreError::Closed));
+        }
+        Msg::Expire { reply, .. } => {
             let _ = reply.send(Err(StoreError::Closed));
         }
         Msg::Checkpoint { reply } => {

@@ -209,3 +209,34 @@ async fn bad_input_is_refused_without_writing() {
     }
     assert_eq!(store.head().await.expect("head"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn saved_answers_conform_and_survive_a_reopen() {
+    use ledger_store::responses::{self, ResponseStore, SavedResponse};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("events.db");
+    let saved = SavedResponse {
+        fingerprint: [7; 32],
+        status: 201,
+        content_type: Some("application/json".into()),
+        body: b"{\"customer_id\":\"x\"}".to_vec(),
+        saved_at: ledger_types::Timestamp::now(),
+    };
+    {
+        let store = SqliteStore::open(&path).expect("open");
+        responses::conformance(&store).await;
+        // Saved beside a concurrent append: both in group commits.
+        let (a, b) = tokio::join!(
+            store.remember([9; 16], "retry-me", saved.clone()),
+            store.append(req("s", vec![event(1)]))
+        );
+        a.expect("remember");
+        b.expect("append");
+        store.close().await;
+    }
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(
+        store.recall([9; 16], "retry-me").await.expect("recall"),
+        Some(saved)
+    );
+}

@@ -13,6 +13,7 @@
 
 pub mod chain;
 pub mod conformance;
+pub mod responses;
 pub mod tail;
 
 use std::fmt;

@@ -7,17 +7,21 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use ledger_api::auth::{new_token, ADMIN_KEY_PREFIX};
-use ledger_api::{AdminKey, ApiConfig, ApiKeys, ApiState, SharedState};
+use ledger_api::{AdminKey, ApiConfig, ApiKeys, ApiState, Services, SharedState};
 use ledger_app::read::ReadSide;
 use ledger_app::Ledger;
-use ledger_crypto::{Kek, Keyring, SqliteKeyStore};
+use ledger_crypto::{
+    CryptoError, Kek, KeyState, KeyStore, Keyring, Rewrap, SqliteKeyStore, WrappedKey,
+};
 use ledger_store_sqlite::{SqliteStore, SqliteViewStore};
+use ledger_types::{CustomerId, Timestamp};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
@@ -70,10 +74,66 @@ pub struct Tenant {
     pub token: String,
 }
 
+/// A key store that fails on demand, in front of the real one: `destroy` (and
+/// optionally every call) answers `Unavailable` while switched on, or takes `delay`
+/// first, like a key store that is unreachable or slow.
+#[derive(Debug, Default)]
+pub struct FlakyKeys {
+    inner: Option<SqliteKeyStore>,
+    pub fail_destroy: AtomicBool,
+    pub fail_all: AtomicBool,
+    pub destroy_delay_ms: AtomicU64,
+}
+
+impl FlakyKeys {
+    fn unavailable(&self, destroying: bool) -> Result<(), CryptoError> {
+        if self.fail_all.load(Ordering::SeqCst)
+            || (destroying && self.fail_destroy.load(Ordering::SeqCst))
+        {
+            return Err(CryptoError::Unavailable(
+                "test: key store switched off".into(),
+            ));
+        }
+        Ok(())
+    }
+    fn inner(&self) -> &SqliteKeyStore {
+        self.inner.as_ref().expect("inner key store")
+    }
+}
+
+impl KeyStore for FlakyKeys {
+    fn insert_new(&self, keys: &[(CustomerId, WrappedKey)]) -> Result<Vec<KeyState>, CryptoError> {
+        self.unavailable(false)?;
+        self.inner().insert_new(keys)
+    }
+    fn get(&self, c: CustomerId) -> Result<KeyState, CryptoError> {
+        self.unavailable(false)?;
+        self.inner().get(c)
+    }
+    fn destroy(&self, cs: &[CustomerId], at: Timestamp) -> Result<usize, CryptoError> {
+        let ms = self.destroy_delay_ms.load(Ordering::SeqCst);
+        if ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        self.unavailable(true)?;
+        self.inner().destroy(cs, at)
+    }
+    fn active_ids(&self) -> Result<Vec<CustomerId>, CryptoError> {
+        self.unavailable(false)?;
+        self.inner().active_ids()
+    }
+    fn rewrap_all(&self, rewrap: Rewrap) -> Result<usize, CryptoError> {
+        self.unavailable(false)?;
+        self.inner().rewrap_all(rewrap)
+    }
+}
+
 pub struct Harness {
     pub app: Router,
     pub state: SharedState,
     pub admin: String,
+    /// The key store, switchable to failing.
+    pub keys: Arc<FlakyKeys>,
     /// White-label broadcasters A and B, and a shared one S.
     pub a: Tenant,
     pub b: Tenant,
@@ -97,28 +157,38 @@ impl Harness {
     pub async fn with_config(config: ApiConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("events.sqlite")).unwrap());
-        let keys = SqliteKeyStore::open(&dir.path().join("keys.sqlite")).unwrap();
-        let keyring = Arc::new(Keyring::new(Kek::generate(), Arc::new(keys)));
+        let keys = Arc::new(FlakyKeys {
+            inner: Some(SqliteKeyStore::open(&dir.path().join("keys.sqlite")).unwrap()),
+            ..Default::default()
+        });
+        let keyring = Arc::new(Keyring::new(Kek::generate(), keys.clone()));
         let ledger = Ledger::new(store.clone(), keyring.clone());
         let views = SqliteViewStore::open(&dir.path().join("views.sqlite")).unwrap();
         let read = Arc::new(
-            ReadSide::open(store, keyring, Arc::new(views))
+            ReadSide::open(store.clone(), keyring, Arc::new(views))
                 .await
                 .unwrap(),
         );
         let admin = new_token(ADMIN_KEY_PREFIX);
-        let state = ApiState::new(
+        // Idempotent answers saved in the event database, as `serve` does.
+        let services = Services {
+            responses: store,
+            ..Services::default()
+        };
+        let state = ApiState::with_services(
             ledger,
             read,
             Arc::new(ApiKeys::in_memory()),
             AdminKey::from_token(&admin),
             config,
+            services,
         );
         let app = ledger_api::router(state.clone());
         let mut h = Harness {
             app,
             state,
             admin,
+            keys,
             a: Tenant {
                 id: String::new(),
                 token: String::new(),
