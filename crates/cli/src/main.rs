@@ -4,7 +4,10 @@
 
 mod backends;
 mod bench;
+mod folder;
 mod serve;
+
+use folder::Access;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -233,14 +236,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let kek_file = cli.kek_file.as_deref();
     let store = cli.store.as_deref();
     let state_store = cli.state_store.as_deref();
-    let open = || backends::Backends::open(store, state_store, &cli.data, kek_file);
+    let open = |access: Access, what: &'static str| {
+        backends::Backends::open(store, state_store, &cli.data, kek_file, access, what)
+    };
     match cli.command {
         Command::Demo {
             customers,
             seed,
             json,
         } => {
-            let backends = open().await?;
+            let backends = open(Access::Create, "demo").await?;
             let ledger = backends.ledger(true).await?;
             if ledger.store().head().await? != 0 {
                 eprintln!(
@@ -273,7 +278,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .map(RequestId::parse)
                 .transpose()?
                 .unwrap_or_default();
-            let backends = open().await?;
+            let backends = open(Access::Write, "anonymize").await?;
             let ledger = backends.ledger(true).await?;
             match ledger.anonymize(b, c, r).await {
                 Ok(receipt) => {
@@ -331,6 +336,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if expect_head.is_some() {
                 anyhow::bail!("--expect-head applies to the data folder, not to --from-export");
             }
+            if !file.is_file() {
+                anyhow::bail!("no export file at {}", file.display());
+            }
             let f = std::fs::File::open(&file)
                 .with_context(|| format!("cannot open {}", file.display()))?;
             let report = ledger_app::export::verify_export(std::io::BufReader::new(f))?;
@@ -356,8 +364,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Export { out },
         } => {
-            let backends = open().await?;
-            let ledger = backends.ledger(false).await?;
+            let backends = open(Access::Read, "audit export").await?;
+            let ledger = backends.reader(false)?;
             let f = std::fs::File::create(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
             let mut w = std::io::BufWriter::new(f);
@@ -389,16 +397,36 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     Anchor::parse(s).context("--expect-head must be POSITION:64-hex-digit hash")
                 })
                 .transpose()?;
-            let backends = open().await?;
-            let ledger = backends.ledger(false).await?;
-            let read = match backends.report_side().await {
+            // Read-only, beside a running server: one snapshot of the log, the
+            // views and the key states, nothing written, nothing reconciled.
+            let backends = open(Access::Read, "audit verify").await?;
+            let ledger = backends.reader(false)?;
+            let mut views_ahead = None;
+            let read = match backends.snapshot().await {
                 Ok(r) => Some(r),
                 Err(e) => {
-                    eprintln!("warning: the projections could not be opened, so they are not compared: {e:#}");
+                    if let Some(AppError::ViewsAheadOfLog { .. }) = e.downcast_ref::<AppError>() {
+                        views_ahead = Some(e.to_string());
+                    } else {
+                        eprintln!("warning: the projections could not be opened, so they are not compared: {e:#}");
+                    }
                     None
                 }
             };
-            let report = audit::verify(&ledger, read.as_ref(), anchor).await?;
+            let at = match &read {
+                Some(r) => r.limit(),
+                None => ledger.store().head().await?,
+            };
+            let mut report = audit::verify(&ledger, read.as_ref(), anchor, at).await?;
+            if let Some(detail) = views_ahead {
+                report.ok = false;
+                report.problems.push(audit::Problem {
+                    code: "VIEWS_AHEAD_OF_LOG",
+                    position: Some(at),
+                    stream: None,
+                    detail: format!("{detail}: the views come from a later backup than the log; run `ledger projections rebuild`"),
+                });
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -457,10 +485,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 from_day: from.as_deref().map(parse_day).transpose()?,
                 to_day: to.as_deref().map(parse_day).transpose()?,
             };
-            let backends = open().await?;
-            // Finishes any interrupted erasure before reading.
-            backends.ledger(true).await?;
-            let read = backends.report_side().await?;
+            let backends = open(Access::Read, "revenue").await?;
+            let read = backends.snapshot().await?;
             let report = read.revenue(&filter)?;
             if digest {
                 println!("{}", report.digest);
@@ -518,10 +544,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .as_deref()
                 .map(BroadcasterId::parse)
                 .transpose()?;
-            let backends = open().await?;
-            // Finishes any interrupted erasure before reading.
-            backends.ledger(true).await?;
-            let read = backends.report_side().await?;
+            let backends = open(Access::Read, "erasures").await?;
+            let read = backends.snapshot().await?;
             let list = read.erasures(b)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -548,8 +572,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let b = BroadcasterId::parse(&broadcaster)?;
             let c = CustomerId::parse(&customer)?;
-            let backends = open().await?;
-            let ledger = backends.ledger(true).await?;
+            let backends = open(Access::Read, "export-customer").await?;
+            let ledger = backends.reader(true)?;
             match ledger_app::access::export_customer(&ledger, b, c).await {
                 Ok(doc) => {
                     println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -565,7 +589,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Projections {
             command: ProjectionsCommand::Rebuild { name },
         } => {
-            let backends = open().await?;
+            let backends = open(Access::Write, "projections rebuild").await?;
             // Finishes any interrupted erasure before reading.
             backends.ledger(true).await?;
             let read = backends.report_side().await?;
@@ -592,11 +616,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let new = std::fs::read_to_string(&new_kek_file)
                 .map_err(|e| anyhow::anyhow!("cannot read --new-kek-file: {}", e.kind()))
                 .and_then(|t| Ok(ledger_crypto::Kek::from_hex(&t)?))?;
-            let backends = open().await?;
+            // The writer lock refuses this while `serve` runs (ADR 0015): a running
+            // server would go on wrapping new keys with the old KEK.
+            let backends = open(Access::Write, "kek rotate").await?;
             // Checks that the current KEK opens the stored keys, and finishes any
             // interrupted erasure first, so no key bound for destruction is re-wrapped.
             backends.ledger(true).await?;
-            let old = backends::load_kek(&cli.data, kek_file)?;
+            let old = backends::load_kek(&cli.data, kek_file, Access::Write)?
+                .context("no key-encryption key")?;
             let done = ledger_crypto::rotate_kek(&*backends.keys, &old, &new)?;
             backends.close().await;
             println!(

@@ -25,6 +25,7 @@ use ledger_app::health::{Health, Part};
 use ledger_store::responses::ResponseStore;
 
 use crate::backends::{Backends, StoreKind};
+use crate::folder::Access;
 use ledger_types::BroadcasterId;
 use serde::Deserialize;
 use tracing::{info, warn};
@@ -185,7 +186,15 @@ pub async fn run(
         ready_max_lag: file.ready_max_lag.unwrap_or(defaults.ready_max_lag),
     };
     let store_url = store.map(str::to_owned).or(file.store);
-    let backends = Backends::open(store_url.as_deref(), state_store, data, kek_file).await?;
+    let backends = Backends::open(
+        store_url.as_deref(),
+        state_store,
+        data,
+        kek_file,
+        Access::Create,
+        "serve",
+    )
+    .await?;
     let ledger = backends.ledger(true).await?;
 
     let demo_data = if args.demo {
@@ -407,7 +416,8 @@ pub enum ApiKeyCommand {
 }
 
 pub async fn api_key(cmd: ApiKeyCommand, data: &Path, store: Option<&str>) -> Result<ExitCode> {
-    std::fs::create_dir_all(data)?;
+    // The keys file may change while the server runs; the store is only read.
+    crate::folder::prepare(data, Access::Read)?;
     let keys = ApiKeys::open(&data.join("api-keys.jsonl"))?;
     match cmd {
         ApiKeyCommand::Create { broadcaster, label } => {
@@ -416,10 +426,8 @@ pub async fn api_key(cmd: ApiKeyCommand, data: &Path, store: Option<&str>) -> Re
             let stream = ledger_events::streams::broadcaster(b);
             let records = match StoreKind::parse(store, data)? {
                 StoreKind::Sqlite(p) => {
-                    let s = ledger_store_sqlite::SqliteStore::open(&p)?;
-                    let r = ledger_store::EventStore::read_stream(&s, &stream, 1).await?;
-                    s.close().await;
-                    r
+                    let s = ledger_store_sqlite::SqliteStore::open_read_only(&p)?;
+                    ledger_store::EventStore::read_stream(&s, &stream, 1).await?
                 }
                 StoreKind::Postgres(url) => {
                     ledger_store_postgres::PostgresReader::new(&url)?

@@ -306,13 +306,20 @@ impl KeyStore for PgKeyStore {
     }
 
     fn active_ids(&self) -> Result<Vec<CustomerId>, CryptoError> {
+        self.ids("SELECT customer_id FROM ledger_data_keys")
+    }
+
+    fn destroyed_ids(&self) -> Result<Vec<CustomerId>, CryptoError> {
+        self.ids("SELECT customer_id FROM ledger_destroyed_keys")
+    }
+}
+
+impl PgKeyStore {
+    fn ids(&self, sql: &'static str) -> Result<Vec<CustomerId>, CryptoError> {
         self.actor
             .call(move |rt, client| {
                 rt.block_on(async {
-                    let rows = client
-                        .query("SELECT customer_id FROM ledger_data_keys", &[])
-                        .await
-                        .map_err(crypto)?;
+                    let rows = client.query(sql, &[]).await.map_err(crypto)?;
                     Ok(rows
                         .iter()
                         .map(|r| CustomerId::from_uuid(r.get(0)))

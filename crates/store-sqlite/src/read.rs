@@ -276,3 +276,11 @@ pub(crate) fn recall(
         saved_at: ledger_types::Timestamp::from_millis(saved_at),
     }))
 }
+
+/// The last committed position (0 if the log is empty).
+pub(crate) fn head(conn: &Connection) -> Result<Position, StoreError> {
+    let p: Option<i64> = conn
+        .query_row("SELECT MAX(position) FROM events", [], |r| r.get(0))
+        .map_err(backend)?;
+    Ok(p.unwrap_or(0).max(0) as u64)
+}
