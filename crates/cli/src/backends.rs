@@ -175,9 +175,13 @@ impl Backends {
     ) -> Result<Self> {
         folder::prepare(data, access)?;
         let lock = match access {
-            Access::Read => None,
+            Access::Read => folder::try_lock_quietly(data),
             Access::Create | Access::Write => Some(folder::lock(data, what)?),
         };
+        // A reader holding the lock reads files with no pending WAL as immutable:
+        // no writer can start meanwhile, and SQLite then creates nothing.
+        let quiet = access == Access::Read && lock.is_some();
+        let immutable = |p: &Path| quiet && !ledger_store_sqlite::schema::has_pending_wal(p);
         let kind = StoreKind::parse(url, data)?;
         let kek = load_kek(data, kek_file, access)?;
         let has_kek = kek.is_some();
@@ -185,7 +189,7 @@ impl Backends {
         let read_only = access == Access::Read;
         let (events, closer) = match (&kind, read_only) {
             (StoreKind::Sqlite(p), true) => {
-                let s = Arc::new(SqliteStore::open_read_only(p)?);
+                let s = Arc::new(SqliteStore::open_read_only(p, immutable(p))?);
                 (s.clone() as Arc<dyn EventStore>, Closer::Nothing)
             }
             (StoreKind::Sqlite(p), false) => {
@@ -205,10 +209,16 @@ impl Backends {
             (_, None) => None,
         };
         let (keys, views): (Arc<dyn KeyStore>, Arc<dyn ViewStore>) = match (&state, read_only) {
-            (None, true) => (
-                Arc::new(SqliteKeyStore::open_read_only(&data.join("keys.sqlite"))?),
-                Arc::new(SqliteViewStore::open_read_only(&data.join("views.sqlite"))?),
-            ),
+            (None, true) => {
+                let (k, v) = (data.join("keys.sqlite"), data.join("views.sqlite"));
+                let (ik, iv) = (immutable(&k), immutable(&v));
+                (
+                    Arc::new(SqliteKeyStore::open_read_only(&k, |p| {
+                        ledger_store_sqlite::schema::open_read_only(p, ik)
+                    })?),
+                    Arc::new(SqliteViewStore::open_read_only(&v, iv)?),
+                )
+            }
             (None, false) => {
                 let (k, v) = (data.join("keys.sqlite"), data.join("views.sqlite"));
                 folder::precreate_private(&k)?;

@@ -426,7 +426,7 @@ pub async fn api_key(cmd: ApiKeyCommand, data: &Path, store: Option<&str>) -> Re
             let stream = ledger_events::streams::broadcaster(b);
             let records = match StoreKind::parse(store, data)? {
                 StoreKind::Sqlite(p) => {
-                    let s = ledger_store_sqlite::SqliteStore::open_read_only(&p)?;
+                    let s = ledger_store_sqlite::SqliteStore::open_read_only(&p, false)?;
                     ledger_store::EventStore::read_stream(&s, &stream, 1).await?
                 }
                 StoreKind::Postgres(url) => {
