@@ -4,6 +4,7 @@
 
 mod backends;
 mod bench;
+mod listener;
 mod serve;
 
 use std::path::{Path, PathBuf};
