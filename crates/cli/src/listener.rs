@@ -67,8 +67,9 @@
 //! HTTP/1.1 only: `axum::serve` also spoke cleartext HTTP/2 with prior knowledge,
 //! which no client of the ledger uses (browsers only speak HTTP/2 over TLS, and a TLS
 //! proxy in front speaks HTTP/1.1 to it) and which would need limits of its own
-//! (streams, pings, frames). The head buffer is capped at 64 KiB (hyper's default is
-//! about 400 KiB), so a full house of slow heads holds at most about 50 MB.
+//! (streams, pings, frames). A request head is limited to 64 KiB (431 beyond) and
+//! the read buffer to 64 KiB (hyper's default is about 400 KiB), so a full house of
+//! slow heads holds about 100 MB at worst.
 //!
 //! # Accept errors
 //!
@@ -123,8 +124,8 @@ use tracing::{debug, info, warn};
 
 /// Open files to keep spare beyond connections and what is open at start.
 pub const HEADROOM: u64 = 64;
-/// Largest request head (and read buffer) per connection.
-const MAX_BUF: usize = 64 * 1024;
+/// Largest request head (answered 431 beyond), and the largest read buffer.
+const MAX_HEAD: usize = 64 * 1024;
 /// Connections the kernel may queue for `accept` (capped by `net.core.somaxconn`).
 pub const BACKLOG: u32 = 4096;
 /// While all slots are taken, how often the loop looks again for one to reclaim.
@@ -657,7 +658,9 @@ where
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     // No hyper header timer: the connection clock does it (see the module doc).
-    http.header_read_timeout(None).max_buf_size(MAX_BUF);
+    http.header_read_timeout(None)
+        .max_header_size(MAX_HEAD)
+        .max_buf_size(MAX_HEAD);
 
     let mut accept_errors = Throttle::default();
     let mut at_limit = Throttle::default();
