@@ -18,14 +18,16 @@
 //!   This closes slowloris connections (a head trickled a byte at a time) and
 //!   connections that never send anything.
 //! - **Idle timeout** (`--idle-timeout-secs`, default 75 s). A kept-alive connection
-//!   with no new request for this long is closed; so is one where no byte has moved
-//!   for this long since its last response (a client that stopped reading it). It is
+//!   with no new request for this long is closed; so is one whose response has not
+//!   moved a byte for this long (a client that stopped reading it). It is
 //!   longer than the 60 s for which reverse proxies and load balancers usually keep
 //!   an idle upstream connection (nginx, AWS ALB), so that they close first: a proxy
 //!   reusing a connection the server is closing fails that request (a 502).
 //!
-//! While a request is being handled no connection clock runs: the request timeout
-//! (`--request-timeout-secs`, in `ledger_api`) bounds that part.
+//! From a request's head to its response no connection clock runs: the request
+//! timeout (`--request-timeout-secs`, in `ledger_api`) bounds that part. A request
+//! is in progress until its response body has been written (an audit export streams
+//! for a while), and such a connection is never reclaimed (below).
 //!
 //! # When every connection slot is taken
 //!
@@ -60,9 +62,9 @@
 //! the close. hyper-util's automatic HTTP/1-or-2 builder (the one `axum::serve`
 //! uses) also reads the protocol preface before hyper's timer starts, so a connection
 //! that sends nothing was never timed out at all. Here, a wrapper around the socket
-//! notes when bytes move, a wrapper around the service notes when a request starts
-//! and when its response is ready, and a watchdog in each connection's task closes it
-//! when the clock of its phase runs out ([`deadline`]).
+//! notes when bytes move, a wrapper around the service notes when a request starts,
+//! when its response is ready and when its body is done, and a watchdog in each
+//! connection's task closes it when the clock of its phase runs out ([`deadline`]).
 //!
 //! HTTP/1.1 only: `axum::serve` also spoke cleartext HTTP/2 with prior knowledge,
 //! which no client of the ledger uses (browsers only speak HTTP/2 over TLS, and a TLS
@@ -99,6 +101,7 @@
 //! phases and error kinds only.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -110,7 +113,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use axum::Router;
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::Service as _;
 use hyper_util::rt::TokioIo;
@@ -181,8 +184,11 @@ enum Phase {
     Head = 0,
     /// A request is being handled: no clock (the request timeout applies).
     Busy = 1,
-    /// The response is ready; waiting for the next request: the idle clock runs.
-    Idle = 2,
+    /// Its response is being sent: the idle clock runs from the last byte written
+    /// (a client that stops reading is cut).
+    Sending = 2,
+    /// Waiting for the next request: the idle clock runs.
+    Idle = 3,
 }
 
 impl Phase {
@@ -190,8 +196,14 @@ impl Phase {
         match v {
             0 => Self::Head,
             1 => Self::Busy,
+            2 => Self::Sending,
             _ => Self::Idle,
         }
+    }
+
+    /// A request is in progress: the connection is not reclaimed.
+    fn in_request(self) -> bool {
+        matches!(self, Self::Busy | Self::Sending)
     }
 }
 
@@ -205,7 +217,7 @@ fn deadline(phase: Phase, since: u64, last_io: u64, limits: &Limits) -> Option<u
     match phase {
         Phase::Head => Some(since.saturating_add(millis(limits.header_read_timeout))),
         Phase::Busy => None,
-        Phase::Idle => Some(
+        Phase::Sending | Phase::Idle => Some(
             since
                 .max(last_io)
                 .saturating_add(millis(limits.idle_timeout)),
@@ -288,16 +300,17 @@ impl Conn {
         )
     }
 
-    /// Since when it has been waiting for a request; `None` while handling one.
+    /// Since when it has been waiting for a request; `None` while one is in
+    /// progress.
     fn waiting_since(&self) -> Option<u64> {
-        match self.phase() {
-            Phase::Busy => None,
-            _ => Some(
-                self.since
-                    .load(Ordering::Relaxed)
-                    .max(self.last_io.load(Ordering::Relaxed)),
-            ),
+        if self.phase().in_request() {
+            return None;
         }
+        Some(
+            self.since
+                .load(Ordering::Relaxed)
+                .max(self.last_io.load(Ordering::Relaxed)),
+        )
     }
 }
 
@@ -417,21 +430,49 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// Marks the connection busy while a request is handled; idle once it is dropped
-/// (its response is ready, or the connection went away).
+/// A request in progress: `Busy` from its head to its response, then `Sending`
+/// while the response body is written; `Idle` once dropped (with the body, after
+/// its last frame, or with the request if the connection went away).
 #[derive(Debug)]
-struct Busy(Arc<Conn>);
+struct InRequest(Arc<Conn>);
 
-impl Busy {
+impl InRequest {
     fn enter(conn: &Arc<Conn>) -> Self {
         conn.enter(Phase::Busy);
         Self(conn.clone())
     }
 }
 
-impl Drop for Busy {
+impl Drop for InRequest {
     fn drop(&mut self) {
         self.0.enter(Phase::Idle);
+    }
+}
+
+/// A response body that keeps its request in progress until hyper drops it.
+#[derive(Debug)]
+struct Sending<B> {
+    body: B,
+    _request: InRequest,
+}
+
+impl<B: Body + Unpin> Body for Sending<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -441,8 +482,8 @@ enum End {
     /// hyper finished with it: the client closed, `Connection: close`, shutdown, or
     /// an HTTP error (bad request, head too large).
     Served(Result<(), hyper::Error>),
-    HeadTimeout,
-    IdleTimeout,
+    /// Its clock ran out in this phase.
+    TimedOut(Phase),
     Reclaimed,
 }
 
@@ -455,7 +496,7 @@ where
     tokio::pin!(served);
     loop {
         if conn.reclaim.load(Ordering::Relaxed) {
-            if conn.phase() != Phase::Busy {
+            if !conn.phase().in_request() {
                 return End::Reclaimed;
             }
             // A request began since it was picked: decline (the loop picks another).
@@ -463,10 +504,7 @@ where
         }
         let deadline = conn.deadline(limits);
         if deadline.is_some_and(|d| d <= conn.now()) {
-            return match conn.phase() {
-                Phase::Head => End::HeadTimeout,
-                _ => End::IdleTimeout,
-            };
+            return End::TimedOut(conn.phase());
         }
         let expiry = async {
             match deadline {
@@ -583,12 +621,15 @@ fn serve_connection(
     let service = {
         let conn = conn.clone();
         hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let busy = Busy::enter(&conn);
+            let request = InRequest::enter(&conn);
             let response = app.call(req);
             async move {
-                let r = response.await;
-                drop(busy);
-                r
+                let response = response.await?;
+                request.0.enter(Phase::Sending);
+                Ok::<_, Infallible>(response.map(|body| Sending {
+                    body,
+                    _request: request,
+                }))
             }
         })
     };
@@ -601,8 +642,10 @@ fn serve_connection(
         match watchdog(served, &conn, &limits).await {
             End::Served(Ok(())) => {}
             End::Served(Err(e)) => debug!(error = %e, "connection ended with an error"),
-            End::HeadTimeout => debug!("connection closed: no complete request head in time"),
-            End::IdleTimeout => debug!("connection closed: idle"),
+            End::TimedOut(Phase::Head) => {
+                debug!("connection closed: no complete request head in time");
+            }
+            End::TimedOut(phase) => debug!(?phase, "connection closed: idle"),
             End::Reclaimed => debug!("connection closed: its slot went to a new connection"),
         }
         drop(registered);
@@ -732,7 +775,8 @@ mod tests {
         assert_eq!(deadline(Phase::Head, 1_000, 9_000, &l), Some(11_000));
         // Handling a request: no connection clock.
         assert_eq!(deadline(Phase::Busy, 1_000, 9_000, &l), None);
-        // Idle: 60 s after the response, or after the last byte written.
+        // Sending a response, or idle after it: 60 s after the last byte moved.
+        assert_eq!(deadline(Phase::Sending, 1_000, 5_000, &l), Some(65_000));
         assert_eq!(deadline(Phase::Idle, 1_000, 500, &l), Some(61_000));
         assert_eq!(deadline(Phase::Idle, 1_000, 5_000, &l), Some(65_000));
     }
@@ -759,6 +803,10 @@ mod tests {
             open: Mutex::new((0, HashMap::new())),
         });
         let (busy, _b) = r.register();
+        let (sending, _s) = r.register();
+        sending.enter(Phase::Sending);
+        sending.since.store(0, Ordering::Relaxed);
+        sending.last_io.store(0, Ordering::Relaxed);
         let (old, old_entry) = r.register();
         let (new, _n) = r.register();
         busy.enter(Phase::Busy);
@@ -777,11 +825,12 @@ mod tests {
             .is_some_and(|c| Arc::ptr_eq(&c, &new)));
         assert!(
             r.reclaim_longest_waiting().is_none(),
-            "only a busy one is left"
+            "only requests in progress are left"
         );
         assert!(!busy.reclaim.load(Ordering::Relaxed));
+        assert!(!sending.reclaim.load(Ordering::Relaxed));
         drop(old_entry);
-        assert_eq!(r.open.lock().unwrap().1.len(), 2);
+        assert_eq!(r.open.lock().unwrap().1.len(), 3);
     }
 
     #[tokio::test]
