@@ -5,6 +5,7 @@
 mod backends;
 mod bench;
 mod folder;
+mod listener;
 mod serve;
 
 use folder::Access;

@@ -55,6 +55,17 @@ pub struct ServeArgs {
     /// seconds [default: 86400].
     #[arg(long, env = "LEDGER_IDEMPOTENCY_TTL_SECS")]
     idempotency_ttl_secs: Option<u64>,
+    /// Most connections open at once; keep it below the open-files limit
+    /// (LimitNOFILE) minus what the stores need [default: 768].
+    #[arg(long, env = "LEDGER_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds a connection has to send a complete request head [default: 10].
+    #[arg(long, env = "LEDGER_HEADER_READ_TIMEOUT_SECS")]
+    header_read_timeout_secs: Option<u64>,
+    /// Seconds a kept-alive connection may wait for its next request; keep it longer
+    /// than a proxy's upstream keep-alive [default: 75].
+    #[arg(long, env = "LEDGER_IDLE_TIMEOUT_SECS")]
+    idle_timeout_secs: Option<u64>,
 }
 
 /// The config file. Every field is optional; flags and environment win.
@@ -69,6 +80,9 @@ struct FileConfig {
     idempotency_capacity: Option<usize>,
     idempotency_ttl_secs: Option<u64>,
     ready_max_lag: Option<u64>,
+    max_connections: Option<usize>,
+    header_read_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
 }
 
 fn read_config(path: &Path) -> Result<FileConfig> {
@@ -185,6 +199,12 @@ pub async fn run(
             .map_or(defaults.idempotency_ttl, Duration::from_secs),
         ready_max_lag: file.ready_max_lag.unwrap_or(defaults.ready_max_lag),
     };
+    let limits = crate::listener::Limits::new(
+        args.max_connections.or(file.max_connections),
+        args.header_read_timeout_secs
+            .or(file.header_read_timeout_secs),
+        args.idle_timeout_secs.or(file.idle_timeout_secs),
+    )?;
     let store_url = store.map(str::to_owned).or(file.store);
     let backends = Backends::open(
         store_url.as_deref(),
@@ -226,9 +246,8 @@ pub async fn run(
     let keys = Arc::new(ApiKeys::open(&data.join("api-keys.jsonl"))?);
     let admin = admin_key(data)?;
 
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener =
+        crate::listener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     println!("ledger API listening on http://{local}");
     println!("  dashboard: http://{local}/ (sign in with a broadcaster API key)");
@@ -315,10 +334,7 @@ pub async fn run(
     };
 
     info!(%local, "serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    crate::listener::serve(listener, app, limits, shutdown_signal()).await;
 
     let _ = stop_tx.send(true);
     let _ = tokio::join!(projector, reconciler, space_probe, expiry);
