@@ -1442,12 +1442,13 @@ async fn operations_endpoints() {
     })
     .await;
     let c = CustomerId::new();
-    let profile = ledger_events::Profile {
-        email: "z@example.com".into(),
-        password_hash: "h".into(),
-        first_name: "Zed".into(),
-        last_name: "Quill".into(),
-        ..Default::default()
+    let profile = {
+        let mut v = ledger_events::Profile::default();
+        v.email = "z@example.com".into();
+        v.password_hash = "h".into();
+        v.first_name = "Zed".into();
+        v.last_name = "Quill".into();
+        v
     };
     let a = BroadcasterId::parse(&h.a.id).unwrap();
     h.state

@@ -78,7 +78,7 @@ pub async fn export_customer(
                     Some(s) if !erased => opened(kr.open::<LoginData>(c, id, s)?),
                     _ => None,
                 };
-                json!({"type": "login", "at": x.at, "broadcaster_id": x.broadcaster_id, "ip_address": l.map(|l| l.ip)})
+                json!({"type": "login", "at": x.at, "broadcaster_id": x.broadcaster_id, "ip_address": l.map(|l| l.ip.clone())})
             }
             CustomerEvent::PaymentCaptured(x) => {
                 let d = match x.payer.as_sealed() {
@@ -87,7 +87,7 @@ pub async fn export_customer(
                 };
                 json!({"type": "payment", "at": x.at, "payment_id": x.payment_id, "broadcaster_id": x.broadcaster_id,
                        "offer_id": x.offer_id, "subscription_id": x.subscription_id, "amount": x.amount,
-                       "ip_address": d.and_then(|d| d.ip)})
+                       "ip_address": d.and_then(|d| d.ip.clone())})
             }
             CustomerEvent::PaymentRefunded(x) => {
                 json!({"type": "refund", "at": x.at, "refund_id": x.refund_id,

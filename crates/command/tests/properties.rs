@@ -103,9 +103,10 @@ fn to_command(op: &Op, step: i64) -> CustomerCommand {
         },
         Op::Update(i) => CustomerCommand::UpdateProfile {
             broadcaster_id: b(i),
-            patch: ProfilePatch {
-                phone_number: Some(format!("+44 20 7946 {step:04}")),
-                ..ProfilePatch::default()
+            patch: {
+                let mut v = ProfilePatch::default();
+                v.phone_number = Some(format!("+44 20 7946 {step:04}"));
+                v
             },
             at: when,
         },
