@@ -136,7 +136,11 @@ fn to_command(op: &Op, step: i64) -> CustomerCommand {
         } => CustomerCommand::CapturePayment {
             broadcaster_id: b(i),
             payment_id: pay(p),
-            offer_id: offer(if p % 2 == 0 { "monthly" } else { "annual" }),
+            offer_id: offer(if p.is_multiple_of(2) {
+                "monthly"
+            } else {
+                "annual"
+            }),
             subscription_id: s.map(sub),
             amount: money(minor, usd),
             payer_ip: ip.then(|| "198.51.100.9".to_owned()),

@@ -421,7 +421,7 @@ async fn key_and_view_stores_recover_from_repeated_kills() {
                 let (state, at) = until_ok_blocking(&mut seen, key_unavailable, || keys.get(c));
                 assert_eq!(state, KeyState::Active(wrapped.clone()));
                 answered.push(at);
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     let (_, at) = until_ok_blocking(&mut seen, key_unavailable, || {
                         keys.destroy(&[c], Timestamp::now())
                     });
