@@ -48,13 +48,19 @@ fn money(m: &MoneyDto, field: &'static str) -> Result<Money, ApiError> {
     let currency = Currency::parse(&m.currency).map_err(|_| {
         ApiError::invalid_input(
             &format!("{field}.currency"),
-            "must be an ISO 4217 code such as EUR",
+            "must be an ISO 4217 currency code with minor units, such as EUR",
         )
     })?;
+    if m.exponent.is_some_and(|e| Some(e) != currency.exponent()) {
+        return Err(ApiError::invalid_input(
+            &format!("{field}.exponent"),
+            "is not the currency's number of minor-unit digits",
+        ));
+    }
     Money::positive(m.minor, currency).map_err(|_| {
         ApiError::invalid_input(
             &format!("{field}.minor"),
-            "must be a positive integer of minor units",
+            "must be a positive integer of minor units, at most 1000000000000",
         )
     })
 }

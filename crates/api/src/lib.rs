@@ -34,6 +34,7 @@ pub mod erasure;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
+pub mod money;
 pub mod ops;
 pub mod revenue;
 
@@ -141,8 +142,10 @@ impl ApiState {
 }
 
 /// Parses an id from a path or body field, answering `INVALID_ID` naming the field.
+/// Ids parse in their canonical spelling only (no trimming, no upper case, braces
+/// or `urn:uuid:`; see `ledger_types::is_canonical_uuid`).
 pub fn parse_id<T: FromStr>(s: &str, field: &'static str) -> Result<T, ApiError> {
-    T::from_str(s.trim()).map_err(|_| ApiError::invalid_id(field))
+    T::from_str(s).map_err(|_| ApiError::invalid_id(field))
 }
 
 /// The request id of a request: the client's `x-request-id` if it is a short token
@@ -303,6 +306,7 @@ impl Modify for Security {
         ErasurePreview, BlockerDto, ReceiptDto, ErasureList, ErasureRecordDto,
         RevenueResponse, RevenueRow, CreateBroadcasterRequest, BroadcasterDto,
         CreateApiKeyRequest, ApiKeyCreated, ApiKeyDto, Health, Readiness,
+        crate::money::Total,
     )),
     modifiers(&Security),
     tags(

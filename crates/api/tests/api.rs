@@ -1095,8 +1095,8 @@ async fn malformed_requests_get_codes_and_never_echo_values() {
         (r.status, r.body["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("UNKNOWN_FIELD"))
     );
-    assert_eq!(r.body["details"]["field"], "ssn");
-    assert!(!r.text.contains("078-05"));
+    assert_eq!(r.body["details"], json!({"object": ""}));
+    assert!(!r.text.contains("078-05") && !r.text.contains("ssn"));
     let r = h.post("/v1/customers", &h.a, json!({"email": "ada@example.com", "password_hash": "h", "first_name": ["Adelheid"], "last_name": "Lovelace"})).await;
     assert_eq!(
         (r.status, r.body["code"].as_str()),
@@ -1514,6 +1514,161 @@ async fn a_slow_request_times_out_with_the_error_body() {
     assert_eq!(body["code"], "TIMEOUT");
 }
 
+/// Issue 10, items 3 and 5: amounts above 10^12 minor units, currencies off the
+/// ISO 4217 list, control characters, too many custom answers and non-canonical
+/// UUID spellings are refused; unknown names are never echoed; every money figure
+/// comes with its currency's minor-unit digits.
+async fn money_and_input_limits() {
+    let h = Harness::new().await;
+    let c = h
+        .register(&h.a, "Adelheid", "Lovelace", "ada@example.com")
+        .await;
+    let payments = format!("/v1/customers/{c}/payments");
+    let pay = |amount: Value| json!({"offer_id": "premium-monthly", "amount": amount});
+    for (amount, field) in [
+        (
+            json!({"minor": i64::MAX, "currency": "EUR"}),
+            "amount.minor",
+        ),
+        (
+            json!({"minor": 1_000_000_000_001_i64, "currency": "EUR"}),
+            "amount.minor",
+        ),
+        (json!({"minor": 100, "currency": "ZZZ"}), "amount.currency"),
+        (json!({"minor": 100, "currency": "XXX"}), "amount.currency"),
+        (
+            json!({"minor": 100, "currency": "EUR", "exponent": 0}),
+            "amount.exponent",
+        ),
+    ] {
+        let r = h.post(&payments, &h.a, pay(amount.clone())).await;
+        assert_eq!(
+            (
+                r.status,
+                r.body["code"].as_str(),
+                r.body["details"]["field"].as_str()
+            ),
+            (StatusCode::BAD_REQUEST, Some("INVALID_INPUT"), Some(field)),
+            "{amount}: {}",
+            r.text
+        );
+    }
+    let max = ledger_types::Money::MAX_AMOUNT;
+    for amount in [
+        json!({"minor": max, "currency": "EUR", "exponent": 2}),
+        json!({"minor": max, "currency": "EUR"}),
+        json!({"minor": 500, "currency": "JPY", "exponent": 0}),
+    ] {
+        let r = h.post(&payments, &h.a, pay(amount)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let r = h.get("/v1/revenue", &h.a).await;
+    assert_eq!(r.body["totals"][0]["currency"], "EUR");
+    assert_eq!(r.body["totals"][0]["exponent"], 2);
+    assert_eq!(r.body["totals"][0]["gross_captured"], 2 * max);
+    assert_eq!(r.body["totals"][1]["currency"], "JPY");
+    assert_eq!(r.body["totals"][1]["exponent"], 0);
+    let r = h.get(&format!("/v1/customers/{c}"), &h.a).await;
+    assert_eq!(r.body["totals"][0]["exponent"], 2);
+    assert_eq!(r.body["totals"][0]["captured"], 2 * max);
+    let r = h.get("/v1/revenue?currency=ZZZ", &h.a).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // Non-canonical spellings of a valid id: 400 INVALID_ID in paths and bodies.
+    for id in [
+        c.to_uppercase(),
+        format!("{{{c}}}"),
+        format!("urn:uuid:{c}"),
+        c.replace('-', ""),
+        format!("%20{c}"),
+    ] {
+        let r = h.get(&format!("/v1/customers/{id}"), &h.a).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("INVALID_ID")),
+            "{id}"
+        );
+    }
+    let pid = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let r = h
+        .post(
+            &payments,
+            &h.a,
+            json!({"payment_id": pid, "offer_id": "basic", "amount": {"minor": 1, "currency": "EUR"}}),
+        )
+        .await;
+    assert_eq!(r.body["code"], "INVALID_ID", "{}", r.text);
+
+    // Control characters, in any text field; too many custom answers.
+    let profile = |patch: Value| {
+        let mut p = json!({"email": "ada@example.com", "password_hash": "h",
+            "first_name": "Adelheid", "last_name": "Lovelace"});
+        for (k, v) in patch.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        p
+    };
+    let answers = |n: usize| {
+        (0..n)
+            .map(|i| json!({"question": format!("q{i}"), "answer": "a"}))
+            .collect::<Vec<_>>()
+    };
+    for (patch, field) in [
+        (json!({"first_name": "Adelheid\u{0}"}), "first_name"),
+        (json!({"last_name": "Love\nlace"}), "last_name"),
+        (json!({"address": "Rue de la Paix\u{1b}[2J"}), "address"),
+        (
+            json!({"custom_answers": [{"question": "q", "answer": "Curling\u{0}"}]}),
+            "custom_answers.answer",
+        ),
+        (json!({"custom_answers": answers(51)}), "custom_answers"),
+    ] {
+        let r = h.post("/v1/customers", &h.a, profile(patch.clone())).await;
+        assert_eq!(
+            (
+                r.status,
+                r.body["code"].as_str(),
+                r.body["details"]["field"].as_str()
+            ),
+            (StatusCode::BAD_REQUEST, Some("INVALID_INPUT"), Some(field)),
+            "{patch}"
+        );
+        assert_no_personal(&r.text);
+    }
+    let r = h
+        .post(
+            "/v1/customers",
+            &h.a,
+            profile(json!({"custom_answers": answers(50)})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = h
+        .call(
+            Method::PATCH,
+            &format!("/v1/customers/{c}"),
+            Some(&h.a.token),
+            Some(json!({"phone_number": "+33\u{0}"})),
+        )
+        .await;
+    assert_eq!(r.body["details"]["field"], "phone_number", "{}", r.text);
+
+    // Names the client chose are never echoed: an unknown field, an unknown query
+    // parameter.
+    let r = h
+        .post(
+            "/v1/customers",
+            &h.a,
+            profile(json!({"adelheid_schmidt": 1})),
+        )
+        .await;
+    assert_eq!(r.body["code"], "UNKNOWN_FIELD");
+    assert!(!r.text.contains("adelheid_schmidt"), "{}", r.text);
+    let r = h.get("/v1/revenue?adelheid_schmidt=1", &h.a).await;
+    assert_eq!(r.body["code"], "INVALID_QUERY");
+    assert!(!r.text.contains("adelheid_schmidt"), "{}", r.text);
+}
+
 // ----------------------------------------------------------------------- tests
 
 #[tokio::test]
@@ -1559,6 +1714,10 @@ async fn auditors_get_the_sealed_log_as_ndjson_and_a_clean_verification() {
 #[tokio::test]
 async fn health_readiness_metrics_and_openapi_are_served() {
     operations_endpoints().await;
+}
+#[tokio::test]
+async fn money_limits_currencies_control_characters_and_id_spellings_are_enforced() {
+    money_and_input_limits().await;
 }
 #[tokio::test]
 async fn a_request_over_the_timeout_gets_503_timeout() {
@@ -1610,6 +1769,7 @@ async fn every_documented_response_is_produced_by_a_test() {
     auditors_stream_the_sealed_log_and_verify_it().await;
     operations_endpoints().await;
     a_slow_request_times_out_with_the_error_body().await;
+    money_and_input_limits().await;
     let produced = seen().lock().unwrap().clone();
     let missing: Vec<_> = documented.difference(&produced).collect();
     assert!(
