@@ -49,9 +49,6 @@ pub(crate) fn customer_id(s: &str) -> Result<CustomerId, ApiError> {
         (status = 201, description = "Registered", body = WriteResult),
         (status = 400, description = "Malformed or invalid body", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Idempotency key reused for another request", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 #[instrument(skip(state, body), fields(broadcaster = %tenant.0, customer))]

@@ -519,6 +519,31 @@ mod tests {
         assert!(!serde_json::to_string(&e.body()).unwrap().contains("ada@"));
     }
 
+    /// What `CommonResponses` documents on every authenticated `/v1/` operation:
+    /// a store that cannot be reached is 503 and a full disk 507, both with
+    /// `Retry-After` and the error body.
+    #[test]
+    fn storage_conditions_answer_503_and_507_with_retry_after() {
+        use ledger_store::StoreError;
+        for (e, status, code) in [
+            (
+                AppError::Store(StoreError::Unavailable("connection refused".into())),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "STORE_UNAVAILABLE",
+            ),
+            (
+                AppError::Store(StoreError::Full),
+                StatusCode::INSUFFICIENT_STORAGE,
+                "STORAGE_FULL",
+            ),
+        ] {
+            let e = ApiError::from(e);
+            assert_eq!((e.status, e.code), (status, code));
+            let res = e.into_response();
+            assert_eq!(res.headers()[header::RETRY_AFTER], RETRY_AFTER_SECS);
+        }
+    }
+
     /// A key can be personal data too (a name, an email address spelled as an
     /// identifier): it must not come back anywhere in the body, at the top level or
     /// nested.

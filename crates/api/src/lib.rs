@@ -11,7 +11,8 @@
 //!   separate admin key;
 //! - production behaviour: idempotency keys ([`idempotency`]), body limit, timeout,
 //!   request ids, per-request tracing spans, Prometheus [`metrics`];
-//! - the OpenAPI 3.1 document, generated from the handlers ([`ApiDoc`]).
+//! - the OpenAPI 3.1 document, generated from the handlers ([`ApiDoc`]), with the
+//!   responses common to a kind of operation added in one place ([`openapi`]).
 //!
 //! # What it must not do
 //!
@@ -35,6 +36,7 @@ pub mod error;
 pub mod idempotency;
 pub mod metrics;
 pub mod money;
+pub mod openapi;
 pub mod ops;
 pub mod revenue;
 
@@ -55,6 +57,8 @@ use ledger_types::CustomerId;
 use tracing::Instrument as _;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+
+use crate::openapi::CommonResponses;
 
 pub use auth::{AdminKey, ApiKeys};
 pub use error::{ApiError, ErrorBody};
@@ -308,7 +312,7 @@ impl Modify for Security {
         CreateApiKeyRequest, ApiKeyCreated, ApiKeyDto, Health, Readiness,
         crate::money::Total,
     )),
-    modifiers(&Security),
+    modifiers(&Security, &CommonResponses),
     tags(
         (name = "customers"), (name = "subscriptions"), (name = "payments"),
         (name = "erasure"), (name = "revenue"), (name = "audit"), (name = "admin"), (name = "ops")
