@@ -51,12 +51,6 @@ fn money(m: &MoneyDto, field: &'static str) -> Result<Money, ApiError> {
             "must be an ISO 4217 currency code with minor units, such as EUR",
         )
     })?;
-    if m.exponent.is_some_and(|e| Some(e) != currency.exponent()) {
-        return Err(ApiError::invalid_input(
-            &format!("{field}.exponent"),
-            "is not the currency's number of minor-unit digits",
-        ));
-    }
     Money::positive(m.minor, currency).map_err(|_| {
         ApiError::invalid_input(
             &format!("{field}.minor"),

@@ -36,10 +36,66 @@ fn rfc3339(t: Timestamp) -> String {
 
 // ------------------------------------------------------------------ requests
 
+/// Request bodies are JSON objects, at every level. serde's derived `Deserialize`
+/// also reads a struct from a JSON array of its field values (`[]` for a struct
+/// whose fields all have defaults, `["a", "b"]` for an answer), which the schema
+/// forbids. So each request type derives its deserializer as an inherent function
+/// (`#[serde(remote = "Self")]`) and this macro implements the trait with a visitor
+/// that accepts a map only; field errors keep their JSON paths.
+macro_rules! objects_only {
+    ($($t:ident),* $(,)?) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Object;
+                impl<'de> serde::de::Visitor<'de> for Object {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("a JSON object")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        map: A,
+                    ) -> Result<$t, A::Error> {
+                        $t::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+                d.deserialize_map(Object)
+            }
+        }
+    )*};
+}
+
+/// The trait `Serialize` for request types that are also sent (their derived
+/// serializer is inherent, see [`objects_only`]).
+macro_rules! serialize_inherent {
+    ($($t:ident),* $(,)?) => {$(
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                $t::serialize(self, s)
+            }
+        }
+    )*};
+}
+
+objects_only!(
+    AnswerDto,
+    RegisterCustomerRequest,
+    UpdateProfileRequest,
+    RecordLoginRequest,
+    StartSubscriptionRequest,
+    MoneyDto,
+    CapturePaymentRequest,
+    RefundPaymentRequest,
+    CreateBroadcasterRequest,
+    CreateApiKeyRequest,
+    SearchRequest,
+);
+serialize_inherent!(AnswerDto, MoneyDto);
+
 /// One custom question answered at registration (both are personal data). No
 /// control characters.
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct AnswerDto {
     #[schema(max_length = 2000)]
     pub question: String,
@@ -50,9 +106,9 @@ pub struct AnswerDto {
 /// A new customer's profile. The customer id is chosen by the server. No text
 /// field may hold a control character (U+0000 to U+001F, U+007F to U+009F).
 #[derive(Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct RegisterCustomerRequest {
-    /// One `@` between a non-empty local part and domain; at most 254 bytes.
+    /// One `@` between a non-empty local part and domain; at most 254 characters.
     #[schema(min_length = 3, max_length = 254)]
     pub email: String,
     /// The password as a hash computed by the platform (never a password).
@@ -109,7 +165,7 @@ impl RegisterCustomerRequest {
 /// A change of profile: absent fields stay as they are; at least one must be
 /// given. The limits of [`RegisterCustomerRequest`] apply.
 #[derive(Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct UpdateProfileRequest {
     #[schema(min_length = 3, max_length = 254)]
     pub email: Option<String>,
@@ -128,7 +184,7 @@ pub struct UpdateProfileRequest {
 }
 
 #[derive(Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct RecordLoginRequest {
     /// The IP address (v4 or v6) the customer logged in from.
     #[schema(min_length = 2, max_length = 45)]
@@ -136,42 +192,39 @@ pub struct RecordLoginRequest {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct StartSubscriptionRequest {
     /// Client-chosen id (canonical UUID) to make retries safe; a new one if absent.
     #[serde(default)]
-    #[schema(schema_with = crate::money::uuid_schema)]
+    #[schema(schema_with = crate::money::optional_uuid_schema)]
     pub subscription_id: Option<String>,
     #[schema(pattern = "^[a-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     pub offer_id: String,
 }
 
 /// An amount in integer minor units (cents, pence, yen) and an ISO 4217 currency.
-/// `exponent`, if given, must be the currency's number of minor-unit digits (2 for
-/// EUR, 0 for JPY): a client that states it cannot send 1999 yen meaning 19.99.
+/// Responses give each currency's `exponent` (minor-unit digits) beside totals.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct MoneyDto {
+    #[serde(deserialize_with = "crate::money::whole_i64")]
     #[schema(schema_with = crate::money::amount_schema)]
     pub minor: i64,
     #[schema(schema_with = crate::money::currency_schema)]
     pub currency: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 0, maximum = 4)]
-    pub exponent: Option<u8>,
 }
 
 #[derive(Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct CapturePaymentRequest {
     /// Client-chosen id (canonical UUID) to make retries safe; a new one if absent.
     #[serde(default)]
-    #[schema(schema_with = crate::money::uuid_schema)]
+    #[schema(schema_with = crate::money::optional_uuid_schema)]
     pub payment_id: Option<String>,
     #[schema(pattern = "^[a-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     pub offer_id: String,
     #[serde(default)]
-    #[schema(schema_with = crate::money::uuid_schema)]
+    #[schema(schema_with = crate::money::optional_uuid_schema)]
     pub subscription_id: Option<String>,
     pub amount: MoneyDto,
     /// The payer's IP address (personal data; sealed).
@@ -181,33 +234,36 @@ pub struct CapturePaymentRequest {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct RefundPaymentRequest {
     /// Client-chosen id (canonical UUID) to make retries safe; a new one if absent.
     #[serde(default)]
-    #[schema(schema_with = crate::money::uuid_schema)]
+    #[schema(schema_with = crate::money::optional_uuid_schema)]
     pub refund_id: Option<String>,
     pub amount: MoneyDto,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct CreateBroadcasterRequest {
     /// A canonical UUID; a new one if absent.
     #[serde(default)]
-    #[schema(schema_with = crate::money::uuid_schema)]
+    #[schema(schema_with = crate::money::optional_uuid_schema)]
     pub broadcaster_id: Option<String>,
-    /// The broadcaster's business name.
+    /// The broadcaster's business name: not blank, no control characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// `white_label` or `shared`.
+    #[schema(pattern = "^(white_label|shared)$")]
     pub integration: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct CreateApiKeyRequest {
-    /// A note for operators (not secret, not personal).
+    /// A note for operators (not secret, not personal); no control characters.
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub label: Option<String>,
 }
 
@@ -401,13 +457,18 @@ impl CustomerSummaryDto {
 /// stays out of URLs, and with them out of proxy logs and browser history. Its
 /// `Debug` is redacted: the query is personal data.
 #[derive(Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct SearchRequest {
-    /// A customer id, an email address (exact, case-insensitive) or a name prefix.
+    /// A customer id, an email address (exact, case-insensitive) or a name prefix:
+    /// not blank, no control characters.
+    #[schema(min_length = 1, max_length = 254)]
     pub q: String,
     /// Page size, 1 to 100 (default 20).
+    #[serde(default, deserialize_with = "crate::money::whole_u64_opt")]
+    #[schema(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// `next_cursor` of the previous page.
+    #[schema(pattern = "^o(10000|[0-9]{1,4})$")]
     pub cursor: Option<String>,
 }
 

@@ -58,7 +58,7 @@ use tracing::Instrument as _;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::openapi::CommonResponses;
+use crate::openapi::{CommonResponses, RequestFields};
 
 pub use auth::{AdminKey, ApiKeys};
 pub use error::{ApiError, ErrorBody};
@@ -103,6 +103,8 @@ pub struct ApiState {
     pub metrics: Metrics,
     pub config: ApiConfig,
     openapi_json: String,
+    /// The methods each documented path accepts (see [`allowed_methods`]).
+    methods: std::collections::BTreeMap<String, Vec<Method>>,
 }
 
 pub type SharedState = Arc<ApiState>;
@@ -124,6 +126,7 @@ impl ApiState {
             metrics: Metrics::new(),
             config,
             openapi_json: openapi_json(),
+            methods: documented_methods(),
         })
     }
 
@@ -220,6 +223,52 @@ pub async fn observe(State(state): State<SharedState>, mut req: Request, next: N
     res
 }
 
+/// The methods of every path of the OpenAPI document (HEAD with GET, as axum
+/// serves it).
+fn documented_methods() -> std::collections::BTreeMap<String, Vec<Method>> {
+    let doc = ApiDoc::openapi();
+    doc.paths
+        .paths
+        .iter()
+        .map(|(path, item)| {
+            let mut m = Vec::new();
+            if item.get.is_some() {
+                m.extend([Method::GET, Method::HEAD]);
+            }
+            for (op, method) in [
+                (&item.post, Method::POST),
+                (&item.put, Method::PUT),
+                (&item.patch, Method::PATCH),
+                (&item.delete, Method::DELETE),
+            ] {
+                if op.is_some() {
+                    m.push(method);
+                }
+            }
+            (path.clone(), m)
+        })
+        .collect()
+}
+
+/// Answers 405 to a method that no route of a documented path accepts, before any
+/// other layer runs: the idempotency layer would otherwise read (and answer for) a
+/// `PUT` with an `Idempotency-Key` that no handler would ever see.
+pub async fn allowed_methods(
+    State(state): State<SharedState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let refused = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|p| state.methods.get(p.as_str()))
+        .is_some_and(|m| !m.contains(req.method()));
+    if refused {
+        return no_method().await.into_response();
+    }
+    next.run(req).await
+}
+
 async fn no_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
 }
@@ -250,6 +299,10 @@ pub fn router(state: SharedState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            allowed_methods,
         ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -312,7 +365,7 @@ impl Modify for Security {
         CreateApiKeyRequest, ApiKeyCreated, ApiKeyDto, Health, Readiness,
         crate::money::Total,
     )),
-    modifiers(&Security, &CommonResponses),
+    modifiers(&Security, &CommonResponses, &RequestFields),
     tags(
         (name = "customers"), (name = "subscriptions"), (name = "payments"),
         (name = "erasure"), (name = "revenue"), (name = "audit"), (name = "admin"), (name = "ops")

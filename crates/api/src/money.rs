@@ -115,14 +115,73 @@ pub fn exponent_schema() -> Schema {
 
 /// The schema of an id: a UUID in canonical form (lower-case, hyphenated).
 pub fn uuid_schema() -> Schema {
+    id_schema(SchemaType::Type(Type::String))
+}
+
+/// An optional id in a request body: a canonical UUID, or null (= absent).
+pub fn optional_uuid_schema() -> Schema {
+    id_schema(SchemaType::from_iter([Type::String, Type::Null]))
+}
+
+fn id_schema(ty: SchemaType) -> Schema {
     ObjectBuilder::new()
-        .schema_type(SchemaType::Type(Type::String))
+        .schema_type(ty)
         .format(Some(SchemaFormat::Custom("uuid".into())))
         .pattern(Some(ledger_types::CANONICAL_UUID_PATTERN))
         .min_length(Some(36))
         .max_length(Some(36))
         .build()
         .into()
+}
+
+/// `deserialize_with` for an `i64` field: a JSON integer, or a number with no
+/// fractional part (`94.0`), which JSON Schema counts as an integer too.
+pub fn whole_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    d.deserialize_any(Whole)
+        .and_then(|v| i64::try_from(v).map_err(|_| serde::de::Error::custom("invalid value")))
+}
+
+/// `deserialize_with` for an `Option<u64>` field (with `#[serde(default)]`): null,
+/// or a whole number as in [`whole_i64`].
+pub fn whole_u64_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v: Option<WholeValue> = serde::Deserialize::deserialize(d)?;
+    v.map(|w| u64::try_from(w.0).map_err(|_| serde::de::Error::custom("invalid value")))
+        .transpose()
+}
+
+struct WholeValue(i128);
+
+impl<'de> serde::Deserialize<'de> for WholeValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Whole).map(WholeValue)
+    }
+}
+
+struct Whole;
+
+impl serde::de::Visitor<'_> for Whole {
+    type Value = i128;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a whole number")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i128, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i128, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i128, E> {
+        // Exact below 2^53; beyond, any value is far outside every range we take.
+        if v.fract() == 0.0 && v.abs() < 9.0e15 {
+            Ok(v as i128)
+        } else {
+            Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))
+        }
+    }
 }
 
 /// [`uuid_schema`] as a `RefOr`, for path parameters.

@@ -16,11 +16,20 @@
 //!
 //! It also types every path parameter as a canonical UUID (every path parameter of
 //! this API is an id, and ids are refused in any other spelling), so a handler
-//! cannot forget it.
+//! cannot forget it, and gives `Idempotency-Key` its syntax.
+//!
+//! [`RequestFields`] writes the input contract of `ledger_command::validate` into
+//! the request schemas, by field name, in one table: the patterns that refuse
+//! control characters (and blank names, and an email without exactly one `@`),
+//! IP addresses as `ipv4`/`ipv6`, and that a profile patch changes something.
+//! A schema that accepted what the server refuses (or the reverse) is a lie that
+//! Schemathesis finds (`scripts/schemathesis.sh`).
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{
+    KnownFormat, Object, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType, Type,
+};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::Modify;
 
@@ -64,6 +73,19 @@ fn complete(op: &mut Operation, v1: bool, write: bool) {
     for p in op.parameters.iter_mut().flatten() {
         if matches!(p.parameter_in, ParameterIn::Path) {
             p.schema = Some(uuid_param_schema());
+        }
+        if p.name.eq_ignore_ascii_case(crate::idempotency::HEADER) {
+            p.schema = Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(255))
+                    .pattern(Some("^[!-~]+$"))
+                    .description(Some(
+                        "1 to 255 visible ASCII characters; a fresh value per request",
+                    ))
+                    .into(),
+            );
         }
     }
     let mut add = |status: &str, description: &str, retry_after: bool| {
@@ -135,4 +157,116 @@ fn error_response(description: &str, retry_after: bool) -> RefOr<utoipa::openapi
         );
     }
     RefOr::T(r.build())
+}
+
+/// Unicode `Cc`, as a regular-expression class body: what no text field may hold.
+const CONTROL: &str = r"\u0000-\u001f\u007f-\u009f";
+
+/// See the module documentation. The table names request fields; each kind is
+/// the check `ledger_command::validate` (or the handler) makes.
+#[derive(Debug)]
+pub struct RequestFields;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Free text: no control characters.
+    Text,
+    /// Names and search queries: also not blank.
+    NonBlank,
+    /// Not empty, no control characters.
+    Required,
+    /// One `@` between a non-empty local part and domain.
+    Email,
+    /// An IPv4 or IPv6 address.
+    Ip,
+}
+
+const FIELDS: &[(&str, Kind)] = &[
+    ("email", Kind::Email),
+    ("password_hash", Kind::Required),
+    ("first_name", Kind::NonBlank),
+    ("last_name", Kind::NonBlank),
+    ("address", Kind::Text),
+    ("company_name", Kind::Text),
+    ("phone_number", Kind::Text),
+    ("question", Kind::Text),
+    ("answer", Kind::Text),
+    ("registration_ip", Kind::Ip),
+    ("payer_ip", Kind::Ip),
+    ("ip", Kind::Ip),
+    ("q", Kind::NonBlank),
+    ("name", Kind::NonBlank),
+    ("label", Kind::Text),
+];
+
+const REQUESTS: &[&str] = &[
+    "RegisterCustomerRequest",
+    "UpdateProfileRequest",
+    "AnswerDto",
+    "RecordLoginRequest",
+    "CapturePaymentRequest",
+    "SearchRequest",
+    "CreateBroadcasterRequest",
+    "CreateApiKeyRequest",
+];
+
+impl Modify for RequestFields {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in REQUESTS {
+            let Some(RefOr::T(Schema::Object(obj))) = components.schemas.get_mut(*name) else {
+                continue;
+            };
+            for (field, kind) in FIELDS {
+                if let Some(prop) = obj.properties.get_mut(*field) {
+                    constrain(prop, *kind);
+                }
+            }
+            if *name == "UpdateProfileRequest" {
+                // A patch changes at least one field, and null is not a value.
+                obj.min_properties = Some(1);
+                for prop in obj.properties.values_mut() {
+                    if let RefOr::T(Schema::Object(p)) = prop {
+                        p.schema_type = SchemaType::Type(Type::String);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn constrain(prop: &mut RefOr<Schema>, kind: Kind) {
+    let RefOr::T(Schema::Object(obj)) = prop else {
+        return;
+    };
+    let pattern = match kind {
+        Kind::Text => format!("^[^{CONTROL}]*$"),
+        Kind::NonBlank => format!("^[^{CONTROL}]*[^\\s{CONTROL}][^{CONTROL}]*$"),
+        Kind::Required => format!("^[^{CONTROL}]+$"),
+        Kind::Email => format!("^[^@{CONTROL}]+@[^@{CONTROL}]+$"),
+        Kind::Ip => {
+            *prop = ip_schema(obj);
+            return;
+        }
+    };
+    obj.pattern = Some(pattern);
+}
+
+/// `oneOf` an `ipv4` and an `ipv6` string (and null, if the field was nullable).
+fn ip_schema(was: &Object) -> RefOr<Schema> {
+    let ip = |f| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(f)))
+    };
+    let mut one_of = OneOfBuilder::new()
+        .item(ip(KnownFormat::Ipv4))
+        .item(ip(KnownFormat::Ipv6))
+        .description(was.description.clone());
+    if matches!(&was.schema_type, SchemaType::Array(t) if t.contains(&Type::Null)) {
+        one_of = one_of.item(ObjectBuilder::new().schema_type(Type::Null));
+    }
+    RefOr::T(Schema::OneOf(one_of.build()))
 }

@@ -16,7 +16,8 @@ use ledger_types::Money;
 
 use crate::Refusal;
 
-/// Longest accepted email address, in bytes (RFC 5321 path limit minus the brackets).
+/// Longest accepted email address, in characters (RFC 5321's path limit minus the
+/// brackets; counted in characters, as the OpenAPI `maxLength` counts).
 pub const MAX_EMAIL_LEN: usize = 254;
 /// Longest accepted first or last name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -39,8 +40,8 @@ fn no_control(field: &'static str, v: &str) -> Result<(), Refusal> {
 }
 
 fn email(field: &'static str, v: &str) -> Result<(), Refusal> {
-    if v.len() > MAX_EMAIL_LEN {
-        return Err(Refusal::invalid(field, "longer than 254 bytes"));
+    if v.chars().count() > MAX_EMAIL_LEN {
+        return Err(Refusal::invalid(field, "longer than 254 characters"));
     }
     no_control(field, v)?;
     match v.split_once('@') {
