@@ -148,10 +148,15 @@ impl ApiState {
     }
 }
 
-/// Parses an id from a path or body field, answering `INVALID_ID` naming the field.
-/// Ids parse in their canonical spelling only (no trimming, no upper case, braces
-/// or `urn:uuid:`; see `ledger_types::is_canonical_uuid`).
+/// Parses an id (every id of this API is a UUID) from a path or body field,
+/// answering `INVALID_ID` naming the field. Ids parse in their canonical spelling
+/// only (no trimming, no upper case, braces or `urn:uuid:`; see
+/// `ledger_types::is_canonical_uuid`), checked here too, since `uuid::Uuid` itself
+/// (an API key's id) takes every spelling.
 pub fn parse_id<T: FromStr>(s: &str, field: &'static str) -> Result<T, ApiError> {
+    if !ledger_types::is_canonical_uuid(s) {
+        return Err(ApiError::invalid_id(field));
+    }
     T::from_str(s).map_err(|_| ApiError::invalid_id(field))
 }
 

@@ -18,8 +18,9 @@
 //! this API is an id, and ids are refused in any other spelling), so a handler
 //! cannot forget it, and gives `Idempotency-Key` its syntax.
 //!
-//! [`RequestFields`] writes the input contract of `ledger_command::validate` into
-//! the request schemas, by field name, in one table: the patterns that refuse
+//! [`RequestFields`] types every `*_id` property (but `offer_id`) as a canonical
+//! UUID, and writes the input contract of `ledger_command::validate` into the
+//! request schemas, by field name, in one table: the patterns that refuse
 //! control characters (and blank names, and an email without exactly one `@`),
 //! IP addresses as `ipv4`/`ipv6`, and that a profile patch changes something.
 //! A schema that accepted what the server refuses (or the reverse) is a lie that
@@ -215,6 +216,27 @@ impl Modify for RequestFields {
         let Some(components) = openapi.components.as_mut() else {
             return;
         };
+        // Every `*_id` string property (but `offer_id`, a catalogue name) is a
+        // canonical UUID, in requests and responses alike.
+        for schema in components.schemas.values_mut() {
+            let RefOr::T(Schema::Object(obj)) = schema else {
+                continue;
+            };
+            for (field, prop) in obj.properties.iter_mut() {
+                let RefOr::T(Schema::Object(p)) = prop else {
+                    continue;
+                };
+                let string = match &p.schema_type {
+                    SchemaType::Type(Type::String) => true,
+                    SchemaType::Array(t) => t.contains(&Type::String),
+                    SchemaType::Type(_) | SchemaType::AnyValue => false,
+                };
+                if string && field.ends_with("_id") && field != "offer_id" {
+                    p.format = Some(SchemaFormat::Custom("uuid".into()));
+                    p.pattern = Some(ledger_types::CANONICAL_UUID_PATTERN.to_owned());
+                }
+            }
+        }
         for name in REQUESTS {
             let Some(RefOr::T(Schema::Object(obj))) = components.schemas.get_mut(*name) else {
                 continue;

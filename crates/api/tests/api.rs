@@ -1746,6 +1746,18 @@ async fn schema_and_server_agree() {
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{from}");
     }
+    // A key id in another spelling than the canonical one: 400 (uuid::Uuid, the
+    // key id's type, takes any spelling by itself).
+    let key = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let r = h
+        .call(
+            Method::DELETE,
+            &format!("/v1/admin/api-keys/{key}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_ID");
     // Control characters in a broadcaster's name or a key's label.
     let r = h
         .call(
