@@ -58,6 +58,7 @@
 use ledger_events::DomainEvent;
 use ledger_types::{EventId, Timestamp};
 
+pub mod amount;
 mod checkpoint;
 mod customer;
 mod erasure;

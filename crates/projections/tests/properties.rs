@@ -372,8 +372,8 @@ fn check(world: &World, split: usize) -> Result<(), TestCaseError> {
         let mut totals: BTreeMap<Currency, Totals> = BTreeMap::new();
         for p in state.payments() {
             let t = totals.entry(p.amount.currency()).or_default();
-            t.captured += p.amount.minor();
-            t.refunded += p.refunded.minor();
+            t.captured += i128::from(p.amount.minor());
+            t.refunded += i128::from(p.refunded.minor());
             t.net = t.captured - t.refunded;
         }
         prop_assert_eq!(&view.totals, &totals);

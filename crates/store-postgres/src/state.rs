@@ -556,13 +556,26 @@ const VIEW_SCHEMA: &str = "
         currency TEXT NOT NULL,
         day BIGINT NOT NULL,
         offer_id TEXT NOT NULL,
-        gross_captured BIGINT NOT NULL,
-        refunded BIGINT NOT NULL,
-        net BIGINT NOT NULL,
+        gross_captured NUMERIC(39, 0) NOT NULL,
+        refunded NUMERIC(39, 0) NOT NULL,
+        net NUMERIC(39, 0) NOT NULL,
         payment_count BIGINT NOT NULL,
         refund_count BIGINT NOT NULL,
         PRIMARY KEY (broadcaster_id, currency, day, offer_id)
     );
+    -- Revenue totals are i128 (sums of payments can pass i64): a table made while
+    -- they were BIGINT is widened once, losslessly.
+    DO $$
+    BEGIN
+        IF EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'ledger_revenue'
+                     AND column_name = 'gross_captured' AND data_type = 'bigint') THEN
+            ALTER TABLE ledger_revenue
+                ALTER COLUMN gross_captured TYPE NUMERIC(39, 0),
+                ALTER COLUMN refunded TYPE NUMERIC(39, 0),
+                ALTER COLUMN net TYPE NUMERIC(39, 0);
+        END IF;
+    END $$;
     CREATE TABLE IF NOT EXISTS ledger_erasures (
         customer_id UUID PRIMARY KEY,
         record TEXT NOT NULL
@@ -594,6 +607,11 @@ fn corrupt(what: &str) -> ViewStoreError {
     ViewStoreError::Corrupt(what.to_owned())
 }
 
+/// A revenue total read as `NUMERIC::text`.
+fn total(text: &str) -> Result<i128, ViewStoreError> {
+    text.parse().map_err(|_| corrupt("revenue row"))
+}
+
 impl ViewStore for PgViewStore {
     fn load(&self) -> Result<ReadModel, ViewStoreError> {
         self.actor.call(Repeat::Safe, move |client| {
@@ -612,8 +630,9 @@ impl ViewStore for PgViewStore {
                 }
                 for row in client
                     .query(
-                        "SELECT broadcaster_id, currency, day, offer_id, gross_captured,
-                                    refunded, net, payment_count, refund_count FROM ledger_revenue",
+                        "SELECT broadcaster_id, currency, day, offer_id, gross_captured::text,
+                                    refunded::text, net::text, payment_count, refund_count
+                             FROM ledger_revenue",
                         &[],
                     )
                     .await
@@ -621,15 +640,15 @@ impl ViewStore for PgViewStore {
                 {
                     let key = RevenueKey {
                         broadcaster_id: BroadcasterId::from_uuid(row.get(0)),
-                        currency: Currency::parse(row.get(1))
+                        currency: Currency::from_stored(row.get(1))
                             .map_err(|_| corrupt("revenue row"))?,
                         day: row.get(2),
                         offer_id: OfferId::parse(row.get(3)).map_err(|_| corrupt("revenue row"))?,
                     };
                     let totals = RevenueTotals {
-                        gross_captured: row.get(4),
-                        refunded: row.get(5),
-                        net: row.get(6),
+                        gross_captured: total(row.get(4))?,
+                        refunded: total(row.get(5))?,
+                        net: total(row.get(6))?,
                         payment_count: row.get::<_, i64>(7).max(0) as u64,
                         refund_count: row.get::<_, i64>(8).max(0) as u64,
                     };
@@ -689,17 +708,19 @@ impl ViewStore for PgViewStore {
             .map(json)
             .collect::<Result<Vec<_>, _>>()?;
         let mut rev: (Vec<Uuid>, Vec<String>, Vec<i64>, Vec<String>) = Default::default();
-        let mut tot: [Vec<i64>; 5] = Default::default();
+        // Totals travel as base-10 text (tokio-postgres has no i128 <-> NUMERIC).
+        let mut sums: [Vec<String>; 3] = Default::default();
+        let mut counts: [Vec<i64>; 2] = Default::default();
         for (k, t) in &changes.revenue {
             rev.0.push(*k.broadcaster_id.as_uuid());
             rev.1.push(k.currency.as_str().to_owned());
             rev.2.push(k.day);
             rev.3.push(k.offer_id.as_str().to_owned());
-            tot[0].push(t.gross_captured);
-            tot[1].push(t.refunded);
-            tot[2].push(t.net);
-            tot[3].push(t.payment_count as i64);
-            tot[4].push(t.refund_count as i64);
+            sums[0].push(t.gross_captured.to_string());
+            sums[1].push(t.refunded.to_string());
+            sums[2].push(t.net.to_string());
+            counts[0].push(t.payment_count as i64);
+            counts[1].push(t.refund_count as i64);
         }
         let p = &changes.positions;
         let positions = [
@@ -707,11 +728,11 @@ impl ViewStore for PgViewStore {
             ("revenue", p.revenue as i64),
             ("erasures", p.erasures as i64),
         ];
-        let rows = Arc::new((view_ids, view_texts, er_ids, er_texts, rev, tot));
+        let rows = Arc::new((view_ids, view_texts, er_ids, er_texts, rev, (sums, counts)));
         self.actor.call(Repeat::Safe, move |client| {
             let rows = rows.clone();
             Box::pin(async move {
-                let (view_ids, view_texts, er_ids, er_texts, rev, tot) = &*rows;
+                let (view_ids, view_texts, er_ids, er_texts, rev, (sums, counts)) = &*rows;
                 let tx = client.transaction().await.map_err(views)?;
                 tx.execute(
                     "INSERT INTO ledger_customer_views (customer_id, view)
@@ -724,14 +745,17 @@ impl ViewStore for PgViewStore {
                 tx.execute(
                     "INSERT INTO ledger_revenue (broadcaster_id, currency, day, offer_id,
                              gross_captured, refunded, net, payment_count, refund_count)
-                         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[],
-                             $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+                         SELECT b, c, d, o, g::numeric, r::numeric, n::numeric, pc, rc
+                         FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[],
+                             $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[])
+                             AS u(b, c, d, o, g, r, n, pc, rc)
                          ON CONFLICT (broadcaster_id, currency, day, offer_id) DO UPDATE SET
                              gross_captured = EXCLUDED.gross_captured, refunded = EXCLUDED.refunded,
                              net = EXCLUDED.net, payment_count = EXCLUDED.payment_count,
                              refund_count = EXCLUDED.refund_count",
                     &[
-                        &rev.0, &rev.1, &rev.2, &rev.3, &tot[0], &tot[1], &tot[2], &tot[3], &tot[4],
+                        &rev.0, &rev.1, &rev.2, &rev.3, &sums[0], &sums[1], &sums[2], &counts[0],
+                        &counts[1],
                     ],
                 )
                 .await

@@ -408,3 +408,68 @@ async fn the_key_store_destroys_for_good_and_rotates_the_kek_in_one_transaction(
     .join();
     assert!(checked.is_ok(), "key store checks failed");
 }
+
+/// Revenue totals are i128: a table made while they were BIGINT is widened on
+/// connect with its rows intact, and totals beyond i64 then round-trip exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn revenue_totals_beyond_i64_round_trip_and_old_bigint_tables_are_widened() {
+    use ledger_projections::{Changes, Positions, RevenueKey, RevenueTotals, ViewStore};
+    use ledger_store_postgres::PgViewStore;
+    use ledger_types::{BroadcasterId, Currency, OfferId};
+
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    db.exec(
+        "CREATE TABLE ledger_revenue (
+            broadcaster_id UUID NOT NULL, currency TEXT NOT NULL, day BIGINT NOT NULL,
+            offer_id TEXT NOT NULL, gross_captured BIGINT NOT NULL, refunded BIGINT NOT NULL,
+            net BIGINT NOT NULL, payment_count BIGINT NOT NULL, refund_count BIGINT NOT NULL,
+            PRIMARY KEY (broadcaster_id, currency, day, offer_id))",
+    )
+    .await;
+    db.exec(
+        "INSERT INTO ledger_revenue VALUES ('00000002-0000-4000-8000-000000000001', 'EUR', 1,
+         'premium', 9223372036854775807, 0, 9223372036854775807, 1, 0)",
+    )
+    .await;
+    let url = db.url.clone();
+    // The view store's actor runs its own runtime: drive it from a plain thread.
+    std::thread::spawn(move || {
+        let key = |day| RevenueKey {
+            broadcaster_id: BroadcasterId::parse("00000002-0000-4000-8000-000000000001").unwrap(),
+            currency: Currency::parse("EUR").unwrap(),
+            day,
+            offer_id: OfferId::parse("premium").unwrap(),
+        };
+        let store = PgViewStore::connect(&url).expect("view store");
+        let old = store.load().expect("load after widening");
+        assert_eq!(
+            old.revenue.get(&key(1)).map(|t| t.gross_captured),
+            Some(i128::from(i64::MAX))
+        );
+        let big = i128::from(i64::MAX) + 3_000_000_000_000;
+        let t = RevenueTotals {
+            gross_captured: big,
+            refunded: 5,
+            net: big - 5,
+            payment_count: 4,
+            refund_count: 1,
+        };
+        store
+            .save(&Changes {
+                customers: vec![],
+                revenue: vec![(key(1), t)],
+                erasures: vec![],
+                positions: Positions {
+                    customers: 9,
+                    revenue: 9,
+                    erasures: 9,
+                },
+            })
+            .expect("save");
+        assert_eq!(store.load().unwrap().revenue.get(&key(1)), Some(&t));
+    })
+    .join()
+    .expect("view store thread");
+}

@@ -379,9 +379,9 @@ fn changes_at(i: u64, key: &RevenueKey) -> Changes {
         revenue: vec![(
             key.clone(),
             RevenueTotals {
-                gross_captured: i as i64,
+                gross_captured: i128::from(i),
                 refunded: 0,
-                net: i as i64,
+                net: i128::from(i),
                 payment_count: i,
                 refund_count: 0,
             },
@@ -505,7 +505,7 @@ async fn key_and_view_stores_recover_from_repeated_kills() {
     assert_eq!(model.position(), saved);
     assert_eq!(
         model.revenue.get(&key).map(|t| t.gross_captured),
-        Some(saved as i64)
+        Some(i128::from(saved))
     );
 
     eprintln!(

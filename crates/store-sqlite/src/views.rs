@@ -67,6 +67,29 @@ fn corrupt(what: &str) -> ViewStoreError {
     ViewStoreError::Corrupt(what.to_owned())
 }
 
+/// A revenue total (`i128`) as SQLite stores it: an `INTEGER` when it fits in 64
+/// bits (every total ever written before totals became `i128`, so existing files
+/// read as before), else a 16-byte big-endian two's complement `BLOB`. Not TEXT:
+/// SQLite turns a too-large integer literal in an `INTEGER` column into a `REAL`,
+/// and loses digits.
+fn total_to_sql(v: i128) -> rusqlite::types::Value {
+    match i64::try_from(v) {
+        Ok(small) => rusqlite::types::Value::Integer(small),
+        Err(_) => rusqlite::types::Value::Blob(v.to_be_bytes().to_vec()),
+    }
+}
+
+fn total_from_sql(row: &rusqlite::Row<'_>, idx: usize) -> Result<i128, ViewStoreError> {
+    use rusqlite::types::ValueRef;
+    match row.get_ref(idx).map_err(err)? {
+        ValueRef::Integer(v) => Ok(i128::from(v)),
+        ValueRef::Blob(b) => <[u8; 16]>::try_from(b)
+            .map(i128::from_be_bytes)
+            .map_err(|_| corrupt("revenue row")),
+        _ => Err(corrupt("revenue row")),
+    }
+}
+
 #[derive(Debug)]
 pub struct SqliteViewStore {
     conn: Mutex<Connection>,
@@ -165,14 +188,14 @@ impl ViewStore for SqliteViewStore {
             let o: String = row.get(3).map_err(err)?;
             let key = RevenueKey {
                 broadcaster_id: BroadcasterId::parse(&b).map_err(|_| corrupt("revenue row"))?,
-                currency: Currency::parse(&c).map_err(|_| corrupt("revenue row"))?,
+                currency: Currency::from_stored(&c).map_err(|_| corrupt("revenue row"))?,
                 day: row.get(2).map_err(err)?,
                 offer_id: OfferId::parse(&o).map_err(|_| corrupt("revenue row"))?,
             };
             let totals = RevenueTotals {
-                gross_captured: row.get(4).map_err(err)?,
-                refunded: row.get(5).map_err(err)?,
-                net: row.get(6).map_err(err)?,
+                gross_captured: total_from_sql(row, 4)?,
+                refunded: total_from_sql(row, 5)?,
+                net: total_from_sql(row, 6)?,
                 payment_count: row.get::<_, i64>(7).map_err(err)?.max(0) as u64,
                 refund_count: row.get::<_, i64>(8).map_err(err)?.max(0) as u64,
             };
@@ -227,9 +250,9 @@ impl ViewStore for SqliteViewStore {
                         k.currency.as_str(),
                         k.day,
                         k.offer_id.as_str(),
-                        t.gross_captured,
-                        t.refunded,
-                        t.net,
+                        total_to_sql(t.gross_captured),
+                        total_to_sql(t.refunded),
+                        total_to_sql(t.net),
                         t.payment_count as i64,
                         t.refund_count as i64
                     ])
@@ -289,5 +312,73 @@ impl ViewStore for SqliteViewStore {
             }
         }
         tx.commit().map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_projections::Positions;
+
+    /// Revenue totals are i128: one past i64 (a BLOB) and ordinary ones (INTEGER,
+    /// as every file written before) both come back exactly.
+    #[test]
+    fn revenue_totals_beyond_i64_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteViewStore::open(&dir.path().join("views.sqlite")).unwrap();
+        let key = |day| RevenueKey {
+            broadcaster_id: BroadcasterId::parse("00000002-0000-4000-8000-000000000001").unwrap(),
+            currency: Currency::parse("EUR").unwrap(),
+            day,
+            offer_id: OfferId::parse("premium").unwrap(),
+        };
+        let big = i128::from(i64::MAX) + 3_000_000_000_000;
+        let rows = vec![
+            (
+                key(1),
+                RevenueTotals {
+                    gross_captured: big,
+                    refunded: 5,
+                    net: big - 5,
+                    payment_count: 4,
+                    refund_count: 1,
+                },
+            ),
+            (
+                key(2),
+                RevenueTotals {
+                    gross_captured: 0,
+                    refunded: 700,
+                    net: -700,
+                    payment_count: 0,
+                    refund_count: 1,
+                },
+            ),
+        ];
+        store
+            .save(&Changes {
+                customers: vec![],
+                revenue: rows.clone(),
+                erasures: vec![],
+                positions: Positions {
+                    customers: 9,
+                    revenue: 9,
+                    erasures: 9,
+                },
+            })
+            .unwrap();
+        let model = store.load().unwrap();
+        for (k, t) in &rows {
+            assert_eq!(model.revenue.get(k), Some(t));
+        }
+        let conn = store.conn().unwrap();
+        let kinds: Vec<String> = conn
+            .prepare("SELECT typeof(gross_captured) FROM revenue ORDER BY day")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(kinds, ["blob", "integer"]);
     }
 }
