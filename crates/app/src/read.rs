@@ -341,9 +341,17 @@ impl ReadSide {
         let Some(sealed) = reg.block.as_sealed() else {
             return Ok(None);
         };
-        let mut p: Profile = match self.keyring.open(v.customer_id, reg.event_id, sealed)? {
-            Opened::Open(p) => p,
-            Opened::Erased => return Ok(None),
+        let mut p: Profile = match self.keyring.open(v.customer_id, reg.event_id, sealed) {
+            Ok(Opened::Open(p)) => p,
+            Ok(Opened::Erased) => return Ok(None),
+            // No key at all: a key store restored from before this customer was
+            // registered. The customer's problem, reported by `audit verify`
+            // (DATA_KEY_MISSING), never a reason to stop serving the others.
+            Err(ledger_crypto::CryptoError::NoKey(_)) => {
+                warn!(customer = %v.customer_id, "customer has no data key; shown without a profile");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
         };
         for patch in &v.patches {
             if let Some(sealed) = patch.block.as_sealed() {

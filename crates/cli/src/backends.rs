@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use ledger_app::forget::{restore_check, FileForgetList, ForgetList, RestoreReport};
 use ledger_app::read::ReadSide;
 use ledger_app::Ledger;
 use ledger_crypto::{Kek, KekSource, KeyStore, Keyring, SqliteKeyStore};
@@ -85,6 +86,22 @@ pub struct Backends {
     /// Whether the keyring holds the real KEK (a read-only command without one
     /// gets a placeholder that opens nothing: it only reads key states).
     has_kek: bool,
+    /// The forget list (writing commands only).
+    forget: Option<Arc<dyn ForgetList>>,
+}
+
+/// The forget list used when `--forget-list` is not given: beside the data folder,
+/// not in it (`./ledger-data` → `./ledger-data.forget-list.ndjson`), so that a copy
+/// of the folder does not take it along.
+pub fn default_forget_list(data: &Path) -> PathBuf {
+    match data.file_name() {
+        Some(name) => {
+            let mut n = name.to_owned();
+            n.push(".forget-list.ndjson");
+            data.with_file_name(n)
+        }
+        None => PathBuf::from("ledger-forget-list.ndjson"),
+    }
 }
 
 /// Opens only the event store a URL names (benchmarks, key commands).
@@ -170,14 +187,34 @@ impl Backends {
         state_url: Option<&str>,
         data: &Path,
         kek_file: Option<&Path>,
+        forget_list: Option<&Path>,
         access: Access,
         what: &str,
     ) -> Result<Self> {
         folder::prepare(data, access)?;
-        let lock = match access {
+        let forget: Option<Arc<dyn ForgetList>> = match access {
             Access::Read => None,
+            Access::Create | Access::Write => {
+                let path = forget_list.map_or_else(|| default_forget_list(data), Path::to_path_buf);
+                if path.starts_with(data) {
+                    eprintln!(
+                        "warning: the forget list {} is inside the data folder: a restored backup would roll it back with the data",
+                        path.display()
+                    );
+                }
+                Some(Arc::new(FileForgetList::open(&path, true).with_context(
+                    || format!("cannot open the forget list {}", path.display()),
+                )?))
+            }
+        };
+        let lock = match access {
+            Access::Read => folder::try_lock_quietly(data),
             Access::Create | Access::Write => Some(folder::lock(data, what)?),
         };
+        // A reader holding the lock reads files with no pending WAL as immutable:
+        // no writer can start meanwhile, and SQLite then creates nothing.
+        let quiet = access == Access::Read && lock.is_some();
+        let immutable = |p: &Path| quiet && !ledger_store_sqlite::schema::has_pending_wal(p);
         let kind = StoreKind::parse(url, data)?;
         let kek = load_kek(data, kek_file, access)?;
         let has_kek = kek.is_some();
@@ -185,7 +222,7 @@ impl Backends {
         let read_only = access == Access::Read;
         let (events, closer) = match (&kind, read_only) {
             (StoreKind::Sqlite(p), true) => {
-                let s = Arc::new(SqliteStore::open_read_only(p)?);
+                let s = Arc::new(SqliteStore::open_read_only(p, immutable(p))?);
                 (s.clone() as Arc<dyn EventStore>, Closer::Nothing)
             }
             (StoreKind::Sqlite(p), false) => {
@@ -215,10 +252,16 @@ impl Backends {
             (_, None) => None,
         };
         let (keys, views): (Arc<dyn KeyStore>, Arc<dyn ViewStore>) = match (&state, read_only) {
-            (None, true) => (
-                Arc::new(SqliteKeyStore::open_read_only(&data.join("keys.sqlite"))?),
-                Arc::new(SqliteViewStore::open_read_only(&data.join("views.sqlite"))?),
-            ),
+            (None, true) => {
+                let (k, v) = (data.join("keys.sqlite"), data.join("views.sqlite"));
+                let (ik, iv) = (immutable(&k), immutable(&v));
+                (
+                    Arc::new(SqliteKeyStore::open_read_only(&k, |p| {
+                        ledger_store_sqlite::schema::open_read_only(p, ik)
+                    })?),
+                    Arc::new(SqliteViewStore::open_read_only(&v, iv)?),
+                )
+            }
             (None, false) => {
                 let (k, v) = (data.join("keys.sqlite"), data.join("views.sqlite"));
                 folder::precreate_private(&k)?;
@@ -259,7 +302,13 @@ impl Backends {
             postgres,
             _lock: lock,
             has_kek,
+            forget,
         })
+    }
+
+    /// Where the forget list is (writing commands only).
+    pub fn forget_list(&self) -> Option<String> {
+        self.forget.as_ref().map(|l| l.describe())
     }
 
     /// Where answers to idempotent writes are saved.
@@ -296,24 +345,39 @@ impl Backends {
         .await?)
     }
 
-    /// The command side over these backends. With `strict`, a reconciler failure
-    /// (e.g. a tampered log) is an error; the auditor's command goes on to report it.
-    /// Also checks first that the KEK opens a stored data key: a wrong KEK (or the
-    /// old one after a rotation) stops a strict caller here, not on every personal
-    /// field later; the auditor's command, which needs no keys, is warned.
-    pub async fn ledger(&self, strict: bool) -> Result<Ledger> {
-        match self.keyring.check_kek() {
-            Ok(()) => {}
-            Err(e) if !strict => eprintln!("warning: {e}"),
-            Err(e) => return Err(e.into()),
+    /// The command side over these backends, for a writing command: checks first
+    /// that the KEK opens a stored data key (a wrong KEK, or the old one after a
+    /// rotation, stops here, not on every personal field later), finishes any
+    /// erasure whose key destruction did not complete, and compares the forget list
+    /// with the log and the key store (re-applying erasures a restored log lacks).
+    pub async fn ledger(&self) -> Result<Ledger> {
+        Ok(self.ledger_checked().await?.0)
+    }
+
+    /// [`ledger`](Self::ledger), with what the forget list check found.
+    pub async fn ledger_checked(&self) -> Result<(Ledger, Option<RestoreReport>)> {
+        self.keyring.check_kek()?;
+        let mut ledger = Ledger::new(self.events.clone(), self.keyring.clone());
+        if let Some(list) = &self.forget {
+            ledger = ledger.with_forget_list(list.clone());
         }
-        let ledger = Ledger::new(self.events.clone(), self.keyring.clone());
-        match ledger.reconcile().await {
-            Ok(_) => {}
-            Err(e) if !strict => eprintln!("warning: the reconciler could not finish: {e}"),
-            Err(e) => return Err(e.into()),
-        }
-        Ok(ledger)
+        ledger.reconcile().await?;
+        let report = match &self.forget {
+            Some(list) => {
+                let r = restore_check(&ledger, &**list).await?;
+                if r.repaired_anything() {
+                    eprintln!(
+                        "the forget list ({}) found a log or key store restored from before erasures: {} erasures re-applied, {} keys destroyed again",
+                        list.describe(),
+                        r.erasures_reapplied,
+                        r.keys_destroyed
+                    );
+                }
+                Some(r)
+            }
+            None => None,
+        };
+        Ok((ledger, report))
     }
 
     /// The read side, caught up with the log, with its search index (for `serve`).

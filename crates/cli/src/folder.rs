@@ -120,6 +120,20 @@ fn private_options() -> OpenOptions {
     o
 }
 
+/// For a read-only command: takes the writer lock if it is free, so that no
+/// writer starts while the command reads (it may then read the files as
+/// immutable, creating nothing); `None` if a writer holds it, or if the folder
+/// has no lock file (this never creates one), and then the command reads beside
+/// the writer. Nothing is written to the lock file.
+pub fn try_lock_quietly(data: &Path) -> Option<WriterLock> {
+    let file = OpenOptions::new()
+        .read(true)
+        .open(data.join(LOCK_FILE))
+        .ok()?;
+    file.try_lock().ok()?;
+    Some(WriterLock { _file: file })
+}
+
 /// Takes the exclusive writer lock on the data folder, or explains who holds it.
 /// `what` names the command, for the holder's record.
 pub fn lock(data: &Path, what: &str) -> Result<WriterLock> {

@@ -5,6 +5,7 @@
 mod backends;
 mod bench;
 mod folder;
+mod listener;
 mod serve;
 
 use folder::Access;
@@ -47,6 +48,12 @@ struct Cli {
     /// `postgres://` URL (default: SQLite files in --data).
     #[arg(long, global = true, env = "LEDGER_STATE_STORE")]
     state_store: Option<String>,
+    /// The forget list: every decided erasure, kept OUTSIDE the data folder so that
+    /// restoring an old backup cannot bring an erased customer back (checked at
+    /// every start of a writing command). Default: beside the data folder,
+    /// DATA.forget-list.ndjson.
+    #[arg(long, global = true, env = "LEDGER_FORGET_LIST")]
+    forget_list: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -132,6 +139,14 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve the HTTP API (and run the projector) on the embedded store.
     Serve(serve::ServeArgs),
+    /// After a restore: compare the forget list with the log and the key store,
+    /// re-apply every erasure the restored log lacks and destroy every key of a
+    /// customer on the list (every writing command does this at start too).
+    RestoreCheck {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Broadcaster API keys (operator command; needs the data folder).
     ApiKey {
         #[command(subcommand)]
@@ -234,10 +249,19 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let kek_file = cli.kek_file.as_deref();
+    let forget_list = cli.forget_list.as_deref();
     let store = cli.store.as_deref();
     let state_store = cli.state_store.as_deref();
     let open = |access: Access, what: &'static str| {
-        backends::Backends::open(store, state_store, &cli.data, kek_file, access, what)
+        backends::Backends::open(
+            store,
+            state_store,
+            &cli.data,
+            kek_file,
+            forget_list,
+            access,
+            what,
+        )
     };
     match cli.command {
         Command::Demo {
@@ -246,7 +270,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             let backends = open(Access::Create, "demo").await?;
-            let ledger = backends.ledger(true).await?;
+            let ledger = backends.ledger().await?;
             if ledger.store().head().await? != 0 {
                 eprintln!(
                     "the store in {} already holds events; the demo fills an empty store only, nothing written (use --data to pick another folder)",
@@ -279,7 +303,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .transpose()?
                 .unwrap_or_default();
             let backends = open(Access::Write, "anonymize").await?;
-            let ledger = backends.ledger(true).await?;
+            let ledger = backends.ledger().await?;
             match ledger.anonymize(b, c, r).await {
                 Ok(receipt) => {
                     let read = backends.report_side().await?;
@@ -591,7 +615,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let backends = open(Access::Write, "projections rebuild").await?;
             // Finishes any interrupted erasure before reading.
-            backends.ledger(true).await?;
+            backends.ledger().await?;
             let read = backends.report_side().await?;
             let done = read.rebuild(name.as_deref()).await?;
             println!(
@@ -608,7 +632,35 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             bench::run(&cli.data, store, args).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve::run(args, &cli.data, kek_file, store, state_store).await,
+        Command::Serve(args) => {
+            serve::run(args, &cli.data, kek_file, forget_list, store, state_store).await
+        }
+        Command::RestoreCheck { json } => {
+            let backends = open(Access::Write, "restore-check").await?;
+            let (_, report) = backends.ledger_checked().await?;
+            let report = report.context("no forget list")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("customers on the forget list: {}", report.customers_on_list);
+                println!(
+                    "erasures re-applied to the log: {}",
+                    report.erasures_reapplied
+                );
+                println!("data keys destroyed again:      {}", report.keys_destroyed);
+                println!("customers not in the log:       {}", report.not_in_log);
+                println!("erasures added to the list:     {}", report.added_to_list);
+                println!(
+                    "result: {}",
+                    if report.repaired_anything() {
+                        "REPAIRED (the log or key store was restored from before some erasures)"
+                    } else {
+                        "OK, the log and key store honour every erasure on the list"
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::ApiKey { command } => serve::api_key(command, &cli.data, store).await,
         Command::Kek {
             command: KekCommand::Rotate { new_kek_file },
@@ -621,7 +673,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let backends = open(Access::Write, "kek rotate").await?;
             // Checks that the current KEK opens the stored keys, and finishes any
             // interrupted erasure first, so no key bound for destruction is re-wrapped.
-            backends.ledger(true).await?;
+            backends.ledger().await?;
             let old = backends::load_kek(&cli.data, kek_file, Access::Write)?
                 .context("no key-encryption key")?;
             let done = ledger_crypto::rotate_kek(&*backends.keys, &old, &new)?;

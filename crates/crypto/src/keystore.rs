@@ -116,19 +116,20 @@ impl SqliteKeyStore {
 
     /// Opens an existing key store to read key states only (nothing is created,
     /// written or destroyed), for the operator's read-only commands beside a
-    /// running server. A missing file is an error.
-    pub fn open_read_only(path: &Path) -> Result<Self, CryptoError> {
+    /// running server. A missing file is an error. `open` is how to open the file
+    /// read-only (the embedded store's `schema::open_read_only`, which knows when
+    /// SQLite may skip its `-wal` and `-shm` files).
+    pub fn open_read_only(
+        path: &Path,
+        open: impl FnOnce(&Path) -> rusqlite::Result<Connection>,
+    ) -> Result<Self, CryptoError> {
         if !path.is_file() {
             return Err(CryptoError::Store(format!(
                 "no key store at {}",
                 path.display()
             )));
         }
-        let conn = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(db_err)?;
+        let conn = open(path).map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db_err)?;
         Ok(Self {

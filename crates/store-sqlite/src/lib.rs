@@ -47,7 +47,7 @@
 //! each commit.
 
 mod read;
-mod schema;
+pub mod schema;
 mod views;
 mod writer;
 
@@ -127,7 +127,7 @@ impl SqliteStore {
         Ok(Self {
             tx,
             head_rx,
-            readers: Arc::new(Readers::new(path.to_path_buf())),
+            readers: Arc::new(Readers::new(path.to_path_buf(), false)),
             writer: Mutex::new(Some(handle)),
             path: path.to_path_buf(),
             read_only: false,
@@ -137,15 +137,18 @@ impl SqliteStore {
     /// Opens an existing store for reading only: no writer thread, no schema
     /// change, nothing created (a missing file is an error). Reads verify the
     /// chains as usual and see what another process commits; appends fail. For
-    /// the operator's read-only commands, which run beside `ledger serve`.
-    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+    /// the operator's read-only commands, which run beside `ledger serve`. With
+    /// `immutable` (the caller holds the folder's writer lock and
+    /// [`schema::has_pending_wal`] is false) not even SQLite's `-wal` and `-shm`
+    /// files are created; see [`schema::open_read_only`].
+    pub fn open_read_only(path: &Path, immutable: bool) -> Result<Self, StoreError> {
         if !path.is_file() {
             return Err(StoreError::Backend(format!(
                 "no event store at {}",
                 path.display()
             )));
         }
-        let readers = Arc::new(Readers::new(path.to_path_buf()));
+        let readers = Arc::new(Readers::new(path.to_path_buf(), immutable));
         let head = readers.with(read::head)?;
         let (_, head_rx) = watch::channel(head);
         // A queue nobody reads: appends find it closed.

@@ -88,13 +88,10 @@ impl SqliteViewStore {
     /// Opens existing views for loading only (nothing is created or saved), for the
     /// operator's read-only commands beside a running server. A missing file loads
     /// as empty views (the caller folds the log from zero in memory).
-    pub fn open_read_only(path: &Path) -> Result<Self, ViewStoreError> {
+    /// With `immutable`, see [`crate::schema::open_read_only`].
+    pub fn open_read_only(path: &Path, immutable: bool) -> Result<Self, ViewStoreError> {
         let conn = if path.is_file() {
-            Connection::open_with_flags(
-                path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
+            crate::schema::open_read_only(path, immutable)
         } else {
             Connection::open_in_memory().and_then(|c| c.execute_batch(SCHEMA).map(|()| c))
         }
@@ -141,6 +138,9 @@ fn position(conn: &Connection, name: &str) -> Result<u64, ViewStoreError> {
 impl ViewStore for SqliteViewStore {
     fn load(&self) -> Result<ReadModel, ViewStoreError> {
         let conn = self.conn()?;
+        // One read transaction: the rows and the checkpoints of one commit, even
+        // while a running server saves (a reader beside `serve`, or a snapshot).
+        let _read = conn.unchecked_transaction().map_err(err)?;
         let mut model = ReadModel::new();
         let mut stmt = conn
             .prepare("SELECT view FROM customer_views")
