@@ -16,7 +16,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead as _, BufReader, Read};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +27,8 @@ use serde_json::{json, Value};
 
 mod common;
 
-const ADMIN: &str = "lka_pg-loss-admin-key-0123456789abcdefghijklmn";
+use common::server::{agent, free_port, ADMIN};
+
 /// Load clients.
 const CLIENTS: usize = 8;
 /// How often the killer terminates every session, and for how long by default.
@@ -48,22 +48,6 @@ fn kill_phase() -> Duration {
         .and_then(|s| s.parse().ok())
         .unwrap_or(DEFAULT_KILL_SECS);
     Duration::from_secs(secs)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
 }
 
 fn ledger(data: &Path, url: &str) -> Command {
