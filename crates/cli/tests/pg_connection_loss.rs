@@ -15,9 +15,8 @@
 //! phase longer than its default 10 s.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead as _, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -27,7 +26,7 @@ use serde_json::{json, Value};
 
 mod common;
 
-use common::server::{agent, free_port, ADMIN};
+use common::server::{agent, free_port, Server, ADMIN};
 
 /// Load clients.
 const CLIENTS: usize = 8;
@@ -50,120 +49,56 @@ fn kill_phase() -> Duration {
     Duration::from_secs(secs)
 }
 
+/// `ledger --data DATA --store URL`.
 fn ledger(data: &Path, url: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ledger"));
-    c.arg("--data")
-        .arg(data)
-        .args(["--store", url])
-        .env_remove("LEDGER_STORE")
-        .env_remove("LEDGER_STATE_STORE")
-        .env_remove("LEDGER_KEK")
-        .env_remove("LEDGER_KEK_FILE")
-        .env_remove("LEDGER_FAILPOINT");
-    c
+    common::server::ledger(data, Some(url))
 }
 
-/// A running `ledger serve`; its output is drained by threads (a full pipe would
-/// stall the server's logging).
-struct Server {
-    child: Child,
-    base: String,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: JoinHandle<String>,
-}
-
+/// `ledger serve` on a free port, filled with the demo data set if `demo`.
 fn start(data: &Path, url: &str, demo: bool) -> Server {
-    let port = free_port();
-    let mut cmd = ledger(data, url);
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
-    if demo {
-        cmd.args(["--demo", "--demo-customers", "300"]);
-    }
-    let mut child = cmd
-        .env("LEDGER_ADMIN_KEY", ADMIN)
-        .env("LEDGER_LOG", "info")
-        .env_remove("LEDGER_LISTEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ledger serve");
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let out = child.stdout.take().expect("stdout");
-    std::thread::spawn({
-        let lines = lines.clone();
-        move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(l);
-            }
-        }
-    });
-    let mut err = child.stderr.take().expect("stderr");
-    let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let base = format!("http://127.0.0.1:{port}");
+    let demo_args: &[&str] = if demo {
+        &["--demo", "--demo-customers", "300"]
+    } else {
+        &[]
+    };
+    common::server::start_with(data, free_port(), Some(url), demo_args)
+}
+
+/// The lines of the server's stdout once `done` holds for them (it prints the
+/// demo keys just before it serves; a thread drains them).
+fn printed(s: &Server, done: impl Fn(&[&str]) -> bool) -> Vec<String> {
     let started = Instant::now();
     loop {
-        if let Ok(r) = agent().get(format!("{base}/healthz")).call() {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("ledger serve exited: {st:?}");
+        let out = s.out.lock().unwrap().clone();
+        let lines: Vec<&str> = out.lines().collect();
+        if done(&lines) {
+            return lines.into_iter().map(str::to_owned).collect();
         }
         assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "server did not come up"
+            started.elapsed() < Duration::from_secs(10),
+            "serve did not print what was expected: {out}"
         );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server {
-        child,
-        base,
-        stdout: lines,
-        stderr,
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-/// SIGTERM, then a clean exit; returns the server's logs.
-fn stop_server(mut s: Server) -> String {
-    let ok = Command::new("kill")
-        .args(["-TERM", &s.child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -TERM");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = s.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let logs = s.stderr.join().expect("stderr reader");
-    assert!(status.success(), "exit status {status:?}; logs:\n{logs}");
-    assert!(logs.contains("stopped cleanly"), "{logs}");
-    logs
-}
-
-/// The white-label demo broadcasters' API keys, from the lines `serve --demo` prints.
-fn white_label_tokens(s: &Server) -> Vec<(String, String)> {
-    let lines = s.stdout.lock().unwrap();
-    lines
+/// The white-label demo broadcasters' (id, API key), and a sample customer of the
+/// first broadcaster with a key, from what `serve --demo` prints.
+fn demo_keys(s: &Server) -> (Vec<(String, String)>, String) {
+    let lines = printed(s, |l| l.iter().any(|l| l.starts_with("try: ")));
+    let keys = lines
         .iter()
         .filter(|l| l.contains(" white_label "))
         .filter_map(|l| {
             let words: Vec<&str> = l.split_whitespace().collect();
             Some((words.first()?.to_string(), words.last()?.to_string()))
         })
-        .collect()
+        .collect();
+    let sample = lines
+        .iter()
+        .find_map(|l| l.split("/v1/customers/").nth(1).map(str::to_owned))
+        .expect("a sample customer");
+    (keys, sample)
 }
 
 /// One HTTP request of these tests.
@@ -484,7 +419,7 @@ fn serve_on_postgres_survives_repeated_session_kills_under_load() {
     let data = dir.path().join("data");
     let s = start(&data, &url, true);
     let base = s.base.clone();
-    let tokens = white_label_tokens(&s);
+    let (tokens, sample) = demo_keys(&s);
     assert!(!tokens.is_empty(), "serve --demo printed white-label keys");
 
     // The operator's read-only commands work beside the server holding the writer
@@ -504,13 +439,6 @@ fn serve_on_postgres_survives_repeated_session_kills_under_load() {
         &url,
         &["audit", "export", "--out", export.to_str().unwrap()],
     );
-    let sample = s
-        .stdout
-        .lock()
-        .unwrap()
-        .iter()
-        .find_map(|l| l.split("/v1/customers/").nth(1).map(str::to_owned))
-        .expect("serve --demo printed a sample customer");
     let (b, _) = &tokens[0];
     let doc: Value = serde_json::from_str(&read_only_command(
         &data,
@@ -599,7 +527,7 @@ fn serve_on_postgres_survives_repeated_session_kills_under_load() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let logs = stop_server(s);
+    let logs = common::server::stop(s);
 
     let answers = Arc::try_unwrap(answers).unwrap().into_inner().unwrap();
     eprintln!(
@@ -800,7 +728,7 @@ fn answers_to_idempotent_writes_survive_a_restart_on_postgres() {
     };
     let (st, _, first) = register(&s.base);
     assert_eq!(st, 201, "{first}");
-    stop_server(s);
+    common::server::stop(s);
 
     let s = start(&data, db.url(), false);
     let (st, _, again) = register(&s.base);
@@ -809,5 +737,5 @@ fn answers_to_idempotent_writes_survive_a_restart_on_postgres() {
         (201, &first),
         "the retry after a restart gets the first answer"
     );
-    stop_server(s);
+    common::server::stop(s);
 }
