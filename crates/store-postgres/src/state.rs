@@ -35,7 +35,7 @@ use ledger_projections::{
 };
 use ledger_types::{BroadcasterId, Currency, CustomerId, OfferId, Timestamp};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, IsolationLevel};
 use tracing::instrument;
 use uuid::Uuid;
 
@@ -117,22 +117,76 @@ where
     }
 }
 
+/// How a store's sessions treat the database.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Creates its tables if they are missing (these statements).
+    Create(&'static str),
+    /// Creates and writes nothing: every session is read-only
+    /// (`default_transaction_read_only`), and `tables` must exist, else the
+    /// database holds no such store (`what` names it in the error).
+    ReadOnly {
+        tables: &'static [&'static str],
+        what: &'static str,
+    },
+}
+
 /// What the actor connects to and how it prepares a new session.
 struct Opener {
     target: Target,
     role: &'static str,
-    schema: &'static str,
+    mode: Mode,
 }
 
 impl Opener {
     async fn open(&self) -> Result<Session, Failure> {
         let session = self.target.connect(self.role).await?;
-        if let Err(e) = session.client.batch_execute(self.schema).await {
-            let f = self.target.failure("cannot create the tables", &e);
+        if let Err(f) = self.prepare(&session.client).await {
             session.close().await;
             return Err(f);
         }
         Ok(session)
+    }
+
+    async fn prepare(&self, client: &Client) -> Result<(), Failure> {
+        let (tables, what) = match self.mode {
+            Mode::Create(schema) => {
+                return client
+                    .batch_execute(schema)
+                    .await
+                    .map_err(|e| self.target.failure("cannot create the tables", &e));
+            }
+            Mode::ReadOnly { tables, what } => (tables, what),
+        };
+        client
+            .batch_execute("SET default_transaction_read_only = on")
+            .await
+            .map_err(|e| {
+                self.target
+                    .failure("cannot configure a read-only session", &e)
+            })?;
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let missing: Vec<String> = client
+            .query(
+                "SELECT t FROM UNNEST($1::text[]) AS t WHERE to_regclass(t) IS NULL",
+                &[&tables],
+            )
+            .await
+            .map_err(|e| self.target.failure("cannot look the tables up", &e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Failure::failed(format!(
+            "no ledger {what} in the database {} (missing: {}; `ledger serve` creates it): \
+             check --store or --state-store",
+            self.target.label(),
+            missing.join(", ")
+        )))
     }
 }
 
@@ -247,7 +301,7 @@ impl std::fmt::Debug for Actor {
 
 impl Actor {
     /// Starts the thread and opens the first session (which must succeed).
-    fn start(url: &str, role: &'static str, schema: &'static str) -> Result<Self, Failure> {
+    fn start(url: &str, role: &'static str, mode: Mode) -> Result<Self, Failure> {
         let target = Target::parse(url)?;
         let label = target.label().to_owned();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), Failure>>();
@@ -266,11 +320,7 @@ impl Actor {
                     }
                 };
                 rt.block_on(async move {
-                    let opener = Opener {
-                        target,
-                        role,
-                        schema,
-                    };
+                    let opener = Opener { target, role, mode };
                     let session = match opener.open().await {
                         Ok(s) => s,
                         Err(f) => {
@@ -338,6 +388,14 @@ impl Drop for Actor {
     }
 }
 
+/// Refuses a write to a store opened read-only, before it reaches the server.
+fn writable<E: From<Failure>>(read_only: bool, what: &str) -> Result<(), E> {
+    if read_only {
+        return Err(Failure::failed(format!("the {what} was opened read-only")).into());
+    }
+    Ok(())
+}
+
 const KEY_SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS ledger_data_keys (
         customer_id UUID PRIMARY KEY,
@@ -354,14 +412,35 @@ const KEY_SCHEMA: &str = "
 #[derive(Debug)]
 pub struct PgKeyStore {
     actor: Actor,
+    read_only: bool,
 }
 
 impl PgKeyStore {
     /// Connects (on a private thread) and creates the tables if needed.
     pub fn connect(url: &str) -> Result<Self, CryptoError> {
         Ok(Self {
-            actor: Actor::start(url, "key store", KEY_SCHEMA)?,
+            actor: Actor::start(url, "key store", Mode::Create(KEY_SCHEMA))?,
+            read_only: false,
         })
+    }
+
+    /// Connects to read key states only, for the operator's read-only commands
+    /// beside a running server: nothing is created, written or destroyed (its
+    /// sessions are read-only, and `insert_new`, `destroy` and `rewrap_all` fail).
+    /// A database without the key tables is an error ("no ledger key store").
+    pub fn connect_read_only(url: &str) -> Result<Self, CryptoError> {
+        let mode = Mode::ReadOnly {
+            tables: &["ledger_data_keys", "ledger_destroyed_keys"],
+            what: "key store",
+        };
+        Ok(Self {
+            actor: Actor::start(url, "key reader", mode)?,
+            read_only: true,
+        })
+    }
+
+    fn writable(&self) -> Result<(), CryptoError> {
+        writable(self.read_only, "key store")
     }
 }
 
@@ -413,6 +492,7 @@ async fn vacuum_keys(client: &tokio_postgres::Client) -> Result<(), CryptoError>
 
 impl KeyStore for PgKeyStore {
     fn insert_new(&self, keys: &[(CustomerId, WrappedKey)]) -> Result<Vec<KeyState>, CryptoError> {
+        self.writable()?;
         let keys: Arc<Vec<(Uuid, Vec<u8>)>> = Arc::new(
             keys.iter()
                 .map(|(c, w)| (*c.as_uuid(), w.as_bytes().to_vec()))
@@ -457,6 +537,7 @@ impl KeyStore for PgKeyStore {
     }
 
     fn destroy(&self, customers: &[CustomerId], at: Timestamp) -> Result<usize, CryptoError> {
+        self.writable()?;
         let ids: Arc<Vec<Uuid>> = Arc::new(customers.iter().map(|c| *c.as_uuid()).collect());
         self.actor.call(Repeat::Safe, move |client| {
             let ids = ids.clone();
@@ -485,6 +566,7 @@ impl KeyStore for PgKeyStore {
     }
 
     fn rewrap_all(&self, rewrap: Rewrap) -> Result<usize, CryptoError> {
+        self.writable()?;
         // Runs once (`Repeat::Never`), so the closure is taken on that run.
         let mut rewrap = Some(rewrap);
         self.actor.call(Repeat::Never, move |client| {
@@ -583,18 +665,42 @@ const VIEW_SCHEMA: &str = "
 ";
 
 /// The projections' rows and checkpoints in PostgreSQL, written in one
-/// transaction per save (like `SqliteViewStore`).
+/// transaction per save (like `SqliteViewStore`) and loaded from one snapshot
+/// (a repeatable-read transaction), so a load beside a running projector never
+/// pairs rows with a later checkpoint.
 #[derive(Debug)]
 pub struct PgViewStore {
     actor: Actor,
+    read_only: bool,
 }
 
 impl PgViewStore {
     /// Connects (on a private thread) and creates the tables if needed.
     pub fn connect(url: &str) -> Result<Self, ViewStoreError> {
         Ok(Self {
-            actor: Actor::start(url, "view store", VIEW_SCHEMA)?,
+            actor: Actor::start(url, "view store", Mode::Create(VIEW_SCHEMA))?,
+            read_only: false,
         })
+    }
+
+    /// Connects to load the views only, for the operator's read-only commands
+    /// beside a running server: nothing is created or saved (its sessions are
+    /// read-only, and `save` and `clear` fail). A database without the view tables
+    /// loads as empty views (the caller folds the log from zero in memory), as a
+    /// missing `views.sqlite` does.
+    pub fn connect_read_only(url: &str) -> Result<Self, ViewStoreError> {
+        let mode = Mode::ReadOnly {
+            tables: &[],
+            what: "view store",
+        };
+        Ok(Self {
+            actor: Actor::start(url, "view reader", mode)?,
+            read_only: true,
+        })
+    }
+
+    fn writable(&self) -> Result<(), ViewStoreError> {
+        writable(self.read_only, "view store")
     }
 }
 
@@ -614,10 +720,28 @@ fn total(text: &str) -> Result<i128, ViewStoreError> {
 
 impl ViewStore for PgViewStore {
     fn load(&self) -> Result<ReadModel, ViewStoreError> {
+        let read_only = self.read_only;
         self.actor.call(Repeat::Safe, move |client| {
             Box::pin(async move {
                 let mut model = ReadModel::new();
-                for row in client
+                let tx = client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .await
+                    .map_err(views)?;
+                if read_only {
+                    let present: bool = tx
+                        .query_one("SELECT to_regclass('ledger_checkpoints') IS NOT NULL", &[])
+                        .await
+                        .map_err(views)?
+                        .get(0);
+                    if !present {
+                        return Ok(model);
+                    }
+                }
+                for row in tx
                     .query("SELECT view FROM ledger_customer_views", &[])
                     .await
                     .map_err(views)?
@@ -628,7 +752,7 @@ impl ViewStore for PgViewStore {
                             .map_err(|_| corrupt("customer view row"))?,
                     );
                 }
-                for row in client
+                for row in tx
                     .query(
                         "SELECT broadcaster_id, currency, day, offer_id, gross_captured::text,
                                     refunded::text, net::text, payment_count, refund_count
@@ -654,7 +778,7 @@ impl ViewStore for PgViewStore {
                     };
                     model.revenue.insert(key, totals);
                 }
-                for row in client
+                for row in tx
                     .query("SELECT record FROM ledger_erasures", &[])
                     .await
                     .map_err(views)?
@@ -665,7 +789,7 @@ impl ViewStore for PgViewStore {
                             .map_err(|_| corrupt("erasure row"))?,
                     );
                 }
-                for row in client
+                for row in tx
                     .query("SELECT name, position FROM ledger_checkpoints", &[])
                     .await
                     .map_err(views)?
@@ -678,6 +802,7 @@ impl ViewStore for PgViewStore {
                         _ => {}
                     }
                 }
+                tx.commit().await.map_err(views)?;
                 model.customers.take_dirty();
                 model.revenue.take_dirty();
                 model.erasures.take_dirty();
@@ -687,6 +812,7 @@ impl ViewStore for PgViewStore {
     }
 
     fn save(&self, changes: &Changes) -> Result<(), ViewStoreError> {
+        self.writable()?;
         let view_ids: Vec<Uuid> = changes
             .customers
             .iter()
@@ -783,6 +909,7 @@ impl ViewStore for PgViewStore {
     }
 
     fn clear(&self, name: Option<&str>) -> Result<(), ViewStoreError> {
+        self.writable()?;
         let (c, r, e) = match name {
             None => (true, true, true),
             Some("customers") => (true, false, false),
