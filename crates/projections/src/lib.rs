@@ -65,7 +65,7 @@ mod erasure;
 mod revenue;
 pub mod search;
 
-pub use checkpoint::{Changes, Positions, ViewStore, ViewStoreError};
+pub use checkpoint::{agreed_checkpoint_hash, Changes, Positions, ViewStore, ViewStoreError};
 pub use customer::{
     CustomerView, CustomerViews, ErasureMark, SealedBlock, SubscriptionView, Totals,
 };

@@ -629,6 +629,9 @@ const VIEW_SCHEMA: &str = "
         name TEXT PRIMARY KEY,
         position BIGINT NOT NULL
     );
+    -- The log hash at the checkpoint: views restored beside another log are found
+    -- out at start.
+    ALTER TABLE ledger_checkpoints ADD COLUMN IF NOT EXISTS log_hash BYTEA;
     CREATE TABLE IF NOT EXISTS ledger_customer_views (
         customer_id UUID PRIMARY KEY,
         view TEXT NOT NULL
@@ -789,12 +792,25 @@ impl ViewStore for PgViewStore {
                             .map_err(|_| corrupt("erasure row"))?,
                     );
                 }
-                for row in tx
-                    .query("SELECT name, position FROM ledger_checkpoints", &[])
+                let has_hash = tx
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                             WHERE table_schema = current_schema()
+                               AND table_name = 'ledger_checkpoints' AND column_name = 'log_hash')",
+                        &[],
+                    )
                     .await
                     .map_err(views)?
-                {
+                    .get::<_, bool>(0);
+                let sql = if has_hash {
+                    "SELECT name, position, log_hash FROM ledger_checkpoints"
+                } else {
+                    "SELECT name, position, NULL::bytea FROM ledger_checkpoints"
+                };
+                let mut hashes = Vec::new();
+                for row in tx.query(sql, &[]).await.map_err(views)? {
                     let p = row.get::<_, i64>(1).max(0) as u64;
+                    hashes.push((p, row.get::<_, Option<Vec<u8>>>(2)));
                     match row.get::<_, &str>(0) {
                         "customers" => model.customers.set_position(p),
                         "revenue" => model.revenue.set_position(p),
@@ -802,6 +818,7 @@ impl ViewStore for PgViewStore {
                         _ => {}
                     }
                 }
+                model.checkpoint_hash = ledger_projections::agreed_checkpoint_hash(&hashes);
                 tx.commit().await.map_err(views)?;
                 model.customers.take_dirty();
                 model.revenue.take_dirty();
@@ -848,6 +865,7 @@ impl ViewStore for PgViewStore {
             counts[0].push(t.payment_count as i64);
             counts[1].push(t.refund_count as i64);
         }
+        let log_hash: Option<Vec<u8>> = changes.log_hash.map(|h| h.to_vec());
         let p = &changes.positions;
         let positions = [
             ("customers", p.customers as i64),
@@ -856,7 +874,7 @@ impl ViewStore for PgViewStore {
         ];
         let rows = Arc::new((view_ids, view_texts, er_ids, er_texts, rev, (sums, counts)));
         self.actor.call(Repeat::Safe, move |client| {
-            let rows = rows.clone();
+            let (rows, log_hash) = (rows.clone(), log_hash.clone());
             Box::pin(async move {
                 let (view_ids, view_texts, er_ids, er_texts, rev, (sums, counts)) = &*rows;
                 let tx = client.transaction().await.map_err(views)?;
@@ -896,9 +914,11 @@ impl ViewStore for PgViewStore {
                 .map_err(views)?;
                 for (name, pos) in positions {
                     tx.execute(
-                        "INSERT INTO ledger_checkpoints (name, position) VALUES ($1, $2)
-                             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
-                        &[&name, &pos],
+                        "INSERT INTO ledger_checkpoints (name, position, log_hash)
+                             VALUES ($1, $2, $3)
+                             ON CONFLICT (name) DO UPDATE
+                             SET position = EXCLUDED.position, log_hash = EXCLUDED.log_hash",
+                        &[&name, &pos, &log_hash],
                     )
                     .await
                     .map_err(views)?;

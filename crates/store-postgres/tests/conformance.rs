@@ -466,6 +466,7 @@ async fn revenue_totals_beyond_i64_round_trip_and_old_bigint_tables_are_widened(
                     revenue: 9,
                     erasures: 9,
                 },
+                log_hash: None,
             })
             .expect("save");
         assert_eq!(store.load().unwrap().revenue.get(&key(1)), Some(&t));

@@ -481,6 +481,7 @@ fn changes_at(i: u64, key: &RevenueKey) -> Changes {
             revenue: i,
             erasures: i,
         },
+        log_hash: None,
     }
 }
 

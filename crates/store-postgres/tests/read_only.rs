@@ -51,6 +51,7 @@ fn at(p: u64) -> Changes {
             revenue: p,
             erasures: p,
         },
+        log_hash: None,
         ..Changes::default()
     }
 }

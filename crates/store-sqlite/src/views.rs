@@ -31,7 +31,8 @@ const SCHEMA: &str = "
     PRAGMA wal_autocheckpoint = 32768;
     CREATE TABLE IF NOT EXISTS checkpoints (
         name TEXT PRIMARY KEY,
-        position INTEGER NOT NULL
+        position INTEGER NOT NULL,
+        log_hash BLOB
     ) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS customer_views (
         customer_id TEXT PRIMARY KEY,
@@ -102,6 +103,18 @@ impl SqliteViewStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        // Views saved before checkpoints recorded the log hash: add the column.
+        let has_hash: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('checkpoints') WHERE name = 'log_hash'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if !has_hash {
+            conn.execute_batch("ALTER TABLE checkpoints ADD COLUMN log_hash BLOB")
+                .map_err(err)?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
             read_only: false,
@@ -141,6 +154,30 @@ impl SqliteViewStore {
             .lock()
             .map_err(|_| ViewStoreError::Backend("view store lock poisoned".into()))
     }
+}
+
+/// The log hash saved with the checkpoints, if all three were saved at one
+/// position with the same hash (an older view store has no such column).
+fn checkpoint_hash(conn: &Connection) -> Result<Option<[u8; 32]>, ViewStoreError> {
+    let has_column: bool = conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('checkpoints') WHERE name = 'log_hash'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    if !has_column {
+        return Ok(None);
+    }
+    let mut stmt = conn
+        .prepare("SELECT position, log_hash FROM checkpoints")
+        .map_err(err)?;
+    let rows: Vec<(u64, Option<Vec<u8>>)> = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?)))
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    Ok(ledger_projections::agreed_checkpoint_hash(&rows))
 }
 
 fn position(conn: &Connection, name: &str) -> Result<u64, ViewStoreError> {
@@ -212,6 +249,7 @@ impl ViewStore for SqliteViewStore {
         model.customers.set_position(position(&conn, "customers")?);
         model.revenue.set_position(position(&conn, "revenue")?);
         model.erasures.set_position(position(&conn, "erasures")?);
+        model.checkpoint_hash = checkpoint_hash(&conn)?;
         // Rows loaded from disk are not changes.
         model.customers.take_dirty();
         model.revenue.take_dirty();
@@ -273,16 +311,19 @@ impl ViewStore for SqliteViewStore {
             }
             let mut put_pos = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO checkpoints (name, position) VALUES (?1, ?2)",
+                    "INSERT OR REPLACE INTO checkpoints (name, position, log_hash) VALUES (?1, ?2, ?3)",
                 )
                 .map_err(err)?;
             let p = &changes.positions;
+            let hash = changes.log_hash.as_ref().map(|h| &h[..]);
             for (name, pos) in [
                 ("customers", p.customers),
                 ("revenue", p.revenue),
                 ("erasures", p.erasures),
             ] {
-                put_pos.execute(params![name, pos as i64]).map_err(err)?;
+                put_pos
+                    .execute(params![name, pos as i64, hash])
+                    .map_err(err)?;
             }
         }
         tx.commit().map_err(err)
@@ -365,6 +406,7 @@ mod tests {
                     revenue: 9,
                     erasures: 9,
                 },
+                log_hash: None,
             })
             .unwrap();
         let model = store.load().unwrap();
