@@ -15,10 +15,11 @@ use utoipa::IntoParams;
 
 use crate::auth::Tenant;
 use crate::dto::{
-    CustomerPage, CustomerSummaryDto, Document, RecordLoginRequest, RegisterCustomerRequest,
-    SearchRequest, UpdateProfileRequest, WriteResult,
+    CustomerPage, CustomerSummaryDto, RecordLoginRequest, RegisterCustomerRequest, SearchRequest,
+    UpdateProfileRequest, WriteResult,
 };
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use crate::personal::PersonalJson;
 use crate::{erasure, parse_id, SharedState};
 
 pub fn router() -> Router<SharedState> {
@@ -87,10 +88,10 @@ pub async fn summary(
     axum::extract::State(state): axum::extract::State<SharedState>,
     tenant: Tenant,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<CustomerSummaryDto>, ApiError> {
+) -> Result<PersonalJson<CustomerSummaryDto>, ApiError> {
     let c = customer_id(&id)?;
     let s = state.read.summary(tenant.0, c)?;
-    Ok(Json(CustomerSummaryDto::of(&s, tenant.0)))
+    Ok(PersonalJson(CustomerSummaryDto::of(&s, tenant.0)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -153,7 +154,7 @@ pub async fn search(
     axum::extract::State(state): axum::extract::State<SharedState>,
     tenant: Tenant,
     ApiQuery(query): ApiQuery<SearchQuery>,
-) -> Result<Json<CustomerPage>, ApiError> {
+) -> Result<PersonalJson<CustomerPage>, ApiError> {
     let limit = query
         .limit
         .as_deref()
@@ -183,7 +184,7 @@ pub async fn search_by_body(
     axum::extract::State(state): axum::extract::State<SharedState>,
     tenant: Tenant,
     ApiJson(body): ApiJson<SearchRequest>,
-) -> Result<Json<CustomerPage>, ApiError> {
+) -> Result<PersonalJson<CustomerPage>, ApiError> {
     search_page(
         &state,
         tenant,
@@ -204,7 +205,7 @@ fn search_page(
     q: Option<&str>,
     limit: Option<u64>,
     cursor: Option<&str>,
-) -> Result<Json<CustomerPage>, ApiError> {
+) -> Result<PersonalJson<CustomerPage>, ApiError> {
     let q = q.map(str::trim).unwrap_or("");
     if q.is_empty() {
         return Err(ApiError::invalid_input("q", "must not be empty"));
@@ -236,7 +237,7 @@ fn search_page(
         }
     }
     let next_cursor = (more && offset + limit <= MAX_OFFSET).then(|| encode_cursor(offset + limit));
-    Ok(Json(CustomerPage { items, next_cursor }))
+    Ok(PersonalJson(CustomerPage { items, next_cursor }))
 }
 
 /// Change a customer's profile (absent fields stay as they are).
@@ -323,9 +324,8 @@ pub async fn export(
     axum::extract::State(state): axum::extract::State<SharedState>,
     tenant: Tenant,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Document>, ApiError> {
+) -> Result<PersonalJson<ledger_app::access::AccessExport>, ApiError> {
     let c = customer_id(&id)?;
     let doc = ledger_app::access::export_customer(&state.ledger, tenant.0, c).await?;
-    let v = serde_json::to_value(&doc).map_err(|_| ApiError::internal())?;
-    Ok(Json(v))
+    Ok(PersonalJson(doc))
 }

@@ -94,7 +94,7 @@ serialize_inherent!(AnswerDto, MoneyDto);
 
 /// One custom question answered at registration (both are personal data). No
 /// control characters.
-#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 #[serde(deny_unknown_fields, remote = "Self")]
 pub struct AnswerDto {
     #[schema(max_length = 2000)]
@@ -153,8 +153,8 @@ impl RegisterCustomerRequest {
                 .custom_answers
                 .into_iter()
                 .map(|a| Answer {
-                    question: a.question,
-                    answer: a.answer,
+                    question: a.question.clone(),
+                    answer: a.answer.clone(),
                 })
                 .collect(),
             registration_ip: self.registration_ip,
@@ -312,8 +312,8 @@ impl WriteResult {
 }
 
 /// The opened profile, as served to the customer's broadcaster. The password hash
-/// is never served.
-#[derive(Clone, Serialize, ToSchema)]
+/// is never served. Zeroized when dropped, like every opened value.
+#[derive(Clone, Serialize, ToSchema, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct ProfileDto {
     pub email: String,
     pub first_name: String,

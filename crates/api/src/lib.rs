@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod money;
 pub mod openapi;
 pub mod ops;
+pub mod personal;
 pub mod revenue;
 
 use std::str::FromStr;

@@ -27,6 +27,30 @@ pub struct AccessExport {
     pub history: Vec<Value>,
 }
 
+/// The export holds opened personal data: its strings are zeroized when it is
+/// dropped (after it was written out), like every opened value.
+impl Drop for AccessExport {
+    fn drop(&mut self) {
+        if let Some(p) = self.profile.as_mut() {
+            zeroize_json(p);
+        }
+        for h in &mut self.history {
+            zeroize_json(h);
+        }
+    }
+}
+
+/// Zeroizes every string in a JSON document (keys are field names, not data).
+pub fn zeroize_json(v: &mut Value) {
+    use zeroize::Zeroize as _;
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(a) => a.iter_mut().for_each(zeroize_json),
+        Value::Object(m) => m.values_mut().for_each(zeroize_json),
+        _ => {}
+    }
+}
+
 fn opened<T>(o: Opened<T>) -> Option<T> {
     match o {
         Opened::Open(t) => Some(t),
