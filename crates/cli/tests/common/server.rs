@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,9 +16,23 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     /// What the server wrote to stderr so far (drained by a thread, so a chatty
-    /// server never blocks on a full pipe).
+    /// server never blocks on a full pipe); empty when [`Options::log_file`] is set.
     pub logs: Arc<Mutex<String>>,
+    /// What the server wrote to stdout so far (`--demo` prints its API keys there).
+    pub out: Arc<Mutex<String>>,
+    /// Where stderr goes instead of the pipe, if [`Options::log_file`] was set.
+    log_file: Option<PathBuf>,
     drains: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// How [`start_with`] starts the server.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Options<'a> {
+    /// More arguments after `serve --listen ADDR` (e.g. `--demo`).
+    pub args: &'a [&'a str],
+    /// Append the server's stderr (its logs) to this file instead of a pipe, as an
+    /// operator's `2>>FILE` would; [`stop`] returns what the file holds then.
+    pub log_file: Option<&'a Path>,
 }
 
 /// Reads a child's pipe to the end on a thread, into `into`.
@@ -65,6 +79,20 @@ pub fn ledger(data: &Path, store: Option<&str>) -> Command {
 }
 
 pub fn start(data: &Path, port: u16, store: Option<&str>) -> Server {
+    start_with(data, port, store, Options::default())
+}
+
+pub fn start_with(data: &Path, port: u16, store: Option<&str>, opts: Options<'_>) -> Server {
+    let stderr = match opts.log_file {
+        Some(f) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(f)
+                .expect("open the log file"),
+        ),
+        None => Stdio::piped(),
+    };
     let mut child = ledger(data, store)
         .args([
             "--log-format",
@@ -73,20 +101,22 @@ pub fn start(data: &Path, port: u16, store: Option<&str>) -> Server {
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
+        .args(opts.args)
         .env("LEDGER_ADMIN_KEY", ADMIN)
         .env_remove("LEDGER_KEK")
         .env_remove("LEDGER_LISTEN")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .expect("start ledger serve");
     let logs = Arc::new(Mutex::new(String::new()));
+    let out = Arc::new(Mutex::new(String::new()));
     let mut drains = Vec::new();
     if let Some(e) = child.stderr.take() {
         drains.push(drain(e, logs.clone()));
     }
     if let Some(o) = child.stdout.take() {
-        drains.push(drain(o, Arc::new(Mutex::new(String::new()))));
+        drains.push(drain(o, out.clone()));
     }
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
@@ -106,6 +136,8 @@ pub fn start(data: &Path, port: u16, store: Option<&str>) -> Server {
         child,
         base,
         logs,
+        out,
+        log_file: opts.log_file.map(Path::to_path_buf),
         drains,
     }
 }
@@ -134,28 +166,72 @@ pub fn stop(mut s: Server) -> String {
     for d in s.drains.drain(..) {
         let _ = d.join();
     }
-    let logs = s.logs.lock().map(|l| l.clone()).unwrap_or_default();
+    let logs = match &s.log_file {
+        Some(f) => {
+            String::from_utf8_lossy(&std::fs::read(f).expect("read the log file")).into_owned()
+        }
+        None => s.logs.lock().map(|l| l.clone()).unwrap_or_default(),
+    };
     assert!(status.success(), "exit status {status:?}; logs:\n{logs}");
     assert!(logs.contains("stopped cleanly"), "{logs}");
     logs
 }
 
 pub fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let r = try_call_with(method, url, token, body, &[]).unwrap();
+    (r.status, r.body)
+}
+
+/// An answer of [`try_call_with`].
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
+}
+
+/// [`call`] with more request headers, returning `Retry-After` too; or why no
+/// answer came (the connection failed or was closed).
+pub fn try_call_with(
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Result<Reply, ureq::Error> {
     let a = agent();
     let auth = format!("Bearer {token}");
+    fn add<B>(
+        mut r: ureq::RequestBuilder<B>,
+        h: &[(&str, &str)],
+        auth: &str,
+    ) -> ureq::RequestBuilder<B> {
+        for (k, v) in h {
+            r = r.header(*k, *v);
+        }
+        r.header("Authorization", auth)
+    }
     let res = match (method, body) {
-        ("GET", _) => a.get(url).header("Authorization", &auth).call(),
-        ("DELETE", _) => a.delete(url).header("Authorization", &auth).call(),
-        ("POST", Some(b)) => a
-            .post(url)
-            .header("Authorization", &auth)
+        ("GET", _) => add(a.get(url), headers, &auth).call(),
+        ("DELETE", _) => add(a.delete(url), headers, &auth).call(),
+        ("POST", Some(b)) => add(a.post(url), headers, &auth)
             .content_type("application/json")
             .send(b.to_string()),
-        ("POST", None) => a.post(url).header("Authorization", &auth).send_empty(),
+        ("POST", None) => add(a.post(url), headers, &auth).send_empty(),
         _ => unreachable!(),
     };
-    let mut res = res.unwrap();
+    let mut res = res?;
     let status = res.status().as_u16();
-    let text = res.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = res.body_mut().read_to_string()?;
+    Ok(Reply {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        retry_after,
+    })
 }
