@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use ledger_app::forget::{restore_check, FileForgetList, ForgetList, RestoreReport};
 use ledger_app::read::ReadSide;
 use ledger_app::Ledger;
 use ledger_crypto::{Kek, KekSource, KeyStore, Keyring, SqliteKeyStore};
@@ -87,6 +88,22 @@ pub struct Backends {
     has_kek: bool,
     /// The folders of the SQLite files this process writes.
     local_folders: Vec<PathBuf>,
+    /// The forget list (writing commands only).
+    forget: Option<Arc<dyn ForgetList>>,
+}
+
+/// The forget list used when `--forget-list` is not given: beside the data folder,
+/// not in it (`./ledger-data` → `./ledger-data.forget-list.ndjson`), so that a copy
+/// of the folder does not take it along.
+pub fn default_forget_list(data: &Path) -> PathBuf {
+    match data.file_name() {
+        Some(name) => {
+            let mut n = name.to_owned();
+            n.push(".forget-list.ndjson");
+            data.with_file_name(n)
+        }
+        None => PathBuf::from("ledger-forget-list.ndjson"),
+    }
 }
 
 /// Opens only the event store a URL names (benchmarks, key commands).
@@ -172,10 +189,26 @@ impl Backends {
         state_url: Option<&str>,
         data: &Path,
         kek_file: Option<&Path>,
+        forget_list: Option<&Path>,
         access: Access,
         what: &str,
     ) -> Result<Self> {
         folder::prepare(data, access)?;
+        let forget: Option<Arc<dyn ForgetList>> = match access {
+            Access::Read => None,
+            Access::Create | Access::Write => {
+                let path = forget_list.map_or_else(|| default_forget_list(data), Path::to_path_buf);
+                if path.starts_with(data) {
+                    eprintln!(
+                        "warning: the forget list {} is inside the data folder: a restored backup would roll it back with the data",
+                        path.display()
+                    );
+                }
+                Some(Arc::new(FileForgetList::open(&path, true).with_context(
+                    || format!("cannot open the forget list {}", path.display()),
+                )?))
+            }
+        };
         let lock = match access {
             Access::Read => folder::try_lock_quietly(data),
             Access::Create | Access::Write => Some(folder::lock(data, what)?),
@@ -197,6 +230,16 @@ impl Backends {
             (StoreKind::Sqlite(p), false) => {
                 folder::precreate_private(p)?;
                 open_event_store(&kind).await?
+            }
+            // Beside a running server (which holds the writer lock): no lock, no
+            // migration, nothing written.
+            (StoreKind::Postgres(url), true) => {
+                let s = Arc::new(
+                    ledger_store_postgres::PostgresReader::connect(url)
+                        .await
+                        .context("cannot open the PostgreSQL event store read-only")?,
+                );
+                (s as Arc<dyn EventStore>, Closer::Nothing)
             }
             _ => open_event_store(&kind).await?,
         };
@@ -230,7 +273,11 @@ impl Backends {
                     Arc::new(SqliteViewStore::open(&v)?),
                 )
             }
-            (Some(url), _) => (
+            (Some(url), true) => (
+                Arc::new(ledger_store_postgres::PgKeyStore::connect_read_only(url)?),
+                Arc::new(ledger_store_postgres::PgViewStore::connect_read_only(url)?),
+            ),
+            (Some(url), false) => (
                 Arc::new(ledger_store_postgres::PgKeyStore::connect(url)?),
                 Arc::new(ledger_store_postgres::PgViewStore::connect(url)?),
             ),
@@ -252,9 +299,10 @@ impl Backends {
         };
         // Answers to idempotent writes live beside the writes (the event database);
         // KurrentDB holds events only, so there they are kept in memory.
-        let responses: Arc<dyn ResponseStore> = match &sqlite {
-            Some(s) => s.clone(),
-            None => Arc::new(MemoryResponses::new()),
+        let responses: Arc<dyn ResponseStore> = match (&sqlite, &postgres) {
+            (Some(s), _) => s.clone(),
+            (None, Some(p)) => p.clone(),
+            (None, None) => Arc::new(MemoryResponses::new()),
         };
         Ok(Self {
             responses,
@@ -267,6 +315,7 @@ impl Backends {
             _lock: lock,
             has_kek,
             local_folders,
+            forget,
         })
     }
 
@@ -275,6 +324,11 @@ impl Backends {
     /// `serve` probes them for space after a full disk.
     pub fn local_folders(&self) -> &[PathBuf] {
         &self.local_folders
+    }
+
+    /// Where the forget list is (writing commands only).
+    pub fn forget_list(&self) -> Option<String> {
+        self.forget.as_ref().map(|l| l.describe())
     }
 
     /// Where answers to idempotent writes are saved.
@@ -311,24 +365,39 @@ impl Backends {
         .await?)
     }
 
-    /// The command side over these backends. With `strict`, a reconciler failure
-    /// (e.g. a tampered log) is an error; the auditor's command goes on to report it.
-    /// Also checks first that the KEK opens a stored data key: a wrong KEK (or the
-    /// old one after a rotation) stops a strict caller here, not on every personal
-    /// field later; the auditor's command, which needs no keys, is warned.
-    pub async fn ledger(&self, strict: bool) -> Result<Ledger> {
-        match self.keyring.check_kek() {
-            Ok(()) => {}
-            Err(e) if !strict => eprintln!("warning: {e}"),
-            Err(e) => return Err(e.into()),
+    /// The command side over these backends, for a writing command: checks first
+    /// that the KEK opens a stored data key (a wrong KEK, or the old one after a
+    /// rotation, stops here, not on every personal field later), finishes any
+    /// erasure whose key destruction did not complete, and compares the forget list
+    /// with the log and the key store (re-applying erasures a restored log lacks).
+    pub async fn ledger(&self) -> Result<Ledger> {
+        Ok(self.ledger_checked().await?.0)
+    }
+
+    /// [`ledger`](Self::ledger), with what the forget list check found.
+    pub async fn ledger_checked(&self) -> Result<(Ledger, Option<RestoreReport>)> {
+        self.keyring.check_kek()?;
+        let mut ledger = Ledger::new(self.events.clone(), self.keyring.clone());
+        if let Some(list) = &self.forget {
+            ledger = ledger.with_forget_list(list.clone());
         }
-        let ledger = Ledger::new(self.events.clone(), self.keyring.clone());
-        match ledger.reconcile().await {
-            Ok(_) => {}
-            Err(e) if !strict => eprintln!("warning: the reconciler could not finish: {e}"),
-            Err(e) => return Err(e.into()),
-        }
-        Ok(ledger)
+        ledger.reconcile().await?;
+        let report = match &self.forget {
+            Some(list) => {
+                let r = restore_check(&ledger, &**list).await?;
+                if r.repaired_anything() {
+                    eprintln!(
+                        "the forget list ({}) found a log or key store restored from before erasures: {} erasures re-applied, {} keys destroyed again",
+                        list.describe(),
+                        r.erasures_reapplied,
+                        r.keys_destroyed
+                    );
+                }
+                Some(r)
+            }
+            None => None,
+        };
+        Ok((ledger, report))
     }
 
     /// The read side, caught up with the log, with its search index (for `serve`).

@@ -48,6 +48,12 @@ struct Cli {
     /// `postgres://` URL (default: SQLite files in --data).
     #[arg(long, global = true, env = "LEDGER_STATE_STORE")]
     state_store: Option<String>,
+    /// The forget list: every decided erasure, kept OUTSIDE the data folder so that
+    /// restoring an old backup cannot bring an erased customer back (checked at
+    /// every start of a writing command). Default: beside the data folder,
+    /// DATA.forget-list.ndjson.
+    #[arg(long, global = true, env = "LEDGER_FORGET_LIST")]
+    forget_list: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -133,6 +139,14 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve the HTTP API (and run the projector) on the embedded store.
     Serve(serve::ServeArgs),
+    /// After a restore: compare the forget list with the log and the key store,
+    /// re-apply every erasure the restored log lacks and destroy every key of a
+    /// customer on the list (every writing command does this at start too).
+    RestoreCheck {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Broadcaster API keys (operator command; needs the data folder).
     ApiKey {
         #[command(subcommand)]
@@ -240,10 +254,19 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let kek_file = cli.kek_file.as_deref();
+    let forget_list = cli.forget_list.as_deref();
     let store = cli.store.as_deref();
     let state_store = cli.state_store.as_deref();
     let open = |access: Access, what: &'static str| {
-        backends::Backends::open(store, state_store, &cli.data, kek_file, access, what)
+        backends::Backends::open(
+            store,
+            state_store,
+            &cli.data,
+            kek_file,
+            forget_list,
+            access,
+            what,
+        )
     };
     match cli.command {
         Command::Demo {
@@ -252,7 +275,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             let backends = open(Access::Create, "demo").await?;
-            let ledger = backends.ledger(true).await?;
+            let ledger = backends.ledger().await?;
             if ledger.store().head().await? != 0 {
                 eprintln!(
                     "the store in {} already holds events; the demo fills an empty store only, nothing written (use --data to pick another folder)",
@@ -285,7 +308,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .transpose()?
                 .unwrap_or_default();
             let backends = open(Access::Write, "anonymize").await?;
-            let ledger = backends.ledger(true).await?;
+            let ledger = backends.ledger().await?;
             match ledger.anonymize(b, c, r).await {
                 Ok(receipt) => {
                     let read = backends.report_side().await?;
@@ -411,8 +434,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let read = match backends.snapshot().await {
                 Ok(r) => Some(r),
                 Err(e) => {
-                    if let Some(AppError::ViewsAheadOfLog { .. }) = e.downcast_ref::<AppError>() {
-                        views_ahead = Some(e.to_string());
+                    if let Some(
+                        a @ (AppError::ViewsAheadOfLog { .. }
+                        | AppError::ViewsFromAnotherLog { .. }),
+                    ) = e.downcast_ref::<AppError>()
+                    {
+                        views_ahead = Some((a.code(), e.to_string()));
                     } else {
                         eprintln!("warning: the projections could not be opened, so they are not compared: {e:#}");
                     }
@@ -424,13 +451,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 None => ledger.store().head().await?,
             };
             let mut report = audit::verify(&ledger, read.as_ref(), anchor, at).await?;
-            if let Some(detail) = views_ahead {
+            if let Some((code, detail)) = views_ahead {
                 report.ok = false;
                 report.problems.push(audit::Problem {
-                    code: "VIEWS_AHEAD_OF_LOG",
+                    code,
                     position: Some(at),
                     stream: None,
-                    detail: format!("{detail}: the views come from a later backup than the log; run `ledger projections rebuild`"),
+                    detail: format!("{detail}: the views do not describe this log (restored from another backup?); `ledger serve` or `ledger projections rebuild` folds them again from zero"),
                 });
             }
             if json {
@@ -597,7 +624,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let backends = open(Access::Write, "projections rebuild").await?;
             // Finishes any interrupted erasure before reading.
-            backends.ledger(true).await?;
+            backends.ledger().await?;
             let read = backends.report_side().await?;
             let done = read.rebuild(name.as_deref()).await?;
             println!(
@@ -614,7 +641,35 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             bench::run(&cli.data, store, args).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve::run(args, &cli.data, kek_file, store, state_store).await,
+        Command::Serve(args) => {
+            serve::run(args, &cli.data, kek_file, forget_list, store, state_store).await
+        }
+        Command::RestoreCheck { json } => {
+            let backends = open(Access::Write, "restore-check").await?;
+            let (_, report) = backends.ledger_checked().await?;
+            let report = report.context("no forget list")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("customers on the forget list: {}", report.customers_on_list);
+                println!(
+                    "erasures re-applied to the log: {}",
+                    report.erasures_reapplied
+                );
+                println!("data keys destroyed again:      {}", report.keys_destroyed);
+                println!("customers not in the log:       {}", report.not_in_log);
+                println!("erasures added to the list:     {}", report.added_to_list);
+                println!(
+                    "result: {}",
+                    if report.repaired_anything() {
+                        "REPAIRED (the log or key store was restored from before some erasures)"
+                    } else {
+                        "OK, the log and key store honour every erasure on the list"
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::ApiKey { command } => serve::api_key(command, &cli.data, store).await,
         Command::Kek {
             command: KekCommand::Rotate { new_kek_file },
@@ -627,7 +682,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let backends = open(Access::Write, "kek rotate").await?;
             // Checks that the current KEK opens the stored keys, and finishes any
             // interrupted erasure first, so no key bound for destruction is re-wrapped.
-            backends.ledger(true).await?;
+            backends.ledger().await?;
             let old = backends::load_kek(&cli.data, kek_file, Access::Write)?
                 .context("no key-encryption key")?;
             let done = ledger_crypto::rotate_kek(&*backends.keys, &old, &new)?;

@@ -166,6 +166,7 @@ pub async fn run(
     args: ServeArgs,
     data: &Path,
     kek_file: Option<&Path>,
+    forget_list: Option<&Path>,
     store: Option<&str>,
     state_store: Option<&str>,
 ) -> Result<ExitCode> {
@@ -211,11 +212,12 @@ pub async fn run(
         state_store,
         data,
         kek_file,
+        forget_list,
         Access::Create,
         "serve",
     )
     .await?;
-    let ledger = backends.ledger(true).await?;
+    let ledger = backends.ledger().await?;
 
     let demo_data = if args.demo {
         let n = args
@@ -252,6 +254,9 @@ pub async fn run(
     println!("ledger API listening on http://{local}");
     println!("  dashboard: http://{local}/ (sign in with a broadcaster API key)");
     println!("  OpenAPI document: http://{local}/v1/openapi.json");
+    if let Some(list) = backends.forget_list() {
+        println!("  forget list: {list} (keep it apart from the data folder's backups)");
+    }
 
     if let Some(d) = &demo_data {
         println!("demo API keys (one per broadcaster; shown once, stored hashed):");

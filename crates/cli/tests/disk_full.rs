@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 mod common;
 
 use common::server::{
-    call, free_port, start, start_with, stop, try_call_with, Options, Reply, Server,
+    call, free_port, start, start_logging_to, start_with, stop, try_call_with, Reply, Server,
 };
 use common::{erased_in_log, half_erased, run, stdout};
 
@@ -388,16 +388,18 @@ fn demo_on_tmpfs(log_to_tmpfs: bool) -> Option<(Tmpfs, PathBuf, Server, String)>
         }
     };
     let data = fs.path().join("data");
-    let log = fs.path().join("ledger.log");
-    let server = start_with(
-        &data,
-        free_port(),
-        None,
-        Options {
-            args: &["--demo", "--demo-customers", "200"],
-            log_file: log_to_tmpfs.then_some(log.as_path()),
-        },
-    );
+    let demo = ["--demo", "--demo-customers", "200"];
+    let server = if log_to_tmpfs {
+        start_logging_to(
+            &data,
+            free_port(),
+            None,
+            &demo,
+            &fs.path().join("ledger.log"),
+        )
+    } else {
+        start_with(&data, free_port(), None, &demo)
+    };
     fs.server = Some(server.child.id());
     let key = within(Duration::from_secs(5), || {
         white_label_key(&server.out.lock().unwrap()).is_some()
@@ -637,6 +639,17 @@ fn a_full_disk_is_answered_507_and_the_service_recovers_by_itself() {
 
     let logs = stop(server);
     fs.server = None;
+    let forget_list = std::fs::read_to_string(fs.path().join("data.forget-list.ndjson"))
+        .expect("the forget list beside the data folder");
+    let torn: Vec<&str> = forget_list
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).is_err())
+        .collect();
+    eprintln!(
+        "forget list: {} lines, {} torn",
+        forget_list.lines().count(),
+        torn.len()
+    );
     let customers = customers_audited(&data);
     let audit = run(&data, &["audit", "verify"]);
 
@@ -718,6 +731,11 @@ fn a_full_disk_is_answered_507_and_the_service_recovers_by_itself() {
         "customers in the log"
     );
     assert!(audit.status.success(), "audit verify: {}", stdout(&audit));
+    assert!(
+        torn.is_empty(),
+        "torn lines in the forget list: {}",
+        torn.len()
+    );
     for personal in ["@example.com", "Hildegard", "Fulldisk", "198.51.100.23"] {
         assert!(
             !logs.contains(personal),

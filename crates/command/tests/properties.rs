@@ -103,9 +103,10 @@ fn to_command(op: &Op, step: i64) -> CustomerCommand {
         },
         Op::Update(i) => CustomerCommand::UpdateProfile {
             broadcaster_id: b(i),
-            patch: ProfilePatch {
-                phone_number: Some(format!("+44 20 7946 {step:04}")),
-                ..ProfilePatch::default()
+            patch: {
+                let mut v = ProfilePatch::default();
+                v.phone_number = Some(format!("+44 20 7946 {step:04}"));
+                v
             },
             at: when,
         },
@@ -135,7 +136,11 @@ fn to_command(op: &Op, step: i64) -> CustomerCommand {
         } => CustomerCommand::CapturePayment {
             broadcaster_id: b(i),
             payment_id: pay(p),
-            offer_id: offer(if p % 2 == 0 { "monthly" } else { "annual" }),
+            offer_id: offer(if p.is_multiple_of(2) {
+                "monthly"
+            } else {
+                "annual"
+            }),
             subscription_id: s.map(sub),
             amount: money(minor, usd),
             payer_ip: ip.then(|| "198.51.100.9".to_owned()),
@@ -165,7 +170,10 @@ fn to_command(op: &Op, step: i64) -> CustomerCommand {
 /// The broadcaster a command acts for, when it must be able to see the customer.
 fn acting(cmd: &CustomerCommand) -> Option<BroadcasterId> {
     match cmd {
-        CustomerCommand::Register { .. } | CustomerCommand::Link { .. } => None,
+        // A repair by the operator after a restore, not a tenant's command.
+        CustomerCommand::Register { .. }
+        | CustomerCommand::Link { .. }
+        | CustomerCommand::ReapplyErasure { .. } => None,
         CustomerCommand::UpdateProfile { broadcaster_id, .. }
         | CustomerCommand::RecordLogin { broadcaster_id, .. }
         | CustomerCommand::StartSubscription { broadcaster_id, .. }

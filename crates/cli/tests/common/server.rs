@@ -16,23 +16,13 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     /// What the server wrote to stderr so far (drained by a thread, so a chatty
-    /// server never blocks on a full pipe); empty when [`Options::log_file`] is set.
+    /// server never blocks on a full pipe); empty with [`start_logging_to`].
     pub logs: Arc<Mutex<String>>,
-    /// What the server wrote to stdout so far (`--demo` prints its API keys there).
+    /// What it wrote to stdout so far (e.g. the demo API keys).
     pub out: Arc<Mutex<String>>,
-    /// Where stderr goes instead of the pipe, if [`Options::log_file`] was set.
+    /// Where stderr goes instead of the pipe (see [`start_logging_to`]).
     log_file: Option<PathBuf>,
     drains: Vec<std::thread::JoinHandle<()>>,
-}
-
-/// How [`start_with`] starts the server.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Options<'a> {
-    /// More arguments after `serve --listen ADDR` (e.g. `--demo`).
-    pub args: &'a [&'a str],
-    /// Append the server's stderr (its logs) to this file instead of a pipe, as an
-    /// operator's `2>>FILE` would; [`stop`] returns what the file holds then.
-    pub log_file: Option<&'a Path>,
 }
 
 /// Reads a child's pipe to the end on a thread, into `into`.
@@ -79,11 +69,35 @@ pub fn ledger(data: &Path, store: Option<&str>) -> Command {
 }
 
 pub fn start(data: &Path, port: u16, store: Option<&str>) -> Server {
-    start_with(data, port, store, Options::default())
+    start_with(data, port, store, &[])
 }
 
-pub fn start_with(data: &Path, port: u16, store: Option<&str>, opts: Options<'_>) -> Server {
-    let stderr = match opts.log_file {
+/// [`start`] with more `serve` arguments (e.g. `--demo`).
+pub fn start_with(data: &Path, port: u16, store: Option<&str>, serve_args: &[&str]) -> Server {
+    spawn(data, port, store, serve_args, None)
+}
+
+/// [`start_with`], appending the server's stderr (its logs) to `log_file` instead
+/// of a pipe, as an operator's `2>>FILE` would; [`stop`] returns what the file
+/// holds then.
+pub fn start_logging_to(
+    data: &Path,
+    port: u16,
+    store: Option<&str>,
+    serve_args: &[&str],
+    log_file: &Path,
+) -> Server {
+    spawn(data, port, store, serve_args, Some(log_file))
+}
+
+fn spawn(
+    data: &Path,
+    port: u16,
+    store: Option<&str>,
+    serve_args: &[&str],
+    log_file: Option<&Path>,
+) -> Server {
+    let stderr = match log_file {
         Some(f) => Stdio::from(
             std::fs::OpenOptions::new()
                 .create(true)
@@ -101,7 +115,7 @@ pub fn start_with(data: &Path, port: u16, store: Option<&str>, opts: Options<'_>
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
-        .args(opts.args)
+        .args(serve_args)
         .env("LEDGER_ADMIN_KEY", ADMIN)
         .env_remove("LEDGER_KEK")
         .env_remove("LEDGER_LISTEN")
@@ -137,7 +151,7 @@ pub fn start_with(data: &Path, port: u16, store: Option<&str>, opts: Options<'_>
         base,
         logs,
         out,
-        log_file: opts.log_file.map(Path::to_path_buf),
+        log_file: log_file.map(Path::to_path_buf),
         drains,
     }
 }
