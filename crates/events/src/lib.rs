@@ -434,3 +434,14 @@ mod tests {
         assert_eq!(streams::parse_customer("broadcaster-x"), None);
     }
 }
+
+/// One stored event as the projections see it: its global position in the log
+/// (gap-free, starting at 1), its id, when the store recorded it, and the decoded
+/// event with its personal blocks sealed.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    pub position: u64,
+    pub event_id: ledger_types::EventId,
+    pub recorded_at: Timestamp,
+    pub event: &'a DomainEvent,
+}

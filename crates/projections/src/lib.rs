@@ -1,5 +1,8 @@
 //! The read side: pure folds of the event log into the models the dashboard, the
-//! API, analytics consumers and auditors read.
+//! API, analytics consumers and auditors read. Each read model is a crate of its
+//! own (`ledger-projection-customers`, `ledger-projection-revenue`, which an
+//! analyst's or auditor's tool can use alone, and `ledger-projection-erasures`);
+//! this thin crate folds them together in log order and owns the persistence port.
 //!
 //! # What it owns
 //!
@@ -55,45 +58,21 @@
 //! `PaymentRefunded` event. Subscriptions follow the aggregate's "first occurrence
 //! wins" rule for starts and terminations.
 
-use ledger_events::DomainEvent;
-use ledger_types::{EventId, Timestamp};
-
-pub mod amount;
 mod checkpoint;
-mod customer;
-mod erasure;
-mod revenue;
-pub mod search;
+mod model;
 
 pub use checkpoint::{agreed_checkpoint_hash, Changes, Positions, ViewStore, ViewStoreError};
-pub use customer::{
-    CustomerView, CustomerViews, ErasureMark, SealedBlock, SubscriptionView, Totals,
+pub use ledger_events::Envelope;
+pub use ledger_projection_customers::{
+    search, CustomerView, CustomerViews, ErasureMark, SealedBlock, SubscriptionView, Totals,
 };
-pub use erasure::{ErasureRecord, Erasures, ReadModel};
-pub use revenue::{
-    canonical_day, Revenue, RevenueFilter, RevenueKey, RevenueTotals, CANONICAL_HEADER,
+pub use ledger_projection_erasures::{ErasureRecord, Erasures};
+pub use ledger_projection_revenue::{
+    canonical_day, fold_revenue_from, Revenue, RevenueFilter, RevenueKey, RevenueTotals,
+    CANONICAL_HEADER,
 };
-
-/// One stored event as the projections see it: its global position in the log
-/// (gap-free, starting at 1), its id, when the store recorded it, and the decoded
-/// event with its personal blocks sealed.
-#[derive(Debug, Clone, Copy)]
-pub struct Envelope<'a> {
-    pub position: u64,
-    pub event_id: EventId,
-    pub recorded_at: Timestamp,
-    pub event: &'a DomainEvent,
-}
-
-/// Folds a log (oldest first) into revenue totals: what an auditor or an analytics
-/// consumer runs to recompute [`Revenue::digest`] from the log alone.
-pub fn fold_revenue_from<'a>(events: impl IntoIterator<Item = Envelope<'a>>) -> Revenue {
-    let mut revenue = Revenue::new();
-    for e in events {
-        revenue.apply(&e);
-    }
-    revenue
-}
+pub use ledger_types::total as amount;
+pub use model::ReadModel;
 
 /// Folds a log (oldest first) into all three read models.
 pub fn fold_read_model<'a>(events: impl IntoIterator<Item = Envelope<'a>>) -> ReadModel {

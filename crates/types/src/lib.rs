@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
+pub mod total;
+
 /// Why a value given from outside could not be parsed. Holds no input text, so it
 /// is safe to log and to return in an error body.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

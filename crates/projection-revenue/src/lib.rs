@@ -1,5 +1,14 @@
-//! Revenue totals per broadcaster × currency × UTC day × offer, their canonical
-//! form and its digest.
+//! Revenue, the read model analytics consumers and auditors depend on: totals per
+//! broadcaster × currency × UTC day × offer in integer minor units, their
+//! documented canonical form (`ledger-revenue-v1`) and its sha256 digest, the one
+//! string compared across time and across an erasure.
+//!
+//! It depends on no other ledger crate but `ledger-types` and `ledger-events`, so
+//! an analyst's or an auditor's tool can fold a log export with
+//! [`fold_revenue_from`] and compare digests with this crate alone. Pure: no I/O,
+//! no clock, no logging; it reads amounts, currencies, offers, broadcasters and
+//! times, which live outside personal blocks, and ignores `CustomerAnonymized`, so
+//! an erasure cannot change a figure.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -13,7 +22,7 @@ use ledger_types::{BroadcasterId, Currency, OfferId, Timestamp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::Envelope;
+use ledger_events::Envelope;
 
 /// The first line of the canonical form, newline included.
 pub const CANONICAL_HEADER: &str = "ledger-revenue-v1\n";
@@ -44,13 +53,13 @@ pub struct RevenueKey {
 #[derive(Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Debug)]
 pub struct RevenueTotals {
     /// The sum of the captured amounts.
-    #[serde(with = "crate::amount")]
+    #[serde(with = "ledger_types::total")]
     pub gross_captured: i128,
     /// The sum of the refunded amounts.
-    #[serde(with = "crate::amount")]
+    #[serde(with = "ledger_types::total")]
     pub refunded: i128,
     /// `gross_captured - refunded`.
-    #[serde(with = "crate::amount")]
+    #[serde(with = "ledger_types::total")]
     pub net: i128,
     pub payment_count: u64,
     pub refund_count: u64,
@@ -153,7 +162,7 @@ pub struct Revenue {
     position: u64,
     /// The keys whose row is marked dirty, each once.
     dirty: Vec<RevenueKey>,
-    /// Bumped whenever a row of the broadcaster changes: lets [`crate::ReadModel`]
+    /// Bumped whenever a row of the broadcaster changes: lets `ledger_projections::ReadModel`
     /// reuse a broadcaster's digest while its rows are unchanged.
     generations: BTreeMap<BroadcasterId, u64>,
     /// Tells this fold's generations from those of any other `Revenue` value (a
@@ -385,7 +394,7 @@ impl Revenue {
 
     /// Which fold this is, and how many times the broadcaster's rows changed in it:
     /// equal values mean equal rows.
-    pub(crate) fn generation(&self, b: BroadcasterId) -> (u64, u64) {
+    pub fn generation(&self, b: BroadcasterId) -> (u64, u64) {
         (
             self.instance,
             self.generations.get(&b).copied().unwrap_or(0),
@@ -543,6 +552,16 @@ impl Ord for dyn KeyParts + '_ {
     fn cmp(&self, other: &Self) -> Ordering {
         self.parts().cmp(&other.parts())
     }
+}
+
+/// Folds a log (oldest first) into revenue totals: what an auditor or an analytics
+/// consumer runs to recompute [`Revenue::digest`] from the log alone.
+pub fn fold_revenue_from<'a>(events: impl IntoIterator<Item = Envelope<'a>>) -> Revenue {
+    let mut revenue = Revenue::new();
+    for e in events {
+        revenue.apply(&e);
+    }
+    revenue
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 use serde::de::{self, Visitor};
 use serde::{Deserializer, Serializer};
 
-/// `#[serde(with = "crate::amount")]` for an `i128` total.
+/// `#[serde(with = "ledger_types::total")]` for an `i128` total.
 pub fn serialize<S: Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
     match i64::try_from(*v) {
         Ok(small) => s.serialize_i64(small),

@@ -1,5 +1,14 @@
-//! Customer summaries: what the dashboard's summary panel shows, one row per
-//! customer, and the tombstone an erasure leaves.
+//! Customer summaries, the read model of the dashboard's summary panel: one
+//! [`CustomerView`] per customer, turned into a **tombstone** by
+//! `CustomerAnonymized`; and [`search`], the normalisation of names and emails for
+//! the app's in-memory search index.
+//!
+//! Personal blocks are copied **sealed**, with the id of the event they came from
+//! (the AAD the app opens them with); an open block is never stored, and a
+//! tombstone drops them all, so rebuilding from zero never resurrects personal
+//! data. Pure: no I/O, no keys, no logging.
+
+pub mod search;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -12,7 +21,7 @@ use ledger_types::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::Envelope;
+use ledger_events::Envelope;
 
 /// A personal block copied from an event, still sealed, with the id of that event:
 /// the app opens it with the customer's data key and `(customer id, event id)` as
@@ -55,13 +64,13 @@ pub struct SubscriptionView {
 #[derive(Serialize, Deserialize, Clone, Copy, Default, PartialEq, Eq, Debug)]
 pub struct Totals {
     /// The sum of the captured amounts.
-    #[serde(with = "crate::amount")]
+    #[serde(with = "ledger_types::total")]
     pub captured: i128,
     /// The sum of the refunded amounts.
-    #[serde(with = "crate::amount")]
+    #[serde(with = "ledger_types::total")]
     pub refunded: i128,
     /// `captured - refunded`.
-    #[serde(with = "crate::amount")]
+    #[serde(with = "ledger_types::total")]
     pub net: i128,
 }
 
