@@ -20,6 +20,8 @@ pub enum Part {
     Projector,
     /// The reconciler (key destructions).
     Reconciler,
+    /// The Merkle tree follower that signs tree heads (`transparency`).
+    Transparency,
 }
 
 impl Part {
@@ -27,6 +29,7 @@ impl Part {
         match self {
             Part::Projector => "projector",
             Part::Reconciler => "reconciler",
+            Part::Transparency => "transparency",
         }
     }
 }
