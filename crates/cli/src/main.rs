@@ -4,6 +4,7 @@
 
 mod backends;
 mod bench;
+mod bench_tree;
 mod serve;
 mod transparency;
 
