@@ -132,7 +132,9 @@ pub struct TransparencyLog {
     /// One catch-up at a time.
     folding: tokio::sync::Mutex<()>,
     latest: RwLock<Option<SignedTreeHead>>,
-    last_signed_at: Mutex<Instant>,
+    /// When the follower last signed by the policy, and at which size (`None`:
+    /// not yet).
+    last_recorded: Mutex<Option<(Instant, u64)>>,
     /// Where every head the follower signs is appended (JSON lines), if anywhere.
     heads_file: Option<PathBuf>,
 }
@@ -147,7 +149,7 @@ impl TransparencyLog {
             tree: RwLock::new(MerkleTree::new()),
             folding: tokio::sync::Mutex::new(()),
             latest: RwLock::new(None),
-            last_signed_at: Mutex::new(Instant::now()),
+            last_recorded: Mutex::new(None),
             heads_file: None,
         }
     }
@@ -176,6 +178,8 @@ impl TransparencyLog {
                 let key = t.signer.public_key();
                 if last.verify(&key).is_ok() {
                     t.check_head(&last.head())?;
+                    *t.last_recorded.lock().map_err(|_| poisoned())? =
+                        Some((Instant::now(), last.size));
                     *t.latest.write().map_err(|_| poisoned())? = Some(last);
                 } else {
                     warn!("the last recorded tree head was signed with another key; not checked");
@@ -253,8 +257,16 @@ impl TransparencyLog {
         self.latest.read().ok().and_then(|l| l.clone())
     }
 
-    /// Signs the current head and makes it the latest (recorded in the heads file).
+    /// Signs the current head, makes it the latest, and records it in the heads
+    /// file (the follower's heads, by the policy).
     pub fn sign_now(&self) -> Result<SignedTreeHead, TransparencyError> {
+        self.sign(true)
+    }
+
+    /// Signs the current head and makes it the latest. Heads signed on demand (for
+    /// a receipt, for a reader) are not recorded: the file grows by the policy, not
+    /// by the erasure rate, and any head is a prefix of the later ones anyway.
+    fn sign(&self, record: bool) -> Result<SignedTreeHead, TransparencyError> {
         let head = self.tree.read().map_err(|_| poisoned())?.head();
         let sth = self.signer.sign(head, Timestamp::now().millis());
         {
@@ -265,8 +277,11 @@ impl TransparencyLog {
             }
             *latest = Some(sth.clone());
         }
-        if let Ok(mut at) = self.last_signed_at.lock() {
-            *at = Instant::now();
+        if !record {
+            return Ok(sth);
+        }
+        if let Ok(mut at) = self.last_recorded.lock() {
+            *at = Some((Instant::now(), sth.size));
         }
         if let Some(file) = &self.heads_file {
             if let Err(e) = append_head(file, &sth) {
@@ -296,7 +311,7 @@ impl TransparencyLog {
                 size,
             });
         }
-        self.sign_now()
+        self.sign(false)
     }
 
     /// A head signed now for a past (or the current) size.
@@ -388,20 +403,20 @@ impl TransparencyLog {
         Ok(ReceiptProof::new(&leaf_data(&record), proof, sth))
     }
 
-    /// Whether the policy asks for a head now.
-    fn due(&self) -> bool {
+    /// Whether the policy asks for a head now (`at_stop`: whenever the log grew
+    /// since the last one, so the heads file ends at the log's end).
+    fn due(&self, at_stop: bool) -> bool {
         let size = self.size();
-        let Some(latest) = self.latest() else {
+        let Ok(last) = self.last_recorded.lock() else {
             return true;
         };
-        if size <= latest.size {
-            return false;
-        }
-        size - latest.size >= self.policy.every_events
-            || self
-                .last_signed_at
-                .lock()
-                .map_or(true, |at| at.elapsed() >= self.policy.every)
+        let Some((at, recorded)) = *last else {
+            return true;
+        };
+        size > recorded
+            && (at_stop
+                || size - recorded >= self.policy.every_events
+                || at.elapsed() >= self.policy.every)
     }
 
     /// Follows the log until `stop` resolves: catches up after every commit and
@@ -420,7 +435,7 @@ impl TransparencyLog {
                     Ok(s) => s,
                     Err(e) => break e.into(),
                 };
-                if self.due() {
+                if self.due(false) {
                     if let Err(e) = self.sign_now() {
                         break e;
                     }
@@ -428,7 +443,13 @@ impl TransparencyLog {
                 health.ok(Part::Transparency);
                 backoff = Duration::from_millis(250);
                 tokio::select! {
-                    _ = &mut stop => return,
+                    _ = &mut stop => {
+                        // A last head over everything committed, for the next start.
+                        if self.catch_up().await.is_ok() && self.due(true) {
+                            let _ = self.sign_now();
+                        }
+                        return;
+                    }
                     r = self.store.wait_for_head(size, tick) => {
                         if let Err(e) = r { break e.into(); }
                     }
