@@ -7,7 +7,22 @@
 //!   customer view of an anonymized customer holds a personal block;
 //! - revenue recomputed from the log equals the revenue projection (same digest);
 //! - optionally, that the log still holds a head the auditor recorded earlier
-//!   (`--expect-head POSITION:HASH`), which also detects a truncated tail.
+//!   (`--expect-head POSITION:HASH`), which also detects a truncated tail;
+//! - every destroyed data key (a tombstone in the key store) has its
+//!   `CustomerAnonymized` in the log: a tombstone without one is evidence that the
+//!   log lost its tail or was restored from an older backup;
+//! - every registered, not erased customer still has a data key.
+//!
+//! # One snapshot, so a live store gives no false problem
+//!
+//! The audit runs beside a server that keeps writing. It checks the log, the key
+//! store and the views as of one log position, the head when it starts (`at`):
+//! the log is replayed up to `at`, the views are the persisted ones folded in
+//! memory up to `at` ([`ReadSide::snapshot`]), and key states are judged at
+//! `at`: a key destroyed by an erasure after `at` is alive at `at` (its tombstone
+//! is matched against the log's tail past `at`), and a key of an erasure at or
+//! before `at` that a running server is destroying right now is given a short
+//! grace before it counts as not honoured. Nothing is written.
 
 use std::collections::{HashMap, HashSet};
 
@@ -66,11 +81,18 @@ impl Anchor {
     }
 }
 
-/// Replays the log and reports every discrepancy found.
+/// How long a key of an erasure decided at or before the snapshot may still be
+/// alive (a running server destroys it within a few milliseconds).
+const DESTRUCTION_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Replays the log up to position `at` (normally its head when the audit starts;
+/// `read_side` must be a snapshot at the same position, see the module doc) and
+/// reports every discrepancy found.
 pub async fn verify(
     ledger: &Ledger,
     read_side: Option<&ReadSide>,
     anchor: Option<Anchor>,
+    at: u64,
 ) -> Result<AuditReport, AppError> {
     let mut revenue = Revenue::new();
     let mut problems = Vec::new();
@@ -82,7 +104,8 @@ pub async fn verify(
     let mut after = 0u64;
     let mut head_hash = ZERO_HASH;
     let mut anchor_seen = anchor.is_none();
-    'replay: loop {
+    let mut registered: Vec<CustomerId> = Vec::new();
+    'replay: while after < at {
         let page = match ledger.store().read_all(after, 10_000).await {
             Ok(p) => p,
             Err(StoreError::Integrity { position, reason }) => {
@@ -97,8 +120,8 @@ pub async fn verify(
             Err(e) => return Err(e.into()),
         };
         let Some(last) = page.last() else { break };
-        after = last.position;
-        for r in &page {
+        after = last.position.min(at);
+        for r in page.iter().take_while(|r| r.position <= at) {
             events += 1;
             head_hash = r.log_hash;
             if let Some(a) = anchor {
@@ -135,7 +158,10 @@ pub async fn verify(
             }
             match decoded {
                 Ok(DomainEvent::Customer(c, e)) => match e {
-                    CustomerEvent::Registered(_) => customers += 1,
+                    CustomerEvent::Registered(_) => {
+                        customers += 1;
+                        registered.push(c);
+                    }
                     CustomerEvent::Anonymized(a) => {
                         if a.customer_id != c {
                             problems.push(Problem {
@@ -169,16 +195,7 @@ pub async fn verify(
     }
     let mut sorted: Vec<_> = anonymized.iter().copied().collect();
     sorted.sort();
-    for c in &sorted {
-        if let KeyState::Active(_) = ledger.keyring().state(*c)? {
-            problems.push(Problem {
-                code: "ERASURE_NOT_HONOURED",
-                position: None,
-                stream: Some(ledger_events::streams::customer(*c)),
-                detail: "an anonymized customer still has a data key".into(),
-            });
-        }
-    }
+    problems.extend(check_keys(ledger, &sorted, &registered, &anonymized, at).await?);
     let revenue_digest = revenue.digest(&RevenueFilter::all());
     if let Some(rs) = read_side {
         let (projected, leaky) = rs.with_model(|m| {
@@ -226,6 +243,8 @@ pub async fn verify(
             "stream chains and gap-free versions",
             "every record decodes against the schema",
             "every anonymized customer has no data key",
+            "every destroyed data key has its erasure in the log",
+            "every registered, not erased customer has a data key",
         ]
         .into_iter()
         .chain(read_side.map(|_| "every anonymized customer's view is a tombstone"))
@@ -233,4 +252,99 @@ pub async fn verify(
         .collect(),
         problems,
     })
+}
+
+/// The key-store checks at snapshot `at`: erased customers have no key (after a
+/// grace for a destruction in flight), every tombstone has its erasure in the log
+/// (at or before `at`, or in the tail written since), and every other registered
+/// customer has a key.
+async fn check_keys(
+    ledger: &Ledger,
+    erased: &[CustomerId],
+    registered: &[CustomerId],
+    anonymized: &HashSet<CustomerId>,
+    at: u64,
+) -> Result<Vec<Problem>, AppError> {
+    let keys = ledger.keyring().store().clone();
+    let state = |c: CustomerId| keys.get(c);
+    let mut alive: Vec<CustomerId> = Vec::new();
+    for c in erased {
+        if let KeyState::Active(_) = state(*c)? {
+            alive.push(*c);
+        }
+    }
+    let started = std::time::Instant::now();
+    while !alive.is_empty() && started.elapsed() < DESTRUCTION_GRACE {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut still = Vec::new();
+        for c in alive {
+            if let KeyState::Active(_) = state(c)? {
+                still.push(c);
+            }
+        }
+        alive = still;
+    }
+    let mut problems: Vec<Problem> = alive
+        .into_iter()
+        .map(|c| Problem {
+            code: "ERASURE_NOT_HONOURED",
+            position: None,
+            stream: Some(ledger_events::streams::customer(c)),
+            detail: "an anonymized customer still has a data key".into(),
+        })
+        .collect();
+
+    let active: HashSet<CustomerId> = keys.active_ids()?.into_iter().collect();
+    let destroyed: Vec<CustomerId> = keys.destroyed_ids()?;
+    let mut unexplained: HashSet<CustomerId> = destroyed
+        .iter()
+        .copied()
+        .filter(|c| !anonymized.contains(c))
+        .collect();
+    // Erasures written after the snapshot explain their tombstones too.
+    let mut after = at;
+    while !unexplained.is_empty() {
+        let page = ledger.store().read_all(after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for r in &page {
+            if r.event_type == "CustomerAnonymized" {
+                if let Some(c) = ledger_events::streams::parse_customer(&r.stream) {
+                    unexplained.remove(&c);
+                }
+            }
+        }
+    }
+    let mut unexplained: Vec<CustomerId> = unexplained.into_iter().collect();
+    unexplained.sort();
+    problems.extend(unexplained.into_iter().map(|c| {
+        Problem {
+            code: "KEY_DESTROYED_WITHOUT_ERASURE",
+            position: None,
+            stream: Some(ledger_events::streams::customer(c)),
+            detail:
+                "the key store destroyed this customer's key, but the log holds no erasure of it: \
+                 the log lost its tail or was restored from an older backup"
+                    .into(),
+        }
+    }));
+    let destroyed: HashSet<CustomerId> = destroyed.into_iter().collect();
+    let mut missing: Vec<CustomerId> = registered
+        .iter()
+        .copied()
+        .filter(|c| !anonymized.contains(c) && !active.contains(c) && !destroyed.contains(c))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    problems.extend(missing.into_iter().map(|c| {
+        Problem {
+            code: "DATA_KEY_MISSING",
+            position: None,
+            stream: Some(ledger_events::streams::customer(c)),
+            detail: "a registered customer has no data key: the key store is older than the log \
+                 (restored from an older backup?); the customer's personal data cannot be read"
+                .into(),
+        }
+    }));
+    Ok(problems)
 }

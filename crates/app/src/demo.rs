@@ -513,7 +513,8 @@ fn command_time(c: &CustomerCommand) -> i64 {
         | CustomerCommand::TerminateSubscription { at, .. }
         | CustomerCommand::CapturePayment { at, .. }
         | CustomerCommand::RefundPayment { at, .. }
-        | CustomerCommand::Anonymize { at, .. } => at.millis(),
+        | CustomerCommand::Anonymize { at, .. }
+        | CustomerCommand::ReapplyErasure { at, .. } => at.millis(),
     }
 }
 

@@ -16,6 +16,7 @@ mod codec;
 pub mod demo;
 pub mod export;
 pub mod failpoint;
+pub mod forget;
 pub mod health;
 pub mod read;
 pub mod search;
@@ -57,6 +58,9 @@ pub enum AppError {
     UnknownProjection,
     #[error(transparent)]
     Views(#[from] ledger_projections::ViewStoreError),
+    /// The persisted read models are past the log's end (a restore put them ahead).
+    #[error("the read models are at position {views}, past the log's position {log}")]
+    ViewsAheadOfLog { views: u64, log: u64 },
     /// A file could not be read or written (the message names the I/O error kind).
     #[error("i/o error: {0}")]
     Io(String),
@@ -108,6 +112,7 @@ impl AppError {
             AppError::Codec(_) => "CODEC_ERROR",
             AppError::Io(_) => "IO_ERROR",
             AppError::UnknownProjection => "UNKNOWN_PROJECTION",
+            AppError::ViewsAheadOfLog { .. } => "VIEWS_AHEAD_OF_LOG",
             AppError::Views(_) => "STORAGE_ERROR",
         }
     }

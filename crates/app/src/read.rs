@@ -215,6 +215,10 @@ pub struct ReadSide {
     folding: tokio::sync::Mutex<()>,
     /// A fold failed: reload the model from the view store before folding again.
     stale: std::sync::atomic::AtomicBool,
+    /// False for a snapshot ([`ReadSide::snapshot`]): folds stay in memory.
+    persist: bool,
+    /// The last position a fold may reach (`u64::MAX` but for a snapshot).
+    limit: u64,
 }
 
 fn poisoned() -> AppError {
@@ -246,10 +250,46 @@ impl ReadSide {
         keyring: Arc<Keyring>,
         views: Arc<dyn ViewStore>,
     ) -> Result<Self, AppError> {
+        Self::load(store, keyring, views, true, Some(u64::MAX)).await
+    }
+
+    /// The read models as of one log position, for reports and audits beside a
+    /// running server: the persisted views are loaded, then the position is fixed
+    /// (`at`, or the log's head once the views are loaded, so the views cannot be
+    /// ahead of it), and the log is folded onto them in memory up to it and no
+    /// further ([`limit`](Self::limit)). Nothing is ever saved, and the view store
+    /// may be opened read-only. Views persisted past the log's head (a restore
+    /// that put them ahead of the log) are [`AppError::ViewsAheadOfLog`].
+    #[instrument(skip_all)]
+    pub async fn snapshot(
+        store: Arc<dyn EventStore>,
+        keyring: Arc<Keyring>,
+        views: Arc<dyn ViewStore>,
+        at: Option<u64>,
+    ) -> Result<Self, AppError> {
+        Self::load(store, keyring, views, false, at).await
+    }
+
+    /// The last position this read side folds to (`u64::MAX` unless a snapshot).
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    async fn load(
+        store: Arc<dyn EventStore>,
+        keyring: Arc<Keyring>,
+        views: Arc<dyn ViewStore>,
+        persist: bool,
+        limit: Option<u64>,
+    ) -> Result<Self, AppError> {
         let v = views.clone();
         let model = tokio::task::spawn_blocking(move || v.load())
             .await
             .map_err(|_| AppError::Io("view loader panicked".into()))??;
+        let limit = match limit {
+            Some(l) => l,
+            None => store.head().await?,
+        };
         let me = Self {
             store,
             keyring,
@@ -260,9 +300,37 @@ impl ReadSide {
             }),
             folding: tokio::sync::Mutex::new(()),
             stale: Default::default(),
+            persist,
+            limit,
         };
+        if !persist {
+            let ahead = me.with_model(|m| {
+                m.customers
+                    .position()
+                    .max(m.revenue.position())
+                    .max(m.erasures.position())
+            })?;
+            if ahead > limit {
+                return Err(AppError::ViewsAheadOfLog {
+                    views: ahead,
+                    log: limit,
+                });
+            }
+        }
         me.fold(false).await?;
         Ok(me)
+    }
+
+    /// A snapshot of this read side's stores at the log's head now (see
+    /// [`snapshot`](Self::snapshot)): for an audit inside the running server.
+    pub async fn snapshot_now(&self) -> Result<ReadSide, AppError> {
+        Self::snapshot(
+            self.store.clone(),
+            self.keyring.clone(),
+            self.views.clone(),
+            None,
+        )
+        .await
     }
 
     /// Opens a view's profile (registration block with its patches applied).
@@ -273,9 +341,17 @@ impl ReadSide {
         let Some(sealed) = reg.block.as_sealed() else {
             return Ok(None);
         };
-        let mut p: Profile = match self.keyring.open(v.customer_id, reg.event_id, sealed)? {
-            Opened::Open(p) => p,
-            Opened::Erased => return Ok(None),
+        let mut p: Profile = match self.keyring.open(v.customer_id, reg.event_id, sealed) {
+            Ok(Opened::Open(p)) => p,
+            Ok(Opened::Erased) => return Ok(None),
+            // No key at all: a key store restored from before this customer was
+            // registered. The customer's problem, reported by `audit verify`
+            // (DATA_KEY_MISSING), never a reason to stop serving the others.
+            Err(ledger_crypto::CryptoError::NoKey(_)) => {
+                warn!(customer = %v.customer_id, "customer has no data key; shown without a profile");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
         };
         for patch in &v.patches {
             if let Some(sealed) = patch.block.as_sealed() {
@@ -417,7 +493,16 @@ impl ReadSide {
         let mut folded_since_save = 0usize;
         let mut more = true;
         while more {
-            let page = pages.next().await?;
+            let mut page = pages.next().await?;
+            // A snapshot folds up to its position and no further.
+            if let Some(p) = page.as_mut() {
+                if p.records.last().is_some_and(|r| r.position >= self.limit) {
+                    let keep = p.records.partition_point(|r| r.position <= self.limit);
+                    p.records.truncate(keep);
+                    p.decoded.truncate(keep);
+                    more = false;
+                }
+            }
             let t = Instant::now();
             let changes = {
                 let mut st = self.state.write().map_err(|_| poisoned())?;
@@ -467,6 +552,9 @@ impl ReadSide {
             };
             fold_t += t.elapsed();
             let Some(changes) = changes else { continue };
+            if !self.persist {
+                continue; // a snapshot keeps its fold in memory only
+            }
             // Saves stay in order: wait for the previous save, then start this one
             // and fold on while it runs.
             if let Some(prev) = saving.take() {

@@ -12,9 +12,10 @@ use ledger_events::{
 use ledger_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, Position, StoreError};
 use ledger_types::{BroadcasterId, CustomerId, EventId, RequestId, Timestamp};
 use serde::Serialize;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use crate::codec::{decode_record, encode_customer_event};
+use crate::forget::{ForgetEntry, ForgetList};
 use crate::shred::Shredder;
 use crate::{failpoint, AppError};
 
@@ -73,6 +74,8 @@ pub struct Ledger {
     keyring: Arc<Keyring>,
     shredder: Arc<Shredder>,
     broadcasters: Arc<RwLock<HashMap<BroadcasterId, BroadcasterRegistered>>>,
+    /// Where every decided erasure is also recorded, apart from the data.
+    forget: Option<Arc<dyn ForgetList>>,
 }
 
 /// A loaded customer: its state, the stream version and its erasure's position.
@@ -89,7 +92,20 @@ impl Ledger {
             store,
             keyring,
             broadcasters: Default::default(),
+            forget: None,
         }
+    }
+
+    /// Records every erasure this ledger decides on `list` too (see
+    /// [`crate::forget`]).
+    pub fn with_forget_list(mut self, list: Arc<dyn ForgetList>) -> Self {
+        self.forget = Some(list);
+        self
+    }
+
+    /// The forget list, if one is kept.
+    pub fn forget_list(&self) -> Option<&Arc<dyn ForgetList>> {
+        self.forget.as_ref()
     }
 
     /// The tracker of pending key destructions (the running reconciler).
@@ -311,6 +327,22 @@ impl Ledger {
             }
         }
         self.shredder.note(customer);
+        if let Some(list) = &self.forget {
+            let entry = ForgetEntry {
+                customer_id: customer,
+                request_id: receipt.request_id,
+                broadcaster_id: receipt.broadcaster_id,
+                position,
+                at: receipt.at,
+            };
+            // The decision is committed either way; a missing entry is added from
+            // the log by the next start's restore check.
+            let list = list.clone();
+            let r = tokio::task::spawn_blocking(move || list.append(&[entry])).await;
+            if !matches!(r, Ok(Ok(()))) {
+                warn!(%customer, "could not append the erasure to the forget list; the next start adds it");
+            }
+        }
         failpoint::hit(failpoint::AFTER_ANONYMIZE_APPEND);
         let destroyed = match self.shredder.destroy(vec![customer]).await {
             Ok(n) => {

@@ -8,13 +8,15 @@
 //!   `postgres://` URL) or, by default, in SQLite files in the data folder.
 //!
 //! The key-encryption key always comes from `LEDGER_KEK`, `--kek-file`, or
-//! `DATA/kek.hex` (created with mode 0600 on first use). URLs are never echoed in
-//! errors: they may hold a password.
+//! `DATA/kek.hex` (created with mode 0600 by `serve` and `demo` only). URLs are
+//! never echoed in errors: they may hold a password. How each command may use the
+//! data folder (create, write under the lock, or read only) is [`Access`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use ledger_app::forget::{restore_check, FileForgetList, ForgetList, RestoreReport};
 use ledger_app::read::ReadSide;
 use ledger_app::Ledger;
 use ledger_crypto::{Kek, KekSource, KeyStore, Keyring, SqliteKeyStore};
@@ -22,6 +24,8 @@ use ledger_projections::ViewStore;
 use ledger_store::responses::{MemoryResponses, ResponseStore};
 use ledger_store::EventStore;
 use ledger_store_sqlite::{SqliteStore, SqliteViewStore};
+
+use crate::folder::{self, Access};
 
 /// Which backend a store URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +81,27 @@ pub struct Backends {
     sqlite: Option<Arc<SqliteStore>>,
     postgres: Option<Arc<ledger_store_postgres::PostgresStore>>,
     responses: Arc<dyn ResponseStore>,
+    /// The writer lock on the data folder (none for read-only commands).
+    _lock: Option<folder::WriterLock>,
+    /// Whether the keyring holds the real KEK (a read-only command without one
+    /// gets a placeholder that opens nothing: it only reads key states).
+    has_kek: bool,
+    /// The forget list (writing commands only).
+    forget: Option<Arc<dyn ForgetList>>,
+}
+
+/// The forget list used when `--forget-list` is not given: beside the data folder,
+/// not in it (`./ledger-data` → `./ledger-data.forget-list.ndjson`), so that a copy
+/// of the folder does not take it along.
+pub fn default_forget_list(data: &Path) -> PathBuf {
+    match data.file_name() {
+        Some(name) => {
+            let mut n = name.to_owned();
+            n.push(".forget-list.ndjson");
+            data.with_file_name(n)
+        }
+        None => PathBuf::from("ledger-forget-list.ndjson"),
+    }
 }
 
 /// Opens only the event store a URL names (benchmarks, key commands).
@@ -127,31 +152,85 @@ pub fn default_kek_file(data: &Path) -> PathBuf {
     data.join("kek.hex")
 }
 
-pub fn load_kek(data: &Path, kek_file: Option<&Path>) -> Result<Kek> {
+/// The KEK, created (and announced) only when `access` is [`Access::Create`].
+/// `None` when a read-only command finds none (it only needs key states).
+pub fn load_kek(data: &Path, kek_file: Option<&Path>, access: Access) -> Result<Option<Kek>> {
     let kek_path = kek_file.map_or_else(|| default_kek_file(data), Path::to_path_buf);
-    let (kek, source) = Kek::load_or_create("LEDGER_KEK", &kek_path)?;
-    if let KekSource::Created(p) = &source {
-        eprintln!(
-            "created a new key-encryption key in {} (mode 0600); back it up apart from the data folder",
-            p.display()
-        );
+    if access == Access::Create {
+        let (kek, source) = Kek::load_or_create("LEDGER_KEK", &kek_path)?;
+        if let KekSource::Created(p) = &source {
+            eprintln!(
+                "created a new key-encryption key in {} (mode 0600); back it up apart from the data folder",
+                p.display()
+            );
+        }
+        return Ok(Some(kek));
     }
-    Ok(kek)
+    match Kek::load("LEDGER_KEK", &kek_path)? {
+        Some((kek, _)) => Ok(Some(kek)),
+        None if access == Access::Read && kek_file.is_none() => Ok(None),
+        None => bail!(
+            "no key-encryption key at {} and LEDGER_KEK is not set (check --kek-file; only `ledger serve` and `ledger demo` create one)",
+            kek_path.display()
+        ),
+    }
 }
 
 impl Backends {
-    /// Opens the event store, the key store and the view store the URLs name.
+    /// Opens the event store, the key store and the view store the URLs name, as
+    /// `access` allows: creating the data folder and KEK only for
+    /// [`Access::Create`], taking the folder's writer lock unless
+    /// [`Access::Read`], and opening every store read-only for [`Access::Read`].
+    /// `what` names the command (recorded in the lock file).
     pub async fn open(
         url: Option<&str>,
         state_url: Option<&str>,
         data: &Path,
         kek_file: Option<&Path>,
+        forget_list: Option<&Path>,
+        access: Access,
+        what: &str,
     ) -> Result<Self> {
-        std::fs::create_dir_all(data)
-            .with_context(|| format!("cannot create data folder {}", data.display()))?;
+        folder::prepare(data, access)?;
+        let forget: Option<Arc<dyn ForgetList>> = match access {
+            Access::Read => None,
+            Access::Create | Access::Write => {
+                let path = forget_list.map_or_else(|| default_forget_list(data), Path::to_path_buf);
+                if path.starts_with(data) {
+                    eprintln!(
+                        "warning: the forget list {} is inside the data folder: a restored backup would roll it back with the data",
+                        path.display()
+                    );
+                }
+                Some(Arc::new(FileForgetList::open(&path, true).with_context(
+                    || format!("cannot open the forget list {}", path.display()),
+                )?))
+            }
+        };
+        let lock = match access {
+            Access::Read => folder::try_lock_quietly(data),
+            Access::Create | Access::Write => Some(folder::lock(data, what)?),
+        };
+        // A reader holding the lock reads files with no pending WAL as immutable:
+        // no writer can start meanwhile, and SQLite then creates nothing.
+        let quiet = access == Access::Read && lock.is_some();
+        let immutable = |p: &Path| quiet && !ledger_store_sqlite::schema::has_pending_wal(p);
         let kind = StoreKind::parse(url, data)?;
-        let kek = load_kek(data, kek_file)?;
-        let (events, closer) = open_event_store(&kind).await?;
+        let kek = load_kek(data, kek_file, access)?;
+        let has_kek = kek.is_some();
+        let kek = kek.unwrap_or_else(Kek::generate);
+        let read_only = access == Access::Read;
+        let (events, closer) = match (&kind, read_only) {
+            (StoreKind::Sqlite(p), true) => {
+                let s = Arc::new(SqliteStore::open_read_only(p, immutable(p))?);
+                (s.clone() as Arc<dyn EventStore>, Closer::Nothing)
+            }
+            (StoreKind::Sqlite(p), false) => {
+                folder::precreate_private(p)?;
+                open_event_store(&kind).await?
+            }
+            _ => open_event_store(&kind).await?,
+        };
         let state = match (&kind, state_url) {
             (StoreKind::Postgres(url), None) => Some(url.clone()),
             (_, Some(u)) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
@@ -162,12 +241,27 @@ impl Backends {
             }
             (_, None) => None,
         };
-        let (keys, views): (Arc<dyn KeyStore>, Arc<dyn ViewStore>) = match &state {
-            None => (
-                Arc::new(SqliteKeyStore::open(&data.join("keys.sqlite"))?),
-                Arc::new(SqliteViewStore::open(&data.join("views.sqlite"))?),
-            ),
-            Some(url) => (
+        let (keys, views): (Arc<dyn KeyStore>, Arc<dyn ViewStore>) = match (&state, read_only) {
+            (None, true) => {
+                let (k, v) = (data.join("keys.sqlite"), data.join("views.sqlite"));
+                let (ik, iv) = (immutable(&k), immutable(&v));
+                (
+                    Arc::new(SqliteKeyStore::open_read_only(&k, |p| {
+                        ledger_store_sqlite::schema::open_read_only(p, ik)
+                    })?),
+                    Arc::new(SqliteViewStore::open_read_only(&v, iv)?),
+                )
+            }
+            (None, false) => {
+                let (k, v) = (data.join("keys.sqlite"), data.join("views.sqlite"));
+                folder::precreate_private(&k)?;
+                folder::precreate_private(&v)?;
+                (
+                    Arc::new(SqliteKeyStore::open(&k)?),
+                    Arc::new(SqliteViewStore::open(&v)?),
+                )
+            }
+            (Some(url), _) => (
                 Arc::new(ledger_store_postgres::PgKeyStore::connect(url)?),
                 Arc::new(ledger_store_postgres::PgViewStore::connect(url)?),
             ),
@@ -191,7 +285,15 @@ impl Backends {
             views,
             sqlite,
             postgres,
+            _lock: lock,
+            has_kek,
+            forget,
         })
+    }
+
+    /// Where the forget list is (writing commands only).
+    pub fn forget_list(&self) -> Option<String> {
+        self.forget.as_ref().map(|l| l.describe())
     }
 
     /// Where answers to idempotent writes are saved.
@@ -199,24 +301,68 @@ impl Backends {
         self.responses.clone()
     }
 
-    /// The command side over these backends. With `strict`, a reconciler failure
-    /// (e.g. a tampered log) is an error; the auditor's command goes on to report it.
-    /// Also checks first that the KEK opens a stored data key: a wrong KEK (or the
-    /// old one after a rotation) stops a strict caller here, not on every personal
-    /// field later; the auditor's command, which needs no keys, is warned.
-    pub async fn ledger(&self, strict: bool) -> Result<Ledger> {
-        match self.keyring.check_kek() {
-            Ok(()) => {}
-            Err(e) if !strict => eprintln!("warning: {e}"),
-            Err(e) => return Err(e.into()),
+    /// The command side for a read-only command: no reconciler, nothing written.
+    /// `needs_kek` commands (which open personal data) fail here without a KEK.
+    pub fn reader(&self, needs_kek: bool) -> Result<Ledger> {
+        if needs_kek && !self.has_kek {
+            bail!("this command opens personal data and needs the key-encryption key: set LEDGER_KEK or --kek-file");
         }
-        let ledger = Ledger::new(self.events.clone(), self.keyring.clone());
-        match ledger.reconcile().await {
-            Ok(_) => {}
-            Err(e) if !strict => eprintln!("warning: the reconciler could not finish: {e}"),
-            Err(e) => return Err(e.into()),
+        if self.has_kek {
+            match self.keyring.check_kek() {
+                Ok(()) => {}
+                // A command that only reads key states goes on, and says so.
+                Err(e) if !needs_kek => eprintln!("warning: {e}"),
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(ledger)
+        Ok(Ledger::new(self.events.clone(), self.keyring.clone()))
+    }
+
+    /// The read models as of the log's head now, folded in memory from the
+    /// persisted views (nothing saved): for read-only commands.
+    pub async fn snapshot(&self) -> Result<ReadSide> {
+        Ok(ReadSide::snapshot(
+            self.events.clone(),
+            self.keyring.clone(),
+            self.views.clone(),
+            None,
+        )
+        .await?)
+    }
+
+    /// The command side over these backends, for a writing command: checks first
+    /// that the KEK opens a stored data key (a wrong KEK, or the old one after a
+    /// rotation, stops here, not on every personal field later), finishes any
+    /// erasure whose key destruction did not complete, and compares the forget list
+    /// with the log and the key store (re-applying erasures a restored log lacks).
+    pub async fn ledger(&self) -> Result<Ledger> {
+        Ok(self.ledger_checked().await?.0)
+    }
+
+    /// [`ledger`](Self::ledger), with what the forget list check found.
+    pub async fn ledger_checked(&self) -> Result<(Ledger, Option<RestoreReport>)> {
+        self.keyring.check_kek()?;
+        let mut ledger = Ledger::new(self.events.clone(), self.keyring.clone());
+        if let Some(list) = &self.forget {
+            ledger = ledger.with_forget_list(list.clone());
+        }
+        ledger.reconcile().await?;
+        let report = match &self.forget {
+            Some(list) => {
+                let r = restore_check(&ledger, &**list).await?;
+                if r.repaired_anything() {
+                    eprintln!(
+                        "the forget list ({}) found a log or key store restored from before erasures: {} erasures re-applied, {} keys destroyed again",
+                        list.describe(),
+                        r.erasures_reapplied,
+                        r.keys_destroyed
+                    );
+                }
+                Some(r)
+            }
+            None => None,
+        };
+        Ok((ledger, report))
     }
 
     /// The read side, caught up with the log, with its search index (for `serve`).
@@ -230,7 +376,8 @@ impl Backends {
     }
 
     /// The read side, caught up with the log, without a search index: for the
-    /// operator's commands, which never search and so need not open every profile.
+    /// operator's writing commands, which never search and so need not open every
+    /// profile.
     pub async fn report_side(&self) -> Result<ReadSide> {
         Ok(ReadSide::open_unindexed(
             self.events.clone(),

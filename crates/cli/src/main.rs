@@ -5,8 +5,12 @@
 mod backends;
 mod bench;
 mod bench_tree;
+mod folder;
+mod listener;
 mod serve;
 mod transparency;
+
+use folder::Access;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,6 +50,12 @@ struct Cli {
     /// `postgres://` URL (default: SQLite files in --data).
     #[arg(long, global = true, env = "LEDGER_STATE_STORE")]
     state_store: Option<String>,
+    /// The forget list: every decided erasure, kept OUTSIDE the data folder so that
+    /// restoring an old backup cannot bring an erased customer back (checked at
+    /// every start of a writing command). Default: beside the data folder,
+    /// DATA.forget-list.ndjson.
+    #[arg(long, global = true, env = "LEDGER_FORGET_LIST")]
+    forget_list: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -131,6 +141,14 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve the HTTP API (and run the projector) on the embedded store.
     Serve(serve::ServeArgs),
+    /// After a restore: compare the forget list with the log and the key store,
+    /// re-apply every erasure the restored log lacks and destroy every key of a
+    /// customer on the list (every writing command does this at start too).
+    RestoreCheck {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Broadcaster API keys (operator command; needs the data folder).
     ApiKey {
         #[command(subcommand)]
@@ -267,17 +285,28 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let kek_file = cli.kek_file.as_deref();
+    let forget_list = cli.forget_list.as_deref();
     let store = cli.store.as_deref();
     let state_store = cli.state_store.as_deref();
-    let open = || backends::Backends::open(store, state_store, &cli.data, kek_file);
+    let open = |access: Access, what: &'static str| {
+        backends::Backends::open(
+            store,
+            state_store,
+            &cli.data,
+            kek_file,
+            forget_list,
+            access,
+            what,
+        )
+    };
     match cli.command {
         Command::Demo {
             customers,
             seed,
             json,
         } => {
-            let backends = open().await?;
-            let ledger = backends.ledger(true).await?;
+            let backends = open(Access::Create, "demo").await?;
+            let ledger = backends.ledger().await?;
             if ledger.store().head().await? != 0 {
                 eprintln!(
                     "the store in {} already holds events; the demo fills an empty store only, nothing written (use --data to pick another folder)",
@@ -309,8 +338,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .map(RequestId::parse)
                 .transpose()?
                 .unwrap_or_default();
-            let backends = open().await?;
-            let ledger = backends.ledger(true).await?;
+            let backends = open(Access::Write, "anonymize").await?;
+            let ledger = backends.ledger().await?;
             match ledger.anonymize(b, c, r).await {
                 Ok(receipt) => {
                     let read = backends.report_side().await?;
@@ -384,8 +413,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             command: AuditCommand::Export { out, signing_key },
         } => {
             let signer = transparency::export_signer(&cli.data, signing_key.as_deref())?;
-            let backends = open().await?;
-            let ledger = backends.ledger(false).await?;
+            let backends = open(Access::Read, "audit export").await?;
+            let ledger = backends.reader(false)?;
             let f = std::fs::File::create(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
             let mut w = std::io::BufWriter::new(f);
@@ -420,23 +449,43 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     Anchor::parse(s).context("--expect-head must be POSITION:64-hex-digit hash")
                 })
                 .transpose()?;
-            let backends = open().await?;
-            let ledger = backends.ledger(false).await?;
-            let read = match backends.report_side().await {
+            // Read-only, beside a running server: one snapshot of the log, the
+            // views and the key states, nothing written, nothing reconciled.
+            let backends = open(Access::Read, "audit verify").await?;
+            let ledger = backends.reader(false)?;
+            let mut views_ahead = None;
+            let read = match backends.snapshot().await {
                 Ok(r) => Some(r),
                 Err(e) => {
-                    eprintln!("warning: the projections could not be opened, so they are not compared: {e:#}");
+                    if let Some(AppError::ViewsAheadOfLog { .. }) = e.downcast_ref::<AppError>() {
+                        views_ahead = Some(e.to_string());
+                    } else {
+                        eprintln!("warning: the projections could not be opened, so they are not compared: {e:#}");
+                    }
                     None
                 }
             };
-            let report = audit::verify(&ledger, read.as_ref(), anchor).await?;
-            let report = transparency::check_live_head(
+            let at = match &read {
+                Some(r) => r.limit(),
+                None => ledger.store().head().await?,
+            };
+            let report = audit::verify(&ledger, read.as_ref(), anchor, at).await?;
+            let mut report = transparency::check_live_head(
                 report,
                 &ledger,
                 signed_head.as_deref(),
                 public_key.as_deref(),
             )
             .await?;
+            if let Some(detail) = views_ahead {
+                report.ok = false;
+                report.problems.push(audit::Problem {
+                    code: "VIEWS_AHEAD_OF_LOG",
+                    position: Some(at),
+                    stream: None,
+                    detail: format!("{detail}: the views come from a later backup than the log; run `ledger projections rebuild`"),
+                });
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -482,10 +531,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 from_day: from.as_deref().map(parse_day).transpose()?,
                 to_day: to.as_deref().map(parse_day).transpose()?,
             };
-            let backends = open().await?;
-            // Finishes any interrupted erasure before reading.
-            backends.ledger(true).await?;
-            let read = backends.report_side().await?;
+            let backends = open(Access::Read, "revenue").await?;
+            let read = backends.snapshot().await?;
             let report = read.revenue(&filter)?;
             if digest {
                 println!("{}", report.digest);
@@ -543,10 +590,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .as_deref()
                 .map(BroadcasterId::parse)
                 .transpose()?;
-            let backends = open().await?;
-            // Finishes any interrupted erasure before reading.
-            backends.ledger(true).await?;
-            let read = backends.report_side().await?;
+            let backends = open(Access::Read, "erasures").await?;
+            let read = backends.snapshot().await?;
             let list = read.erasures(b)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -573,8 +618,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let b = BroadcasterId::parse(&broadcaster)?;
             let c = CustomerId::parse(&customer)?;
-            let backends = open().await?;
-            let ledger = backends.ledger(true).await?;
+            let backends = open(Access::Read, "export-customer").await?;
+            let ledger = backends.reader(true)?;
             match ledger_app::access::export_customer(&ledger, b, c).await {
                 Ok(doc) => {
                     println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -590,9 +635,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Projections {
             command: ProjectionsCommand::Rebuild { name },
         } => {
-            let backends = open().await?;
+            let backends = open(Access::Write, "projections rebuild").await?;
             // Finishes any interrupted erasure before reading.
-            backends.ledger(true).await?;
+            backends.ledger().await?;
             let read = backends.report_side().await?;
             let done = read.rebuild(name.as_deref()).await?;
             println!(
@@ -609,7 +654,35 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             bench::run(&cli.data, store, args).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve::run(args, &cli.data, kek_file, store, state_store).await,
+        Command::Serve(args) => {
+            serve::run(args, &cli.data, kek_file, forget_list, store, state_store).await
+        }
+        Command::RestoreCheck { json } => {
+            let backends = open(Access::Write, "restore-check").await?;
+            let (_, report) = backends.ledger_checked().await?;
+            let report = report.context("no forget list")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("customers on the forget list: {}", report.customers_on_list);
+                println!(
+                    "erasures re-applied to the log: {}",
+                    report.erasures_reapplied
+                );
+                println!("data keys destroyed again:      {}", report.keys_destroyed);
+                println!("customers not in the log:       {}", report.not_in_log);
+                println!("erasures added to the list:     {}", report.added_to_list);
+                println!(
+                    "result: {}",
+                    if report.repaired_anything() {
+                        "REPAIRED (the log or key store was restored from before some erasures)"
+                    } else {
+                        "OK, the log and key store honour every erasure on the list"
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::ApiKey { command } => serve::api_key(command, &cli.data, store).await,
         Command::SigningKey { command } => transparency::signing_key(command, &cli.data),
         Command::Kek {
@@ -618,11 +691,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let new = std::fs::read_to_string(&new_kek_file)
                 .map_err(|e| anyhow::anyhow!("cannot read --new-kek-file: {}", e.kind()))
                 .and_then(|t| Ok(ledger_crypto::Kek::from_hex(&t)?))?;
-            let backends = open().await?;
+            // The writer lock refuses this while `serve` runs (ADR 0015): a running
+            // server would go on wrapping new keys with the old KEK.
+            let backends = open(Access::Write, "kek rotate").await?;
             // Checks that the current KEK opens the stored keys, and finishes any
             // interrupted erasure first, so no key bound for destruction is re-wrapped.
-            backends.ledger(true).await?;
-            let old = backends::load_kek(&cli.data, kek_file)?;
+            backends.ledger().await?;
+            let old = backends::load_kek(&cli.data, kek_file, Access::Write)?
+                .context("no key-encryption key")?;
             let done = ledger_crypto::rotate_kek(&*backends.keys, &old, &new)?;
             backends.close().await;
             println!(

@@ -26,6 +26,7 @@ use ledger_app::transparency::SigningPolicy;
 use ledger_store::responses::ResponseStore;
 
 use crate::backends::{Backends, StoreKind};
+use crate::folder::Access;
 use ledger_types::BroadcasterId;
 use serde::Deserialize;
 use tracing::{info, warn};
@@ -55,6 +56,17 @@ pub struct ServeArgs {
     /// seconds [default: 86400].
     #[arg(long, env = "LEDGER_IDEMPOTENCY_TTL_SECS")]
     idempotency_ttl_secs: Option<u64>,
+    /// Most connections open at once; keep it below the open-files limit
+    /// (LimitNOFILE) minus what the stores need [default: 768].
+    #[arg(long, env = "LEDGER_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds a connection has to send a complete request head [default: 10].
+    #[arg(long, env = "LEDGER_HEADER_READ_TIMEOUT_SECS")]
+    header_read_timeout_secs: Option<u64>,
+    /// Seconds a kept-alive connection may wait for its next request; keep it longer
+    /// than a proxy's upstream keep-alive [default: 75].
+    #[arg(long, env = "LEDGER_IDLE_TIMEOUT_SECS")]
+    idle_timeout_secs: Option<u64>,
     #[command(flatten)]
     signing: SigningArgs,
 }
@@ -88,6 +100,9 @@ struct FileConfig {
     idempotency_capacity: Option<usize>,
     idempotency_ttl_secs: Option<u64>,
     ready_max_lag: Option<u64>,
+    max_connections: Option<usize>,
+    header_read_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
     signing_key: Option<PathBuf>,
     sign_every_events: Option<u64>,
     sign_every_secs: Option<u64>,
@@ -174,6 +189,7 @@ pub async fn run(
     args: ServeArgs,
     data: &Path,
     kek_file: Option<&Path>,
+    forget_list: Option<&Path>,
     store: Option<&str>,
     state_store: Option<&str>,
 ) -> Result<ExitCode> {
@@ -207,9 +223,24 @@ pub async fn run(
             .map_or(defaults.idempotency_ttl, Duration::from_secs),
         ready_max_lag: file.ready_max_lag.unwrap_or(defaults.ready_max_lag),
     };
+    let limits = crate::listener::Limits::new(
+        args.max_connections.or(file.max_connections),
+        args.header_read_timeout_secs
+            .or(file.header_read_timeout_secs),
+        args.idle_timeout_secs.or(file.idle_timeout_secs),
+    )?;
     let store_url = store.map(str::to_owned).or(file.store);
-    let backends = Backends::open(store_url.as_deref(), state_store, data, kek_file).await?;
-    let ledger = backends.ledger(true).await?;
+    let backends = Backends::open(
+        store_url.as_deref(),
+        state_store,
+        data,
+        kek_file,
+        forget_list,
+        Access::Create,
+        "serve",
+    )
+    .await?;
+    let ledger = backends.ledger().await?;
 
     let demo_data = if args.demo {
         let n = args
@@ -261,13 +292,15 @@ pub async fn run(
     let keys = Arc::new(ApiKeys::open(&data.join("api-keys.jsonl"))?);
     let admin = admin_key(data)?;
 
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener =
+        crate::listener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     println!("ledger API listening on http://{local}");
     println!("  dashboard: http://{local}/ (sign in with a broadcaster API key)");
     println!("  OpenAPI document: http://{local}/v1/openapi.json");
+    if let Some(list) = backends.forget_list() {
+        println!("  forget list: {list} (keep it apart from the data folder's backups)");
+    }
 
     if let Some(d) = &demo_data {
         println!("demo API keys (one per broadcaster; shown once, stored hashed):");
@@ -355,10 +388,7 @@ pub async fn run(
     };
 
     info!(%local, "serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    crate::listener::serve(listener, app, limits, shutdown_signal()).await;
 
     let _ = stop_tx.send(true);
     let _ = tokio::join!(projector, reconciler, space_probe, expiry, tree_follower);
@@ -456,7 +486,8 @@ pub enum ApiKeyCommand {
 }
 
 pub async fn api_key(cmd: ApiKeyCommand, data: &Path, store: Option<&str>) -> Result<ExitCode> {
-    std::fs::create_dir_all(data)?;
+    // The keys file may change while the server runs; the store is only read.
+    crate::folder::prepare(data, Access::Read)?;
     let keys = ApiKeys::open(&data.join("api-keys.jsonl"))?;
     match cmd {
         ApiKeyCommand::Create { broadcaster, label } => {
@@ -465,10 +496,8 @@ pub async fn api_key(cmd: ApiKeyCommand, data: &Path, store: Option<&str>) -> Re
             let stream = ledger_events::streams::broadcaster(b);
             let records = match StoreKind::parse(store, data)? {
                 StoreKind::Sqlite(p) => {
-                    let s = ledger_store_sqlite::SqliteStore::open(&p)?;
-                    let r = ledger_store::EventStore::read_stream(&s, &stream, 1).await?;
-                    s.close().await;
-                    r
+                    let s = ledger_store_sqlite::SqliteStore::open_read_only(&p, false)?;
+                    ledger_store::EventStore::read_stream(&s, &stream, 1).await?
                 }
                 StoreKind::Postgres(url) => {
                     ledger_store_postgres::PostgresReader::new(&url)?

@@ -129,15 +129,25 @@ fn a_crash_between_the_decision_and_key_destruction_is_finished_on_restart() {
     // The decision is durable but the key survived the crash.
     assert!(matches!(key_state(&data, &c), KeyState::Active(_)));
 
-    // Restart: the reconciler destroys the key, and the audit is clean.
+    // The auditor, who only reads, sees the half erasure and changes nothing.
+    let audit = run(&data, &["audit", "verify", "--json"]);
+    assert!(!audit.status.success(), "{}", stdout(&audit));
+    let v: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert_eq!(v["problems"][0]["code"], "ERASURE_NOT_HONOURED", "{v}");
+    assert!(matches!(key_state(&data, &c), KeyState::Active(_)));
+
+    // Restart (any writing command, like `serve`): the reconciler destroys the
+    // key before anything else, and the audit is clean.
+    let again = run(&data, &["anonymize", "--broadcaster", &b, "--customer", &c]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("reconciler finished erasures"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(matches!(key_state(&data, &c), KeyState::Destroyed { .. }));
     let audit = run(&data, &["audit", "verify", "--json"]);
     assert!(audit.status.success(), "{}", stdout(&audit));
     let v: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
     assert_eq!(v["anonymized_customers"], 1);
-    assert!(
-        stderr(&audit).contains("reconciler finished erasures"),
-        "{}",
-        stderr(&audit)
-    );
-    assert!(matches!(key_state(&data, &c), KeyState::Destroyed { .. }));
 }

@@ -3,130 +3,15 @@
 //! refused erasure, terminate, erase, tombstone, revenue digest unchanged, audit
 //! verify clean), stopped with SIGTERM and started again to check nothing was lost.
 
-use std::io::Read as _;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 mod common;
 
-const ADMIN: &str = "lka_e2e-admin-key-0123456789abcdefghijklmnop";
+use common::server::{call, free_port, ledger, start, stop, ADMIN};
+
 const EMAIL: &str = "ada.e2e@example.com";
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-fn ledger(data: &Path, store: Option<&str>) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ledger"));
-    c.arg("--data").arg(data).env_remove("LEDGER_STORE");
-    if let Some(url) = store {
-        c.args(["--store", url]);
-    }
-    c
-}
-
-fn start(data: &Path, port: u16, store: Option<&str>) -> Server {
-    let child = ledger(data, store)
-        .args([
-            "--log-format",
-            "json",
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("LEDGER_ADMIN_KEY", ADMIN)
-        .env_remove("LEDGER_KEK")
-        .env_remove("LEDGER_LISTEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ledger serve");
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = agent().get(format!("{base}/healthz")).call() {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "server did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server { child, base }
-}
-
-/// SIGTERM, then wait for a clean exit; returns the server's stderr (its logs).
-fn stop(mut s: Server) -> String {
-    let pid = s.child.id().to_string();
-    let ok = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -TERM");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = s.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut logs = String::new();
-    if let Some(mut e) = s.child.stderr.take() {
-        e.read_to_string(&mut logs).unwrap();
-    }
-    assert!(status.success(), "exit status {status:?}; logs:\n{logs}");
-    assert!(logs.contains("stopped cleanly"), "{logs}");
-    logs
-}
-
-fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let a = agent();
-    let auth = format!("Bearer {token}");
-    let res = match (method, body) {
-        ("GET", _) => a.get(url).header("Authorization", &auth).call(),
-        ("DELETE", _) => a.delete(url).header("Authorization", &auth).call(),
-        ("POST", Some(b)) => a
-            .post(url)
-            .header("Authorization", &auth)
-            .content_type("application/json")
-            .send(b.to_string()),
-        ("POST", None) => a.post(url).header("Authorization", &auth).send_empty(),
-        _ => unreachable!(),
-    };
-    let mut res = res.unwrap();
-    let status = res.status().as_u16();
-    let text = res.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
 
 fn scan_for(data: &Path, needle: &[u8]) -> Vec<String> {
     let mut hits = Vec::new();

@@ -247,6 +247,27 @@ impl Customer {
                     preconditions: Precondition::ALL.to_vec(),
                 })])
             }
+
+            CustomerCommand::ReapplyErasure {
+                request_id,
+                broadcaster_id,
+                at,
+            } => {
+                let Some(customer_id) = self.id else {
+                    return Err(Refusal::NotFound);
+                };
+                if self.is_anonymized() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![CustomerEvent::Anonymized(CustomerAnonymized {
+                    request_id: *request_id,
+                    customer_id,
+                    broadcaster_id: *broadcaster_id,
+                    at: *at,
+                    categories: PersonalCategory::ALL.to_vec(),
+                    preconditions: vec![Precondition::OnForgetList],
+                })])
+            }
         }
     }
 

@@ -137,6 +137,15 @@ pub enum CustomerCommand {
         broadcaster: BroadcasterRef,
         at: Timestamp,
     },
+    /// Record again an erasure that was decided before and is on the forget list,
+    /// in a log restored from a backup older than it. No precondition is checked
+    /// again: the erasure happened, whatever the restored log says (an active
+    /// subscription in it ended after the backup). Idempotent.
+    ReapplyErasure {
+        request_id: RequestId,
+        broadcaster_id: BroadcasterId,
+        at: Timestamp,
+    },
 }
 
 impl CustomerCommand {
@@ -152,6 +161,7 @@ impl CustomerCommand {
             CustomerCommand::CapturePayment { .. } => "CapturePayment",
             CustomerCommand::RefundPayment { .. } => "RefundPayment",
             CustomerCommand::Anonymize { .. } => "Anonymize",
+            CustomerCommand::ReapplyErasure { .. } => "ReapplyErasure",
         }
     }
 }
@@ -244,6 +254,14 @@ impl fmt::Debug for CustomerCommand {
             } => d
                 .field("request_id", request_id)
                 .field("broadcaster", broadcaster)
+                .field("at", at),
+            CustomerCommand::ReapplyErasure {
+                request_id,
+                broadcaster_id,
+                at,
+            } => d
+                .field("request_id", request_id)
+                .field("broadcaster_id", broadcaster_id)
                 .field("at", at),
         };
         d.finish()

@@ -1202,3 +1202,45 @@ fn handle_does_not_change_the_state_it_decides_on() {
     let _ = state.handle(&cmd);
     assert_eq!(state, before);
 }
+
+// ------------------------------------------------------- forget list (restores)
+
+fn reapply(b: ledger_types::BroadcasterId) -> CustomerCommand {
+    CustomerCommand::ReapplyErasure {
+        request_id: request(7),
+        broadcaster_id: b,
+        at: at(90),
+    }
+}
+
+#[test]
+fn an_erasure_on_the_forget_list_is_reapplied_even_with_an_active_subscription_in_a_restored_log() {
+    let events = given([
+        registered_with(ours()),
+        started(sub(1), ours()),
+        captured(pay(1), ours(), eur(1000)),
+    ])
+    .when(reapply(ours()))
+    .then_accepted();
+    let [CustomerEvent::Anonymized(a)] = events.as_slice() else {
+        panic!("expected one CustomerAnonymized, got {events:?}");
+    };
+    assert_eq!(
+        a.preconditions,
+        vec![ledger_events::Precondition::OnForgetList]
+    );
+    assert_eq!(a.categories, ledger_events::PersonalCategory::ALL.to_vec());
+    assert_eq!(a.broadcaster_id, ours());
+}
+
+#[test]
+fn reapplying_an_erasure_the_log_already_holds_records_nothing() {
+    given([registered_with(ours()), anonymized_by(ours())])
+        .when(reapply(ours()))
+        .then_no_events();
+}
+
+#[test]
+fn reapplying_an_erasure_of_a_customer_the_log_never_registered_is_not_found() {
+    given([]).when(reapply(ours())).then_refused("NOT_FOUND");
+}

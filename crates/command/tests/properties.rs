@@ -165,7 +165,10 @@ fn to_command(op: &Op, step: i64) -> CustomerCommand {
 /// The broadcaster a command acts for, when it must be able to see the customer.
 fn acting(cmd: &CustomerCommand) -> Option<BroadcasterId> {
     match cmd {
-        CustomerCommand::Register { .. } | CustomerCommand::Link { .. } => None,
+        // A repair by the operator after a restore, not a tenant's command.
+        CustomerCommand::Register { .. }
+        | CustomerCommand::Link { .. }
+        | CustomerCommand::ReapplyErasure { .. } => None,
         CustomerCommand::UpdateProfile { broadcaster_id, .. }
         | CustomerCommand::RecordLogin { broadcaster_id, .. }
         | CustomerCommand::StartSubscription { broadcaster_id, .. }

@@ -61,20 +61,35 @@ impl Kek {
     /// Loads the KEK from the environment variable `env_var` if set, else from
     /// `file` if it exists, else creates `file` with a fresh key (mode 0600).
     pub fn load_or_create(env_var: &str, file: &Path) -> Result<(Self, KekSource), CryptoError> {
-        if let Ok(v) = std::env::var(env_var) {
-            return Ok((Self::from_hex(&v)?, KekSource::Env(env_var.to_owned())));
-        }
-        if file.exists() {
-            let text = Zeroizing::new(
-                fs::read_to_string(file).map_err(|e| CryptoError::KekIo(e.kind().to_string()))?,
-            );
-            return Ok((Self::from_hex(&text)?, KekSource::File(file.to_owned())));
+        if let Some(found) = Self::load(env_var, file)? {
+            return Ok(found);
         }
         let kek = Self::generate();
         let hexed = Zeroizing::new(hex::encode(kek.0));
         write_private(file, hexed.as_bytes())
             .map_err(|e| CryptoError::KekIo(e.kind().to_string()))?;
         Ok((kek, KekSource::Created(file.to_owned())))
+    }
+
+    /// The KEK from the environment variable, else from `file`; `None` if neither
+    /// is there (nothing is created).
+    pub fn load(env_var: &str, file: &Path) -> Result<Option<(Self, KekSource)>, CryptoError> {
+        if let Ok(v) = std::env::var(env_var) {
+            return Ok(Some((
+                Self::from_hex(&v)?,
+                KekSource::Env(env_var.to_owned()),
+            )));
+        }
+        if file.exists() {
+            let text = Zeroizing::new(
+                fs::read_to_string(file).map_err(|e| CryptoError::KekIo(e.kind().to_string()))?,
+            );
+            return Ok(Some((
+                Self::from_hex(&text)?,
+                KekSource::File(file.to_owned()),
+            )));
+        }
+        Ok(None)
     }
 
     /// Replaces `file` with this KEK (hex, mode 0600): written to a new file

@@ -58,6 +58,10 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     fn destroy(&self, customers: &[CustomerId], at: Timestamp) -> Result<usize, CryptoError>;
     /// Ids of customers that still have a key.
     fn active_ids(&self) -> Result<Vec<CustomerId>, CryptoError>;
+    /// Ids of customers whose key was destroyed (the tombstones). An auditor
+    /// checks each against a `CustomerAnonymized` in the log: a tombstone without
+    /// one means the log lost its tail (or was restored from an older backup).
+    fn destroyed_ids(&self) -> Result<Vec<CustomerId>, CryptoError>;
     /// Replaces every stored wrapped key by `rewrap(customer, key)` in one
     /// transaction: if one call fails, nothing changes. The replaced values are
     /// then scrubbed from the store's files the way destroyed keys are. Returns how
@@ -81,6 +85,7 @@ fn db_err(e: rusqlite::Error) -> CryptoError {
 #[derive(Debug)]
 pub struct SqliteKeyStore {
     conn: Mutex<Connection>,
+    read_only: bool,
 }
 
 impl SqliteKeyStore {
@@ -105,7 +110,54 @@ impl SqliteKeyStore {
         .map_err(db_err)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            read_only: false,
         })
+    }
+
+    /// Opens an existing key store to read key states only (nothing is created,
+    /// written or destroyed), for the operator's read-only commands beside a
+    /// running server. A missing file is an error. `open` is how to open the file
+    /// read-only (the embedded store's `schema::open_read_only`, which knows when
+    /// SQLite may skip its `-wal` and `-shm` files).
+    pub fn open_read_only(
+        path: &Path,
+        open: impl FnOnce(&Path) -> rusqlite::Result<Connection>,
+    ) -> Result<Self, CryptoError> {
+        if !path.is_file() {
+            return Err(CryptoError::Store(format!(
+                "no key store at {}",
+                path.display()
+            )));
+        }
+        let conn = open(path).map_err(db_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db_err)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            read_only: true,
+        })
+    }
+
+    fn ids(&self, sql: &str) -> Result<Vec<CustomerId>, CryptoError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(sql).map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(customer_of(&r.map_err(db_err)?)?);
+        }
+        Ok(out)
+    }
+
+    fn writable(&self) -> Result<(), CryptoError> {
+        if self.read_only {
+            return Err(CryptoError::Store(
+                "the key store was opened read-only".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, CryptoError> {
@@ -142,6 +194,7 @@ impl SqliteKeyStore {
 
 impl KeyStore for SqliteKeyStore {
     fn insert_new(&self, keys: &[(CustomerId, WrappedKey)]) -> Result<Vec<KeyState>, CryptoError> {
+        self.writable()?;
         let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(db_err)?;
         let now = Timestamp::now().millis();
@@ -169,6 +222,7 @@ impl KeyStore for SqliteKeyStore {
     }
 
     fn destroy(&self, customers: &[CustomerId], at: Timestamp) -> Result<usize, CryptoError> {
+        self.writable()?;
         let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(db_err)?;
         let mut present = 0;
@@ -192,6 +246,7 @@ impl KeyStore for SqliteKeyStore {
     }
 
     fn rewrap_all(&self, rewrap: Rewrap) -> Result<usize, CryptoError> {
+        self.writable()?;
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -218,18 +273,11 @@ impl KeyStore for SqliteKeyStore {
     }
 
     fn active_ids(&self) -> Result<Vec<CustomerId>, CryptoError> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare("SELECT customer_id FROM data_keys")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, Vec<u8>>(0))
-            .map_err(db_err)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(customer_of(&r.map_err(db_err)?)?);
-        }
-        Ok(out)
+        self.ids("SELECT customer_id FROM data_keys")
+    }
+
+    fn destroyed_ids(&self) -> Result<Vec<CustomerId>, CryptoError> {
+        self.ids("SELECT customer_id FROM destroyed_keys")
     }
 }
 

@@ -73,6 +73,10 @@ pub enum Precondition {
     NotSharedAcrossBroadcasters,
     /// No subscription of the customer, with any broadcaster, is active.
     NoActiveSubscription,
+    /// Not checked again: the erasure was decided before, is on the forget list
+    /// kept apart from the data, and is re-applied to a log restored from a backup
+    /// older than it (see `ledger_app::forget`).
+    OnForgetList,
 }
 
 impl Precondition {

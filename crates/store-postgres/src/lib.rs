@@ -40,9 +40,8 @@
 //! session inserts rows, so planning never races.
 //!
 //! **The writer never asks the database what it already knows.** It keeps the next
-//! position, the last log hash and a cache of stream heads in memory. After a failed
-//! write it rolls its memory back and reloads from the database (reconnecting, and
-//! re-taking the lock, if the connection died).
+//! position, the last log hash and a cache of stream heads in memory, and trusts
+//! them only while the session that loaded them lives and holds the lock.
 //!
 //! **Reads never wait for the writer.** They run on a small pool of read-only
 //! connections with prepared statements and verify the chains as rows are decoded:
@@ -50,15 +49,46 @@
 //! and position contiguity. The predecessor's hash comes from the same query (one
 //! extra row). A mismatch is [`StoreError::Integrity`].
 //!
+//! **A lost connection is reconnected, never fatal** (design §7). A server restart,
+//! a fail-over or an operator's `pg_terminate_backend` ends sessions; a process that
+//! kept a dead session would accept no write until restarted. So every session of
+//! this crate (the writer's, the read pool's, the key and view stores') is replaced
+//! by itself with capped exponential backoff (`backoff.rs`: at once, then from
+//! 50 ms doubling to 2 s, with jitter). Each session's driver task runs on its own,
+//! so a session killed while idle is noticed and replaced before the next call; a
+//! call that finds no session waits for the next attempt (at most 2 s, plus at most
+//! 5 s to open one) and fails with `Unavailable` if it fails, so an outage answers
+//! requests promptly with "retry later" and the first call after the server is back
+//! succeeds. The writer's new session re-takes the writer lock and re-reads the log
+//! end before it plans anything; an append whose commit answer was lost with the
+//! session is settled on the new session (committed: answered as planned; not:
+//! planned again), see `writer.rs`. A read that lost its pooled connection is read
+//! again on a new one; a key or view store call that lost its session runs once
+//! more when running it twice is the same as once (all but `rewrap_all`), see
+//! `state.rs`. `head` fails with `Unavailable` while the writer has no session, so
+//! readiness fails while appends would.
+//!
+//! **Errors say whether to retry** (`condition.rs`). Connection-class failures
+//! (closed connection, I/O, refused or timed-out connect, SQLSTATE class 08, 57P01
+//! admin shutdown, 57P02, 57P03 cannot connect now, class 53 insufficient
+//! resources, 40001/40P01, a standby's 25006, 58030 I/O error) are `Unavailable` in
+//! all three error
+//! types, 53100 disk full is `Full`, anything else stays `Backend` (`Store` for
+//! keys). Messages hold the server's code and message, never DETAIL (which can quote
+//! row values) nor the password.
+//!
 //! `head` and `wait_for_head` follow a `tokio::sync::watch` channel the writer
 //! updates after each commit (only this process can write, so it sees every write).
 
+mod backoff;
+mod condition;
 mod read;
 mod schema;
 mod state;
 mod target;
 mod writer;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,6 +147,8 @@ pub struct PostgresStore {
     head_rx: watch::Receiver<Position>,
     readers: Arc<Readers>,
     writer: AsyncMutex<Option<JoinHandle<()>>>,
+    /// Whether the writer has a session (false while it reconnects).
+    writer_up: Arc<AtomicBool>,
     target: Arc<Target>,
 }
 
@@ -132,7 +164,14 @@ impl PostgresStore {
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
         let target = Arc::new(Target::parse(url)?);
         let (head_tx, head_rx) = watch::channel(0);
-        let writer = Writer::start(target.clone(), options.lock_wait, head_tx).await?;
+        let writer_up = Arc::new(AtomicBool::new(false));
+        let writer = Writer::start(
+            target.clone(),
+            options.lock_wait,
+            head_tx,
+            writer_up.clone(),
+        )
+        .await?;
         let head = writer.head();
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let handle = tokio::spawn(writer.run(rx));
@@ -145,6 +184,7 @@ impl PostgresStore {
                 options.read_connections.max(1),
             )),
             writer: AsyncMutex::new(Some(handle)),
+            writer_up,
             target,
         })
     }
@@ -246,7 +286,16 @@ impl EventStore for PostgresStore {
         self.readers.read_all(after, limit).await
     }
 
+    /// The last committed position; [`StoreError::Unavailable`] while the writer
+    /// has lost its session and not yet opened a new one, so that readiness
+    /// (which asks for the head) fails while appends would.
     async fn head(&self) -> Result<Position, StoreError> {
+        if !self.writer_up.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(format!(
+                "the writer lost its session to {} and is reconnecting",
+                self.target.label()
+            )));
+        }
         Ok(*self.head_rx.borrow())
     }
 

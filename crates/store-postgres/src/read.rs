@@ -5,18 +5,26 @@
 //! page (position `after`, or stream version `from - 1`), whose hash the first
 //! record of the page must chain from: one round trip per page. If the page holds
 //! rows but that predecessor is missing, the log was altered.
+//!
+//! A pooled connection is never trusted to be alive: one whose driver task ended
+//! (killed while idle, server restarted) is discarded when taken, and a read that
+//! fails because its connection was lost drops the whole idle set (connections die
+//! together) and is read once more on a new connection, since a read has no
+//! effect. New connections are opened with the shared backoff (`backoff.rs`), so a
+//! server that is down costs each read a bounded wait and an
+//! [`StoreError::Unavailable`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use ledger_store::chain::{log_link_ok, stream_link_ok};
 use ledger_store::{Hash32, Position, RecordedEvent, StoreError, Version, ZERO_HASH};
 use ledger_types::{EventId, Timestamp};
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
-use tokio_postgres::{Client, Row, Statement};
+use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
-use crate::target::Target;
+use crate::backoff::Backoff;
+use crate::target::{Session, Target};
 use crate::to_i64;
 
 const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
@@ -24,8 +32,7 @@ const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_v
 
 /// One read connection with its prepared statements.
 struct ReadConn {
-    client: Client,
-    _task: JoinHandle<()>,
+    session: Session,
     read_all: Statement,
     read_stream: Statement,
 }
@@ -35,6 +42,8 @@ pub(crate) struct Readers {
     target: Arc<Target>,
     idle: Mutex<Vec<ReadConn>>,
     permits: Semaphore,
+    /// When a new connection may be tried after failed ones.
+    backoff: Mutex<Backoff>,
 }
 
 impl std::fmt::Debug for Readers {
@@ -52,11 +61,31 @@ impl Readers {
             target,
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(max),
+            backoff: Mutex::default(),
         }
     }
 
+    /// Opens a connection when the backoff allows (waiting at most `MAX_RETRY`).
     async fn open(&self) -> Result<ReadConn, StoreError> {
-        let (client, task) = self.target.connect("reader").await?;
+        let next = lock(&self.backoff).next_attempt();
+        if let Some(at) = next {
+            tokio::time::sleep_until(at).await;
+        }
+        let opened = self.open_now().await;
+        match &opened {
+            Ok(_) => lock(&self.backoff).succeeded(),
+            Err(StoreError::Unavailable(e)) => {
+                let wait = lock(&self.backoff).failed();
+                tracing::debug!(error = %e, next_in_ms = wait.as_millis() as u64, "cannot open a read connection");
+            }
+            Err(_) => {}
+        }
+        opened
+    }
+
+    async fn open_now(&self) -> Result<ReadConn, StoreError> {
+        let session = self.target.connect("reader").await?;
+        let client = &session.client;
         let err = |e: tokio_postgres::Error| self.target.error("cannot prepare a read", &e);
         client
             .batch_execute("SET default_transaction_read_only = on; SET enable_seqscan = off")
@@ -75,14 +104,25 @@ impl Readers {
             .await
             .map_err(err)?;
         Ok(ReadConn {
-            client,
-            _task: task,
+            session,
             read_all,
             read_stream,
         })
     }
 
-    /// Runs one query on a pooled connection; a connection that failed is dropped.
+    /// An idle connection that is still open, discarding dead ones.
+    fn take_idle(&self) -> Option<ReadConn> {
+        let mut idle = lock(&self.idle);
+        while let Some(c) = idle.pop() {
+            if !c.session.client.is_closed() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Runs one query on a pooled connection; a connection that failed is dropped,
+    /// and a read that lost a pooled connection is run once more on a new one.
     async fn query(
         &self,
         pick: impl Fn(&ReadConn) -> &Statement,
@@ -93,21 +133,31 @@ impl Readers {
             .acquire()
             .await
             .map_err(|_| StoreError::Closed)?;
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match idle {
-            Some(c) if !c.client.is_closed() => c,
-            _ => self.open().await?,
-        };
-        let rows = conn.client.query(pick(&conn), params).await;
-        match rows {
-            Ok(rows) => {
-                self.idle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(conn);
-                Ok(rows)
+        let mut retried = false;
+        loop {
+            let (conn, pooled) = match self.take_idle() {
+                Some(c) => (c, true),
+                None => (self.open().await?, false),
+            };
+            match conn.session.client.query(pick(&conn), params).await {
+                Ok(rows) => {
+                    lock(&self.idle).push(conn);
+                    return Ok(rows);
+                }
+                Err(e) => {
+                    let error = self.target.error("read failed", &e);
+                    drop(conn);
+                    if matches!(error, StoreError::Unavailable(_)) {
+                        // Killed sessions and restarts take every idle connection.
+                        lock(&self.idle).clear();
+                        if pooled && !retried {
+                            retried = true;
+                            continue;
+                        }
+                    }
+                    return Err(error);
+                }
             }
-            Err(e) => Err(self.target.error("read failed", &e)),
         }
     }
 
@@ -206,6 +256,12 @@ impl Readers {
         }
         Ok(out)
     }
+}
+
+/// A poisoned lock only means a panic elsewhere; the data (a list, a backoff) is
+/// still sound.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn integrity(position: Position, reason: impl Into<String>) -> StoreError {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use ledger_store::StoreError;
 use tokio_postgres::Client;
 
+use crate::condition::{Condition, Failure};
 use crate::target::Target;
 
 /// The writer lock: `pg_advisory_lock(WRITER_LOCK.0, WRITER_LOCK.1)`, session level,
@@ -41,10 +42,16 @@ const MIGRATIONS: &[&str] = &[
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Prepares the writer session: durable commits, the writer lock, the schema.
+///
+/// `lock_held` is what finding the lock held by another session means: at start
+/// another process is the writer ([`Condition::Failed`]); when reconnecting it may
+/// be this process's own lost session that the server has not ended yet, or a
+/// stand-in writer during a fail-over ([`Condition::Unavailable`]: try again later).
 pub(crate) async fn prepare_writer(
     client: &Client,
     target: &Target,
     lock_wait: Duration,
+    lock_held: Condition,
 ) -> Result<(), StoreError> {
     let err = |what: &str, e: tokio_postgres::Error| target.error(what, &e);
     // Acknowledged means durable: the commit returns after the WAL is flushed.
@@ -64,11 +71,16 @@ pub(crate) async fn prepare_writer(
     if fsync != "on" {
         tracing::warn!(database = %target.label(), "PostgreSQL runs with fsync = off: acknowledged appends are not crash-safe");
     }
-    take_lock(client, target, lock_wait).await?;
+    take_lock(client, target, lock_wait, lock_held).await?;
     migrate(client, target).await
 }
 
-async fn take_lock(client: &Client, target: &Target, wait: Duration) -> Result<(), StoreError> {
+async fn take_lock(
+    client: &Client,
+    target: &Target,
+    wait: Duration,
+    lock_held: Condition,
+) -> Result<(), StoreError> {
     let deadline = Instant::now() + wait;
     loop {
         let got: bool = client
@@ -100,13 +112,18 @@ async fn take_lock(client: &Client, target: &Target, wait: Duration) -> Result<(
         .flatten()
         .and_then(|r| r.try_get(0).ok());
     let holder = holder.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
-    Err(StoreError::Backend(format!(
-        "the event store at {} is locked by another writer (PostgreSQL backend pid {holder} \
-         holds advisory lock {}/{}); only one ledger process may write to a database",
-        target.label(),
-        WRITER_LOCK.0,
-        WRITER_LOCK.1
-    )))
+    Err(Failure {
+        condition: lock_held,
+        message: format!(
+            "the event store at {} is locked by another writer (PostgreSQL backend pid \
+             {holder} holds advisory lock {}/{}); only one ledger process may write to a \
+             database",
+            target.label(),
+            WRITER_LOCK.0,
+            WRITER_LOCK.1
+        ),
+    }
+    .into())
 }
 
 async fn migrate(client: &Client, target: &Target) -> Result<(), StoreError> {

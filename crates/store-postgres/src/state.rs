@@ -2,9 +2,19 @@
 //! everything in one server database.
 //!
 //! Both traits (`KeyStore`, `ViewStore`) are synchronous: the callers run them on
-//! blocking threads or hold them briefly. So each store owns one connection on a
+//! blocking threads or hold them briefly. So each store owns one session on a
 //! private thread with its own single-threaded runtime (an actor) and callers wait
 //! on a reply channel; no async runtime is ever entered from inside another.
+//!
+//! The actor's loop is itself async, so the session's driver task runs while the
+//! actor is idle: a session killed between calls is noticed at once and replaced
+//! with capped exponential backoff (`backoff.rs`), before the next call trips over
+//! it. A call that finds no session waits for the next attempt (at most
+//! `MAX_RETRY`) and fails with `Unavailable` if it fails. A call whose session is
+//! lost under it is run once more on a new session when running it twice is the
+//! same as once (every call but `rewrap_all`; all are single transactions or
+//! reads, and a repeated `destroy` may count 0 keys present where the first,
+//! unanswered, attempt deleted them); otherwise it is answered `Unavailable`.
 //!
 //! Key destruction is real for the live tables: the row is deleted, a tombstone is
 //! written, and the table is vacuumed at once so the dead tuple's space is marked
@@ -12,8 +22,10 @@
 //! does, and its WAL and base backups keep old pages for their retention time:
 //! `docs/operations.md` lists that as a residual risk and what to do about it.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use ledger_crypto::{CryptoError, KeyState, KeyStore, Rewrap, WrappedKey};
@@ -22,25 +34,226 @@ use ledger_projections::{
     ViewStoreError,
 };
 use ledger_types::{BroadcasterId, Currency, CustomerId, OfferId, Timestamp};
-use tokio_postgres::{Client, NoTls};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio_postgres::Client;
+use tracing::instrument;
 use uuid::Uuid;
 
-type Job = Box<dyn FnOnce(&tokio::runtime::Runtime, &mut Client) + Send>;
+use crate::backoff::{self, Backoff};
+use crate::condition::Failure;
+use crate::target::{self, Session, Target};
 
-/// One connection on its own thread; `call` runs a closure there and waits.
-#[derive(Debug)]
+type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// An error type the actor answers with: built from a [`Failure`], and telling
+/// whether it means the session was lost.
+trait ActorError: From<Failure> + Send + 'static {
+    fn is_unavailable(&self) -> bool;
+}
+
+impl ActorError for CryptoError {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, CryptoError::Unavailable(_))
+    }
+}
+
+impl ActorError for ViewStoreError {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, ViewStoreError::Unavailable(_))
+    }
+}
+
+/// Whether a call may run again on a new session after losing its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Running it twice is the same as once.
+    Safe,
+    /// It must not run twice (`rewrap_all`: its closure may not be repeatable).
+    Never,
+}
+
+/// How one run of a job ended.
+enum Ran {
+    /// The caller has its answer; `lost` if the session was lost meanwhile.
+    Answered { lost: bool },
+    /// The session was lost; the job has not answered and wants a new session.
+    Again,
+}
+
+/// A call queued for the actor, type-erased.
+trait Job: Send {
+    fn run<'c>(&'c mut self, client: &'c mut Client) -> LocalFuture<'c, Ran>;
+    /// Answers with `failure`: no session could be opened for it.
+    fn give_up(self: Box<Self>, failure: Failure);
+}
+
+struct Call<F, T, E> {
+    f: F,
+    reply: mpsc::Sender<Result<T, E>>,
+    repeat: Repeat,
+}
+
+impl<F, T, E> Job for Call<F, T, E>
+where
+    F: for<'c> FnMut(&'c mut Client) -> LocalFuture<'c, Result<T, E>> + Send,
+    T: Send,
+    E: ActorError,
+{
+    fn run<'c>(&'c mut self, client: &'c mut Client) -> LocalFuture<'c, Ran> {
+        Box::pin(async move {
+            let result = (self.f)(&mut *client).await;
+            let lost = client.is_closed() || matches!(&result, Err(e) if e.is_unavailable());
+            if lost && self.repeat == Repeat::Safe {
+                self.repeat = Repeat::Never;
+                return Ran::Again;
+            }
+            let _ = self.reply.send(result);
+            Ran::Answered { lost }
+        })
+    }
+
+    fn give_up(self: Box<Self>, failure: Failure) {
+        let _ = self.reply.send(Err(E::from(failure)));
+    }
+}
+
+/// What the actor connects to and how it prepares a new session.
+struct Opener {
+    target: Target,
+    role: &'static str,
+    schema: &'static str,
+}
+
+impl Opener {
+    async fn open(&self) -> Result<Session, Failure> {
+        let session = self.target.connect(self.role).await?;
+        if let Err(e) = session.client.batch_execute(self.schema).await {
+            let f = self.target.failure("cannot create the tables", &e);
+            session.close().await;
+            return Err(f);
+        }
+        Ok(session)
+    }
+}
+
+/// The actor's side: its session (if any), the backoff, the jobs.
+struct Serve {
+    opener: Opener,
+    session: Option<Session>,
+    backoff: Backoff,
+}
+
+impl Serve {
+    async fn run(mut self, mut jobs: UnboundedReceiver<Box<dyn Job>>) {
+        loop {
+            let retry_at = self.session.is_none().then(|| {
+                self.backoff
+                    .next_attempt()
+                    .unwrap_or_else(tokio::time::Instant::now)
+            });
+            tokio::select! {
+                biased;
+                job = jobs.recv() => match job {
+                    Some(job) => self.handle(job).await,
+                    None => break,
+                },
+                () = target::ended(&mut self.session) => self.lose(&"the connection ended while idle"),
+                () = backoff::sleep_until(retry_at) => {
+                    // Logged and counted by `reconnect`; the next call tries again.
+                    let _ = self.reconnect().await;
+                }
+            }
+        }
+        if let Some(s) = self.session.take() {
+            s.close().await;
+        }
+    }
+
+    async fn handle(&mut self, mut job: Box<dyn Job>) {
+        loop {
+            if self.session.as_ref().is_some_and(|s| s.client.is_closed()) {
+                self.lose(&"the connection is closed");
+            }
+            if self.session.is_none() {
+                if let Err(f) = self.reconnect().await {
+                    job.give_up(f);
+                    return;
+                }
+            }
+            let Some(session) = self.session.as_mut() else {
+                let label = self.opener.target.label().to_owned();
+                job.give_up(Failure::unavailable(format!("no session to {label}")));
+                return;
+            };
+            match job.run(&mut session.client).await {
+                Ran::Answered { lost: false } => return,
+                Ran::Answered { lost: true } => {
+                    self.lose(&"a call lost its connection");
+                    return;
+                }
+                Ran::Again => self.lose(&"a call lost its connection; running it again"),
+            }
+        }
+    }
+
+    fn lose(&mut self, why: &dyn std::fmt::Display) {
+        if self.session.take().is_some() {
+            tracing::warn!(database = %self.opener.target.label(), role = self.opener.role, reason = %why, "session lost; reconnecting");
+        }
+    }
+
+    /// One attempt, when the backoff allows it, to open a new session.
+    #[instrument(skip_all, fields(database = %self.opener.target.label(), role = self.opener.role))]
+    async fn reconnect(&mut self) -> Result<(), Failure> {
+        if let Some(at) = self.backoff.next_attempt() {
+            tokio::time::sleep_until(at).await;
+        }
+        match self.opener.open().await {
+            Ok(session) => {
+                let attempts = self.backoff.failures() + 1;
+                self.backoff.succeeded();
+                self.session = Some(session);
+                tracing::info!(attempts, "session reopened");
+                Ok(())
+            }
+            Err(f) => {
+                let wait = self.backoff.failed();
+                let next_in_ms = wait.as_millis() as u64;
+                if self.backoff.failures() == 1 {
+                    tracing::warn!(error = %f.message, next_in_ms, "cannot reconnect yet");
+                } else {
+                    tracing::debug!(error = %f.message, next_in_ms, "cannot reconnect yet");
+                }
+                Err(f)
+            }
+        }
+    }
+}
+
+/// One session on its own thread; `call` runs a job there and waits.
 struct Actor {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<UnboundedSender<Box<dyn Job>>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    label: String,
+}
+
+impl std::fmt::Debug for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actor")
+            .field("database", &self.label)
+            .finish()
+    }
 }
 
 impl Actor {
-    fn start(url: &str, schema: &'static str) -> Result<Self, String> {
-        let url = url.to_owned();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+    /// Starts the thread and opens the first session (which must succeed).
+    fn start(url: &str, role: &'static str, schema: &'static str) -> Result<Self, Failure> {
+        let target = Target::parse(url)?;
+        let label = target.label().to_owned();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), Failure>>();
+        let (jobs_tx, jobs_rx) = unbounded_channel::<Box<dyn Job>>();
         let thread = std::thread::Builder::new()
-            .name("ledger-pg-state".into())
+            .name(format!("ledger-pg-{}", role.replace(' ', "-")))
             .spawn(move || {
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -48,64 +261,69 @@ impl Actor {
                 {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
+                        let _ = ready_tx.send(Err(Failure::failed(e.to_string())));
                         return;
                     }
                 };
-                let client = rt.block_on(async {
-                    let (client, conn) = tokio_postgres::connect(&url, NoTls)
-                        .await
-                        .map_err(|e| pg_message(&e))?;
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                    client
-                        .batch_execute(schema)
-                        .await
-                        .map_err(|e| pg_message(&e))?;
-                    Ok::<_, String>(client)
+                rt.block_on(async move {
+                    let opener = Opener {
+                        target,
+                        role,
+                        schema,
+                    };
+                    let session = match opener.open().await {
+                        Ok(s) => s,
+                        Err(f) => {
+                            let _ = ready_tx.send(Err(f));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    let serve = Serve {
+                        opener,
+                        session: Some(session),
+                        backoff: Backoff::default(),
+                    };
+                    serve.run(jobs_rx).await;
                 });
-                let mut client = match client {
-                    Ok(c) => {
-                        let _ = ready_tx.send(Ok(()));
-                        c
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                while let Ok(job) = jobs_rx.recv() {
-                    job(&rt, &mut client);
-                }
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::failed(format!("cannot start the {role} thread: {e}")))?;
         ready_rx
             .recv()
-            .map_err(|_| "the PostgreSQL state thread stopped".to_owned())??;
+            .map_err(|_| Failure::failed(format!("the PostgreSQL {role} thread stopped")))??;
         Ok(Self {
             jobs: Mutex::new(Some(jobs_tx)),
             thread: Mutex::new(Some(thread)),
+            label,
         })
     }
 
-    fn call<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&tokio::runtime::Runtime, &mut Client) -> T + Send + 'static,
-    ) -> Result<T, String> {
-        let (tx, rx) = mpsc::channel();
-        let job: Job = Box::new(move |rt, c| {
-            let _ = tx.send(f(rt, c));
-        });
+    /// Runs `f` on the actor's session and waits for its answer.
+    fn call<T, E, F>(&self, repeat: Repeat, f: F) -> Result<T, E>
+    where
+        F: for<'c> FnMut(&'c mut Client) -> LocalFuture<'c, Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: ActorError,
+    {
+        let stopped = || {
+            E::from(Failure::failed(
+                "the PostgreSQL state thread stopped".into(),
+            ))
+        };
+        let (reply, rx) = mpsc::channel();
+        let job: Box<dyn Job> = Box::new(Call { f, reply, repeat });
         self.jobs
             .lock()
-            .map_err(|_| "state lock poisoned".to_owned())?
+            .map_err(|_| E::from(Failure::failed("state lock poisoned".into())))?
             .as_ref()
-            .ok_or_else(|| "the PostgreSQL state store is closed".to_owned())?
+            .ok_or_else(|| {
+                E::from(Failure::failed(
+                    "the PostgreSQL state store is closed".into(),
+                ))
+            })?
             .send(job)
-            .map_err(|_| "the PostgreSQL state thread stopped".to_owned())?;
-        rx.recv()
-            .map_err(|_| "the PostgreSQL state thread stopped".to_owned())
+            .map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?
     }
 }
 
@@ -117,15 +335,6 @@ impl Drop for Actor {
         if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = t.join();
         }
-    }
-}
-
-/// A PostgreSQL error as text without any bound value (the server's message and
-/// code only; our statements bind ids and ciphertext, never plaintext).
-fn pg_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
     }
 }
 
@@ -151,13 +360,15 @@ impl PgKeyStore {
     /// Connects (on a private thread) and creates the tables if needed.
     pub fn connect(url: &str) -> Result<Self, CryptoError> {
         Ok(Self {
-            actor: Actor::start(url, KEY_SCHEMA).map_err(CryptoError::Store)?,
+            actor: Actor::start(url, "key store", KEY_SCHEMA)?,
         })
     }
 }
 
+/// A driver error as a [`CryptoError`]: `Unavailable`, `Full` or `Store`. Only the
+/// server's message and code, never a bound value (ids and ciphertext).
 fn crypto(e: tokio_postgres::Error) -> CryptoError {
-    CryptoError::Store(pg_message(&e))
+    Failure::of(&e).into()
 }
 
 async fn key_state(
@@ -202,124 +413,132 @@ async fn vacuum_keys(client: &tokio_postgres::Client) -> Result<(), CryptoError>
 
 impl KeyStore for PgKeyStore {
     fn insert_new(&self, keys: &[(CustomerId, WrappedKey)]) -> Result<Vec<KeyState>, CryptoError> {
-        let keys: Vec<(Uuid, Vec<u8>)> = keys
-            .iter()
-            .map(|(c, w)| (*c.as_uuid(), w.as_bytes().to_vec()))
-            .collect();
-        self.actor
-            .call(move |rt, client| {
-                rt.block_on(async {
-                    let tx = client.transaction().await.map_err(crypto)?;
-                    let now = Timestamp::now().millis();
-                    let mut out = Vec::with_capacity(keys.len());
-                    for (id, wrapped) in keys {
-                        let destroyed = tx
-                            .query_opt(
-                                "SELECT 1 FROM ledger_destroyed_keys WHERE customer_id = $1",
-                                &[&id],
-                            )
-                            .await
-                            .map_err(crypto)?;
-                        if destroyed.is_none() {
-                            tx.execute(
-                                "INSERT INTO ledger_data_keys (customer_id, wrapped, created_at)
+        let keys: Arc<Vec<(Uuid, Vec<u8>)>> = Arc::new(
+            keys.iter()
+                .map(|(c, w)| (*c.as_uuid(), w.as_bytes().to_vec()))
+                .collect(),
+        );
+        self.actor.call(Repeat::Safe, move |client| {
+            let keys = keys.clone();
+            Box::pin(async move {
+                let tx = client.transaction().await.map_err(crypto)?;
+                let now = Timestamp::now().millis();
+                let mut out = Vec::with_capacity(keys.len());
+                for (id, wrapped) in keys.iter() {
+                    let destroyed = tx
+                        .query_opt(
+                            "SELECT 1 FROM ledger_destroyed_keys WHERE customer_id = $1",
+                            &[id],
+                        )
+                        .await
+                        .map_err(crypto)?;
+                    if destroyed.is_none() {
+                        tx.execute(
+                            "INSERT INTO ledger_data_keys (customer_id, wrapped, created_at)
                                  VALUES ($1, $2, $3) ON CONFLICT (customer_id) DO NOTHING",
-                                &[&id, &wrapped, &now],
-                            )
-                            .await
-                            .map_err(crypto)?;
-                        }
-                        out.push(key_state(&tx, id).await?);
+                            &[id, wrapped, &now],
+                        )
+                        .await
+                        .map_err(crypto)?;
                     }
-                    tx.commit().await.map_err(crypto)?;
-                    Ok(out)
-                })
+                    out.push(key_state(&tx, *id).await?);
+                }
+                tx.commit().await.map_err(crypto)?;
+                Ok(out)
             })
-            .map_err(CryptoError::Store)?
+        })
     }
 
     fn get(&self, customer: CustomerId) -> Result<KeyState, CryptoError> {
         let id = *customer.as_uuid();
-        self.actor
-            .call(move |rt, client| rt.block_on(key_state(&*client, id)))
-            .map_err(CryptoError::Store)?
+        self.actor.call(Repeat::Safe, move |client| {
+            Box::pin(async move { key_state(&*client, id).await })
+        })
     }
 
     fn destroy(&self, customers: &[CustomerId], at: Timestamp) -> Result<usize, CryptoError> {
-        let ids: Vec<Uuid> = customers.iter().map(|c| *c.as_uuid()).collect();
-        self.actor
-            .call(move |rt, client| {
-                rt.block_on(async {
-                    let tx = client.transaction().await.map_err(crypto)?;
-                    let n = tx
-                        .execute(
-                            "DELETE FROM ledger_data_keys WHERE customer_id = ANY($1)",
-                            &[&ids],
-                        )
-                        .await
-                        .map_err(crypto)?;
-                    tx.execute(
-                        "INSERT INTO ledger_destroyed_keys (customer_id, destroyed_at)
-                         SELECT id, $2 FROM UNNEST($1::uuid[]) AS id
-                         ON CONFLICT (customer_id) DO NOTHING",
-                        &[&ids, &at.millis()],
+        let ids: Arc<Vec<Uuid>> = Arc::new(customers.iter().map(|c| *c.as_uuid()).collect());
+        self.actor.call(Repeat::Safe, move |client| {
+            let ids = ids.clone();
+            Box::pin(async move {
+                let tx = client.transaction().await.map_err(crypto)?;
+                let n = tx
+                    .execute(
+                        "DELETE FROM ledger_data_keys WHERE customer_id = ANY($1)",
+                        &[&*ids],
                     )
                     .await
                     .map_err(crypto)?;
-                    tx.commit().await.map_err(crypto)?;
-                    vacuum_keys(client).await?;
-                    Ok(n as usize)
-                })
+                tx.execute(
+                    "INSERT INTO ledger_destroyed_keys (customer_id, destroyed_at)
+                         SELECT id, $2 FROM UNNEST($1::uuid[]) AS id
+                         ON CONFLICT (customer_id) DO NOTHING",
+                    &[&*ids, &at.millis()],
+                )
+                .await
+                .map_err(crypto)?;
+                tx.commit().await.map_err(crypto)?;
+                vacuum_keys(client).await?;
+                Ok(n as usize)
             })
-            .map_err(CryptoError::Store)?
+        })
     }
 
     fn rewrap_all(&self, rewrap: Rewrap) -> Result<usize, CryptoError> {
-        self.actor
-            .call(move |rt, client| {
-                rt.block_on(async {
-                    let tx = client.transaction().await.map_err(crypto)?;
-                    let rows = tx
-                        .query(
-                            "SELECT customer_id, wrapped FROM ledger_data_keys FOR UPDATE",
-                            &[],
-                        )
-                        .await
-                        .map_err(crypto)?;
-                    for row in &rows {
-                        let id: Uuid = row.get(0);
-                        let old = WrappedKey::from_stored(row.get(1));
-                        let new = rewrap(CustomerId::from_uuid(id), &old)?;
-                        tx.execute(
-                            "UPDATE ledger_data_keys SET wrapped = $2 WHERE customer_id = $1",
-                            &[&id, &new.as_bytes()],
-                        )
-                        .await
-                        .map_err(crypto)?;
-                    }
-                    tx.commit().await.map_err(crypto)?;
-                    vacuum_keys(client).await?;
-                    Ok(rows.len())
-                })
+        // Runs once (`Repeat::Never`), so the closure is taken on that run.
+        let mut rewrap = Some(rewrap);
+        self.actor.call(Repeat::Never, move |client| {
+            let rewrap = rewrap.take();
+            Box::pin(async move {
+                let Some(rewrap) = rewrap else {
+                    return Err(CryptoError::Store("key rotation ran twice".into()));
+                };
+                let tx = client.transaction().await.map_err(crypto)?;
+                let rows = tx
+                    .query(
+                        "SELECT customer_id, wrapped FROM ledger_data_keys FOR UPDATE",
+                        &[],
+                    )
+                    .await
+                    .map_err(crypto)?;
+                for row in &rows {
+                    let id: Uuid = row.get(0);
+                    let old = WrappedKey::from_stored(row.get(1));
+                    let new = rewrap(CustomerId::from_uuid(id), &old)?;
+                    tx.execute(
+                        "UPDATE ledger_data_keys SET wrapped = $2 WHERE customer_id = $1",
+                        &[&id, &new.as_bytes()],
+                    )
+                    .await
+                    .map_err(crypto)?;
+                }
+                tx.commit().await.map_err(crypto)?;
+                vacuum_keys(client).await?;
+                Ok(rows.len())
             })
-            .map_err(CryptoError::Store)?
+        })
     }
 
     fn active_ids(&self) -> Result<Vec<CustomerId>, CryptoError> {
-        self.actor
-            .call(move |rt, client| {
-                rt.block_on(async {
-                    let rows = client
-                        .query("SELECT customer_id FROM ledger_data_keys", &[])
-                        .await
-                        .map_err(crypto)?;
-                    Ok(rows
-                        .iter()
-                        .map(|r| CustomerId::from_uuid(r.get(0)))
-                        .collect())
-                })
+        self.ids("SELECT customer_id FROM ledger_data_keys")
+    }
+
+    fn destroyed_ids(&self) -> Result<Vec<CustomerId>, CryptoError> {
+        self.ids("SELECT customer_id FROM ledger_destroyed_keys")
+    }
+}
+
+impl PgKeyStore {
+    fn ids(&self, sql: &'static str) -> Result<Vec<CustomerId>, CryptoError> {
+        self.actor.call(Repeat::Safe, move |client| {
+            Box::pin(async move {
+                let rows = client.query(sql, &[]).await.map_err(crypto)?;
+                Ok(rows
+                    .iter()
+                    .map(|r| CustomerId::from_uuid(r.get(0)))
+                    .collect())
             })
-            .map_err(CryptoError::Store)?
+        })
     }
 }
 
@@ -358,15 +577,17 @@ pub struct PgViewStore {
 }
 
 impl PgViewStore {
+    /// Connects (on a private thread) and creates the tables if needed.
     pub fn connect(url: &str) -> Result<Self, ViewStoreError> {
         Ok(Self {
-            actor: Actor::start(url, VIEW_SCHEMA).map_err(ViewStoreError::Backend)?,
+            actor: Actor::start(url, "view store", VIEW_SCHEMA)?,
         })
     }
 }
 
+/// A driver error as a [`ViewStoreError`]: `Unavailable`, `Full` or `Backend`.
 fn views(e: tokio_postgres::Error) -> ViewStoreError {
-    ViewStoreError::Backend(pg_message(&e))
+    Failure::of(&e).into()
 }
 
 fn corrupt(what: &str) -> ViewStoreError {
@@ -375,78 +596,75 @@ fn corrupt(what: &str) -> ViewStoreError {
 
 impl ViewStore for PgViewStore {
     fn load(&self) -> Result<ReadModel, ViewStoreError> {
-        self.actor
-            .call(move |rt, client| {
-                rt.block_on(async {
-                    let mut model = ReadModel::new();
-                    for row in client
-                        .query("SELECT view FROM ledger_customer_views", &[])
-                        .await
-                        .map_err(views)?
-                    {
-                        let text: &str = row.get(0);
-                        model.customers.insert(
-                            serde_json::from_str::<CustomerView>(text)
-                                .map_err(|_| corrupt("customer view row"))?,
-                        );
-                    }
-                    for row in client
-                        .query(
-                            "SELECT broadcaster_id, currency, day, offer_id, gross_captured,
+        self.actor.call(Repeat::Safe, move |client| {
+            Box::pin(async move {
+                let mut model = ReadModel::new();
+                for row in client
+                    .query("SELECT view FROM ledger_customer_views", &[])
+                    .await
+                    .map_err(views)?
+                {
+                    let text: &str = row.get(0);
+                    model.customers.insert(
+                        serde_json::from_str::<CustomerView>(text)
+                            .map_err(|_| corrupt("customer view row"))?,
+                    );
+                }
+                for row in client
+                    .query(
+                        "SELECT broadcaster_id, currency, day, offer_id, gross_captured,
                                     refunded, net, payment_count, refund_count FROM ledger_revenue",
-                            &[],
-                        )
-                        .await
-                        .map_err(views)?
-                    {
-                        let key = RevenueKey {
-                            broadcaster_id: BroadcasterId::from_uuid(row.get(0)),
-                            currency: Currency::parse(row.get(1))
-                                .map_err(|_| corrupt("revenue row"))?,
-                            day: row.get(2),
-                            offer_id: OfferId::parse(row.get(3))
-                                .map_err(|_| corrupt("revenue row"))?,
-                        };
-                        let totals = RevenueTotals {
-                            gross_captured: row.get(4),
-                            refunded: row.get(5),
-                            net: row.get(6),
-                            payment_count: row.get::<_, i64>(7).max(0) as u64,
-                            refund_count: row.get::<_, i64>(8).max(0) as u64,
-                        };
-                        model.revenue.insert(key, totals);
+                        &[],
+                    )
+                    .await
+                    .map_err(views)?
+                {
+                    let key = RevenueKey {
+                        broadcaster_id: BroadcasterId::from_uuid(row.get(0)),
+                        currency: Currency::parse(row.get(1))
+                            .map_err(|_| corrupt("revenue row"))?,
+                        day: row.get(2),
+                        offer_id: OfferId::parse(row.get(3)).map_err(|_| corrupt("revenue row"))?,
+                    };
+                    let totals = RevenueTotals {
+                        gross_captured: row.get(4),
+                        refunded: row.get(5),
+                        net: row.get(6),
+                        payment_count: row.get::<_, i64>(7).max(0) as u64,
+                        refund_count: row.get::<_, i64>(8).max(0) as u64,
+                    };
+                    model.revenue.insert(key, totals);
+                }
+                for row in client
+                    .query("SELECT record FROM ledger_erasures", &[])
+                    .await
+                    .map_err(views)?
+                {
+                    let text: &str = row.get(0);
+                    model.erasures.insert(
+                        serde_json::from_str::<ErasureRecord>(text)
+                            .map_err(|_| corrupt("erasure row"))?,
+                    );
+                }
+                for row in client
+                    .query("SELECT name, position FROM ledger_checkpoints", &[])
+                    .await
+                    .map_err(views)?
+                {
+                    let p = row.get::<_, i64>(1).max(0) as u64;
+                    match row.get::<_, &str>(0) {
+                        "customers" => model.customers.set_position(p),
+                        "revenue" => model.revenue.set_position(p),
+                        "erasures" => model.erasures.set_position(p),
+                        _ => {}
                     }
-                    for row in client
-                        .query("SELECT record FROM ledger_erasures", &[])
-                        .await
-                        .map_err(views)?
-                    {
-                        let text: &str = row.get(0);
-                        model.erasures.insert(
-                            serde_json::from_str::<ErasureRecord>(text)
-                                .map_err(|_| corrupt("erasure row"))?,
-                        );
-                    }
-                    for row in client
-                        .query("SELECT name, position FROM ledger_checkpoints", &[])
-                        .await
-                        .map_err(views)?
-                    {
-                        let p = row.get::<_, i64>(1).max(0) as u64;
-                        match row.get::<_, &str>(0) {
-                            "customers" => model.customers.set_position(p),
-                            "revenue" => model.revenue.set_position(p),
-                            "erasures" => model.erasures.set_position(p),
-                            _ => {}
-                        }
-                    }
-                    model.customers.take_dirty();
-                    model.revenue.take_dirty();
-                    model.erasures.take_dirty();
-                    Ok(model)
-                })
+                }
+                model.customers.take_dirty();
+                model.revenue.take_dirty();
+                model.erasures.take_dirty();
+                Ok(model)
             })
-            .map_err(ViewStoreError::Backend)?
+        })
     }
 
     fn save(&self, changes: &Changes) -> Result<(), ViewStoreError> {
@@ -489,20 +707,22 @@ impl ViewStore for PgViewStore {
             ("revenue", p.revenue as i64),
             ("erasures", p.erasures as i64),
         ];
-        self.actor
-            .call(move |rt, client| {
-                rt.block_on(async {
-                    let tx = client.transaction().await.map_err(views)?;
-                    tx.execute(
-                        "INSERT INTO ledger_customer_views (customer_id, view)
+        let rows = Arc::new((view_ids, view_texts, er_ids, er_texts, rev, tot));
+        self.actor.call(Repeat::Safe, move |client| {
+            let rows = rows.clone();
+            Box::pin(async move {
+                let (view_ids, view_texts, er_ids, er_texts, rev, tot) = &*rows;
+                let tx = client.transaction().await.map_err(views)?;
+                tx.execute(
+                    "INSERT INTO ledger_customer_views (customer_id, view)
                          SELECT * FROM UNNEST($1::uuid[], $2::text[])
                          ON CONFLICT (customer_id) DO UPDATE SET view = EXCLUDED.view",
-                        &[&view_ids, &view_texts],
-                    )
-                    .await
-                    .map_err(views)?;
-                    tx.execute(
-                        "INSERT INTO ledger_revenue (broadcaster_id, currency, day, offer_id,
+                    &[view_ids, view_texts],
+                )
+                .await
+                .map_err(views)?;
+                tx.execute(
+                    "INSERT INTO ledger_revenue (broadcaster_id, currency, day, offer_id,
                              gross_captured, refunded, net, payment_count, refund_count)
                          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[],
                              $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
@@ -510,34 +730,32 @@ impl ViewStore for PgViewStore {
                              gross_captured = EXCLUDED.gross_captured, refunded = EXCLUDED.refunded,
                              net = EXCLUDED.net, payment_count = EXCLUDED.payment_count,
                              refund_count = EXCLUDED.refund_count",
-                        &[
-                            &rev.0, &rev.1, &rev.2, &rev.3, &tot[0], &tot[1], &tot[2], &tot[3],
-                            &tot[4],
-                        ],
-                    )
-                    .await
-                    .map_err(views)?;
-                    tx.execute(
-                        "INSERT INTO ledger_erasures (customer_id, record)
+                    &[
+                        &rev.0, &rev.1, &rev.2, &rev.3, &tot[0], &tot[1], &tot[2], &tot[3], &tot[4],
+                    ],
+                )
+                .await
+                .map_err(views)?;
+                tx.execute(
+                    "INSERT INTO ledger_erasures (customer_id, record)
                          SELECT * FROM UNNEST($1::uuid[], $2::text[])
                          ON CONFLICT (customer_id) DO UPDATE SET record = EXCLUDED.record",
-                        &[&er_ids, &er_texts],
+                    &[er_ids, er_texts],
+                )
+                .await
+                .map_err(views)?;
+                for (name, pos) in positions {
+                    tx.execute(
+                        "INSERT INTO ledger_checkpoints (name, position) VALUES ($1, $2)
+                             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
+                        &[&name, &pos],
                     )
                     .await
                     .map_err(views)?;
-                    for (name, pos) in positions {
-                        tx.execute(
-                            "INSERT INTO ledger_checkpoints (name, position) VALUES ($1, $2)
-                             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
-                            &[&name, &pos],
-                        )
-                        .await
-                        .map_err(views)?;
-                    }
-                    tx.commit().await.map_err(views)
-                })
+                }
+                tx.commit().await.map_err(views)
             })
-            .map_err(ViewStoreError::Backend)?
+        })
     }
 
     fn clear(&self, name: Option<&str>) -> Result<(), ViewStoreError> {
@@ -548,28 +766,26 @@ impl ViewStore for PgViewStore {
             Some("erasures") => (false, true, true),
             Some(_) => return Err(ViewStoreError::Backend("unknown projection".into())),
         };
-        self.actor
-            .call(move |rt, client| {
-                rt.block_on(async {
-                    let tx = client.transaction().await.map_err(views)?;
-                    for (on, table, cp) in [
-                        (c, "ledger_customer_views", "customers"),
-                        (r, "ledger_revenue", "revenue"),
-                        (e, "ledger_erasures", "erasures"),
-                    ] {
-                        if on {
-                            tx.execute(&format!("DELETE FROM {table}"), &[])
-                                .await
-                                .map_err(views)?;
-                            tx.execute("DELETE FROM ledger_checkpoints WHERE name = $1", &[&cp])
-                                .await
-                                .map_err(views)?;
-                        }
+        self.actor.call(Repeat::Safe, move |client| {
+            Box::pin(async move {
+                let tx = client.transaction().await.map_err(views)?;
+                for (on, table, cp) in [
+                    (c, "ledger_customer_views", "customers"),
+                    (r, "ledger_revenue", "revenue"),
+                    (e, "ledger_erasures", "erasures"),
+                ] {
+                    if on {
+                        tx.execute(&format!("DELETE FROM {table}"), &[])
+                            .await
+                            .map_err(views)?;
+                        tx.execute("DELETE FROM ledger_checkpoints WHERE name = $1", &[&cp])
+                            .await
+                            .map_err(views)?;
                     }
-                    tx.commit().await.map_err(views)
-                })
+                }
+                tx.commit().await.map_err(views)
             })
-            .map_err(ViewStoreError::Backend)?
+        })
     }
 }
 

@@ -1,12 +1,20 @@
-//! The database to connect to, and turning driver errors into [`StoreError`]s that
-//! never carry the connection password.
+//! The database to connect to, the sessions opened to it, and turning driver errors
+//! into classified [`Failure`]s that never carry the connection password.
 
 use std::fmt;
+use std::time::Duration;
 
 use ledger_store::StoreError;
 use tokio::task::JoinHandle;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
+
+use crate::backoff::OPEN_TIMEOUT;
+use crate::condition::{Condition, Failure};
+
+/// The TCP connect timeout per host when the URL sets none (the driver's default is
+/// the operating system's, minutes for an address that does not answer).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A parsed connection target. `Debug` and every message show `host:port/db` only.
 pub(crate) struct Target {
@@ -26,13 +34,16 @@ impl fmt::Debug for Target {
 }
 
 impl Target {
-    pub(crate) fn parse(url: &str) -> Result<Self, StoreError> {
-        let config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+    pub(crate) fn parse(url: &str) -> Result<Self, Failure> {
+        let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
             // The parser names the bad option, never its value; scrub the whole URL
             // anyway in case a future version echoes input.
             let msg = describe(&e).replace(url, "<url>");
-            StoreError::Backend(format!("invalid PostgreSQL connection string: {msg}"))
+            Failure::failed(format!("invalid PostgreSQL connection string: {msg}"))
         })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
         let secret = config
             .get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned())
@@ -61,37 +72,89 @@ impl Target {
         &self.label
     }
 
-    /// Opens a connection and spawns its driver task.
-    pub(crate) async fn connect(&self, role: &str) -> Result<(Client, JoinHandle<()>), StoreError> {
+    /// Opens a session and spawns its driver task; gives up after [`OPEN_TIMEOUT`].
+    /// `role` names the session in `pg_stat_activity.application_name`.
+    pub(crate) async fn connect(&self, role: &str) -> Result<Session, Failure> {
         let mut config = self.config.clone();
         if config.get_application_name().is_none() {
             config.application_name(format!("ledger-store-postgres {role}"));
         }
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-            self.error(
-                &format!("cannot connect to PostgreSQL at {}", self.label),
-                &e,
-            )
-        })?;
+        let context = || format!("cannot connect to PostgreSQL at {}", self.label);
+        let (client, connection) = tokio::time::timeout(OPEN_TIMEOUT, config.connect(NoTls))
+            .await
+            .map_err(|_| {
+                Failure::unavailable(format!("{}: no answer within {OPEN_TIMEOUT:?}", context()))
+            })?
+            .map_err(|e| self.failure(&context(), &e))?;
         let label = self.label.clone();
         let secret = self.secret.clone();
         let role = role.to_owned();
-        let task = tokio::spawn(async move {
+        let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 let msg = scrub(describe(&e), secret.as_deref());
                 tracing::warn!(database = %label, role = %role, error = %msg, "postgres connection ended with an error");
             }
         });
-        Ok((client, task))
+        Ok(Session { client, driver })
     }
 
-    /// A [`StoreError::Backend`] for a driver error, with context, password scrubbed.
+    /// A driver error, classified (see `condition.rs`), with context, password
+    /// scrubbed.
+    pub(crate) fn failure(&self, context: &str, e: &tokio_postgres::Error) -> Failure {
+        let Failure { condition, message } = Failure::of(e);
+        let message = self.scrub(format!("{context}: {message}"));
+        if condition == Condition::Full {
+            // `Full` carries no message upstream: say here which database is full.
+            tracing::error!(database = %self.label, error = %message, "PostgreSQL reports its disk full");
+        }
+        Failure { condition, message }
+    }
+
+    /// [`failure`](Self::failure) as a [`StoreError`]: `Unavailable`, `Full` or
+    /// `Backend`.
     pub(crate) fn error(&self, context: &str, e: &tokio_postgres::Error) -> StoreError {
-        StoreError::Backend(self.scrub(format!("{context}: {}", describe(e))))
+        self.failure(context, e).into()
     }
 
     pub(crate) fn scrub(&self, msg: String) -> String {
         scrub(msg, self.secret.as_deref())
+    }
+}
+
+/// An open session: the client and the task driving its connection.
+pub(crate) struct Session {
+    pub(crate) client: Client,
+    driver: JoinHandle<()>,
+}
+
+impl Session {
+    /// Completes when the connection has ended (killed, server gone, closed). The
+    /// driver task runs on its own, so this notices a loss while the session is
+    /// idle, before any request trips over it.
+    pub(crate) async fn ended(&mut self) {
+        if !self.driver.is_finished() {
+            let _ = (&mut self.driver).await;
+        }
+    }
+
+    /// Closes the connection and waits until its driver task is done.
+    pub(crate) async fn close(self) {
+        drop(self.client);
+        let _ = self.driver.await;
+    }
+}
+
+/// [`Session::ended`] of an optional session; never completes for `None`.
+pub(crate) async fn ended(session: &mut Option<impl AsMut<Session>>) {
+    match session {
+        Some(s) => s.as_mut().ended().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl AsMut<Session> for Session {
+    fn as_mut(&mut self) -> &mut Session {
+        self
     }
 }
 
@@ -137,7 +200,7 @@ mod tests {
     #[test]
     fn a_bad_url_error_holds_no_password() {
         let url = "postgres://alice:hunter2pw@db.example:notaport/ledger";
-        let e = Target::parse(url).unwrap_err().to_string();
+        let e = Target::parse(url).unwrap_err().message;
         assert!(!e.contains("hunter2pw"), "{e}");
         assert!(e.contains("invalid PostgreSQL connection string"), "{e}");
     }

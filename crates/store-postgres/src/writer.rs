@@ -1,6 +1,6 @@
 //! The single writer task and its group commit.
 //!
-//! The writer owns the only write connection (holding the writer lock). It waits for
+//! The writer owns the only write session (holding the writer lock). It waits for
 //! the first queued message, drains whatever else is queued, and for the group:
 //!
 //! 1. fast path, when every stream head of the group is cached: plans each message
@@ -18,12 +18,32 @@
 //! 3. publishes the new head, then replies to every message.
 //!
 //! Ids planned by an earlier message of the group count as stored for later ones, so
-//! the group behaves exactly as if its messages were committed one by one. Only a
-//! storage error while writing fails the whole group; then the in-memory state is
-//! reloaded from the database (reconnecting and re-taking the lock if the connection
-//! died), since a commit whose answer was lost may or may not have happened.
+//! the group behaves exactly as if its messages were committed one by one.
+//!
+//! # Losing the session
+//!
+//! The in-memory log end is only trusted while the session that loaded it lives and
+//! holds the lock. When the session ends (noticed while idle through its driver
+//! task, or by a failed statement) the writer drops it and opens a new one with
+//! capped exponential backoff (`backoff.rs`): at once while idle, so the next append
+//! does not wait, or when a group arrives. A new session re-takes the writer lock,
+//! re-reads the log end and forgets the cached stream heads before it plans
+//! anything.
+//!
+//! A group whose write statement lost its answer with the session may or may not
+//! have committed. The writer reconnects (the lock guarantees the old session is
+//! gone, so what it sees is final) and reads the first planned position: holding
+//! the group's first event id, the group committed and is answered as planned;
+//! otherwise nothing was written and the group is planned again. A group meets at
+//! most [`GROUP_TRIES`] sessions; if it cannot be settled it is answered
+//! [`StoreError::Unavailable`], and the caller's retry with the same event ids is
+//! answered faithfully by idempotency (its original positions, or written now).
+//!
+//! A storage error on a live session (a full disk, a constraint) fails the whole
+//! group: the statement wrote nothing, and the log end is reloaded anyway.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,14 +51,16 @@ use ledger_store::tail::{LogTail, StreamHead as Head};
 use ledger_store::{AppendRequest, AppendResult, Hash32, Position, StoreError, Version, ZERO_HASH};
 use ledger_types::EventId;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement};
+use tracing::instrument;
 use uuid::Uuid;
 
-use crate::schema;
-use crate::target::Target;
+use crate::backoff::{self, Backoff, OPEN_TIMEOUT};
+use crate::condition::Condition;
+use crate::target::{self, Session, Target};
+use crate::{schema, to_i64};
 
 /// A group holds at most this many events (bounds one statement's size).
 const MAX_GROUP_EVENTS: usize = 100_000;
@@ -51,6 +73,12 @@ const COPY_MIN_ROWS: usize = 2_000;
 const COPY_MIN_BYTES: usize = 8 * 1024 * 1024;
 /// The stream-head cache is dropped when it grows past this many streams.
 const MAX_CACHED_HEADS: usize = 500_000;
+/// How many sessions one group may meet: a group that lost its session is planned
+/// once more on a new one; losing that too answers it `Unavailable`.
+const GROUP_TRIES: u32 = 2;
+/// At most this long (or `lock_wait` if shorter) a new session waits for the writer
+/// lock: a killed session's backend releases it within milliseconds of ending.
+const RELOCK_WAIT: Duration = Duration::from_secs(2);
 
 const COLUMNS: &str =
     "position, stream, version, event_id, event_type, schema_version, payload, recorded_at, hash, log_hash";
@@ -68,6 +96,8 @@ const COLUMN_TYPES: [Type; 10] = [
 ];
 
 pub(crate) type AppendReply = oneshot::Sender<Result<Vec<AppendResult>, StoreError>>;
+type Outcome = Result<Vec<AppendResult>, StoreError>;
+type Pending = (Vec<AppendRequest>, AppendReply);
 
 pub(crate) enum Msg {
     /// One atomic unit: a single `append` or a whole `append_batch`.
@@ -146,19 +176,56 @@ struct Statements {
     lookup_heads: Statement,
 }
 
-/// The writer: one connection (holding the lock), its prepared statements, and the
-/// in-memory log end and stream heads.
+/// The write session (holding the writer lock) and its prepared statements.
+struct Link {
+    session: Session,
+    stmts: Statements,
+}
+
+impl AsMut<Session> for Link {
+    fn as_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+}
+
+/// A group written and answered.
+struct Done {
+    outcomes: Vec<Outcome>,
+    rows: usize,
+    first_position: Position,
+}
+
+/// A group whose write statement lost its answer: committed or not.
+struct Unsettled {
+    first_position: Position,
+    first_id: EventId,
+    done: Done,
+}
+
+enum Failed {
+    /// Nothing was written and the session is fine (or gone for another reason).
+    Refused(StoreError),
+    /// The session was lost (an `Unavailable` error); `unsettled` if it was lost
+    /// while writing.
+    Lost {
+        error: StoreError,
+        unsettled: Option<Unsettled>,
+    },
+}
+
+/// The writer: one session (holding the lock) when connected, its prepared
+/// statements, and the in-memory log end and stream heads.
 pub(crate) struct Writer {
     target: Arc<Target>,
     lock_wait: Duration,
-    client: Client,
-    conn_task: JoinHandle<()>,
-    stmts: Statements,
+    /// `None` while disconnected: [`state`](Self::state) is then stale and is
+    /// reloaded by the next session.
+    link: Option<Link>,
+    backoff: Backoff,
     state: LogTail,
-    /// The in-memory state may disagree with the database (a write failed and the
-    /// reload did not succeed): reconnect and reload before the next group.
-    stale: bool,
     head_tx: watch::Sender<Position>,
+    /// Whether a session is open, for `PostgresStore::head` (readiness).
+    up: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -167,36 +234,37 @@ impl Writer {
         target: Arc<Target>,
         lock_wait: Duration,
         head_tx: watch::Sender<Position>,
+        up: Arc<AtomicBool>,
     ) -> Result<Self, StoreError> {
-        let (client, conn_task, stmts, state) = Self::open(&target, lock_wait).await?;
+        // At start, a lock held by someone else is another writer: refuse.
+        let (link, state) = Self::open(&target, lock_wait, Condition::Failed).await?;
         head_tx.send_replace(state.next_position - 1);
+        up.store(true, Ordering::Release);
         Ok(Self {
             target,
             lock_wait,
-            client,
-            conn_task,
-            stmts,
+            link: Some(link),
+            backoff: Backoff::default(),
             state,
-            stale: false,
             head_tx,
+            up,
         })
     }
 
     async fn open(
         target: &Target,
         lock_wait: Duration,
-    ) -> Result<(Client, JoinHandle<()>, Statements, LogTail), StoreError> {
-        let (client, conn_task) = target.connect("writer").await?;
+        lock_held: Condition,
+    ) -> Result<(Link, LogTail), StoreError> {
+        let session = target.connect("writer").await?;
         let opened = async {
-            schema::prepare_writer(&client, target, lock_wait).await?;
-            let prep = |sql: String| {
-                let client = &client;
-                async move {
-                    client
-                        .prepare(&sql)
-                        .await
-                        .map_err(|e| target.error("cannot prepare a writer statement", &e))
-                }
+            let client = &session.client;
+            schema::prepare_writer(client, target, lock_wait, lock_held).await?;
+            let prep = |sql: String| async move {
+                client
+                    .prepare(&sql)
+                    .await
+                    .map_err(|e| target.error("cannot prepare a writer statement", &e))
             };
             let stmts = Statements {
                 insert: prep(format!(
@@ -219,17 +287,16 @@ impl Writer {
                 )
                 .await?,
             };
-            let state = load_tail(&client, target).await?;
+            let state = load_tail(client, target).await?;
             Ok::<_, StoreError>((stmts, state))
         }
         .await;
         match opened {
-            Ok((stmts, state)) => Ok((client, conn_task, stmts, state)),
+            Ok((stmts, state)) => Ok((Link { session, stmts }, state)),
             Err(e) => {
-                // Close the connection before reporting: it may hold nothing, but a
-                // caller retrying at once must not find a lingering session.
-                drop(client);
-                let _ = conn_task.await;
+                // Close the session before reporting: a caller retrying at once must
+                // not find it still holding the lock.
+                session.close().await;
                 Err(e)
             }
         }
@@ -240,10 +307,31 @@ impl Writer {
     }
 
     /// The task body: runs until every sender is gone or `Close` arrives, then closes
-    /// the connection (releasing the writer lock).
+    /// the session (releasing the writer lock). While idle it watches the session
+    /// and replaces it as soon as it is lost.
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        let mut pending: Vec<(Vec<AppendRequest>, AppendReply)> = Vec::new();
-        while let Some(first) = rx.recv().await {
+        let mut pending: Vec<Pending> = Vec::new();
+        loop {
+            let retry_at = self.link.is_none().then(|| {
+                self.backoff
+                    .next_attempt()
+                    .unwrap_or_else(tokio::time::Instant::now)
+            });
+            let first = tokio::select! {
+                biased;
+                m = rx.recv() => m,
+                () = target::ended(&mut self.link) => {
+                    self.lose(&"the connection ended while idle");
+                    continue;
+                }
+                () = backoff::sleep_until(retry_at) => {
+                    // Failures are logged and counted by `reconnect`; the next group
+                    // tries again (or the next idle slot does).
+                    let _ = self.reconnect().await;
+                    continue;
+                }
+            };
+            let Some(first) = first else { break };
             let mut queued = vec![first];
             let (mut events, mut bytes) = (0usize, 0usize);
             while events < MAX_GROUP_EVENTS && bytes < MAX_GROUP_BYTES {
@@ -281,60 +369,214 @@ impl Writer {
     }
 
     async fn shutdown(self) {
-        let Self {
-            client, conn_task, ..
-        } = self;
+        let Some(link) = self.link else {
+            tracing::debug!("postgres event store writer stopped (disconnected)");
+            return;
+        };
         // Release the lock explicitly: the server ends a closed session
         // asynchronously, so a successor connecting right after `close` returns
         // could otherwise still find it held.
-        if !client.is_closed() {
-            let unlocked = client
+        if !link.session.client.is_closed() {
+            let unlocked = link
+                .session
+                .client
                 .query_one(
                     "SELECT pg_advisory_unlock($1, $2)",
                     &[&schema::WRITER_LOCK.0, &schema::WRITER_LOCK.1],
                 )
                 .await;
             if let Err(e) = unlocked {
-                tracing::debug!(error = %crate::target::describe(&e), "writer lock release failed; it goes with the session");
+                tracing::debug!(error = %target::describe(&e), "writer lock release failed; it goes with the session");
             }
         }
-        drop(client);
-        let _ = conn_task.await;
+        link.session.close().await;
         tracing::debug!("postgres event store writer stopped");
     }
 
-    /// Replaces a dead connection (taking the lock again) and reloads the state.
-    async fn recover(&mut self) -> Result<(), StoreError> {
-        if self.client.is_closed() {
-            tracing::warn!(database = %self.target.label(), "writer connection lost; reconnecting");
-            let (client, conn_task, stmts, state) =
-                Self::open(&self.target, self.lock_wait).await?;
-            let old = std::mem::replace(&mut self.conn_task, conn_task);
-            old.abort();
-            self.client = client;
-            self.stmts = stmts;
-            self.state = state;
-        } else {
-            self.state = load_tail(&self.client, &self.target).await?;
+    /// Forgets a lost (or untrusted) session; the next one reloads the log end.
+    fn lose(&mut self, why: &dyn std::fmt::Display) {
+        if let Some(link) = self.link.take() {
+            self.up.store(false, Ordering::Release);
+            tracing::warn!(database = %self.target.label(), error = %why, "writer session lost; reconnecting");
+            // Dropping the client closes the socket: if the server still had the
+            // session, it ends now and releases the writer lock.
+            drop(link);
         }
-        self.stale = false;
-        self.head_tx.send_replace(self.head());
-        Ok(())
     }
 
-    /// Plans a group, writes it in one statement, publishes the head, replies.
-    async fn commit_group(&mut self, group: Vec<(Vec<AppendRequest>, AppendReply)>) {
+    /// A session to write on: the current one, or a new one opened now (after the
+    /// wait the backoff asks for, at most `MAX_RETRY`).
+    async fn connected(&mut self) -> Result<&Link, StoreError> {
+        if self
+            .link
+            .as_ref()
+            .is_some_and(|l| l.session.client.is_closed())
+        {
+            self.lose(&"the connection is closed");
+        }
+        if self.link.is_none() {
+            self.reconnect().await?;
+        }
+        self.link.as_ref().ok_or_else(|| self.no_session())
+    }
+
+    fn no_session(&self) -> StoreError {
+        StoreError::Unavailable(format!(
+            "the writer has no session to {}",
+            self.target.label()
+        ))
+    }
+
+    /// One attempt, when the backoff allows it, to open a new session: takes the
+    /// writer lock again, re-reads the log end and forgets the cached heads.
+    #[instrument(skip_all, fields(database = %self.target.label(), failures = self.backoff.failures()))]
+    async fn reconnect(&mut self) -> Result<(), StoreError> {
+        if let Some(at) = self.backoff.next_attempt() {
+            tokio::time::sleep_until(at).await;
+        }
+        let relock = self.lock_wait.min(RELOCK_WAIT);
+        let open = Self::open(&self.target, relock, Condition::Unavailable);
+        let opened = match tokio::time::timeout(OPEN_TIMEOUT + relock, open).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "opening a writer session at {} took longer than {:?}",
+                self.target.label(),
+                OPEN_TIMEOUT + relock
+            ))),
+        };
+        match opened {
+            Ok((link, state)) => {
+                let attempts = self.backoff.failures() + 1;
+                self.backoff.succeeded();
+                self.link = Some(link);
+                self.state = state;
+                self.up.store(true, Ordering::Release);
+                let head = self.head();
+                self.head_tx.send_replace(head);
+                tracing::info!(
+                    head,
+                    attempts,
+                    "writer reconnected: lock re-taken, log end reloaded"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                let wait = self.backoff.failed();
+                if self.backoff.failures() == 1 {
+                    tracing::warn!(error = %e, next_in_ms = wait.as_millis() as u64, "writer cannot reconnect yet");
+                } else {
+                    tracing::debug!(error = %e, next_in_ms = wait.as_millis() as u64, "writer cannot reconnect yet");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Re-reads the log end on the current session after a failed group; a session
+    /// that cannot do that is dropped (the next one reloads).
+    async fn reload(&mut self) {
+        let Some(link) = &self.link else { return };
+        match load_tail(&link.session.client, &self.target).await {
+            Ok(state) => self.state = state,
+            Err(e) => self.lose(&e),
+        }
+    }
+
+    /// Writes a group, riding out a lost session (see the module docs), publishes
+    /// the head and replies.
+    async fn commit_group(&mut self, group: Vec<Pending>) {
         if group.is_empty() {
             return;
         }
         let started = Instant::now();
-        if self.stale || self.client.is_closed() {
-            if let Err(e) = self.recover().await {
-                tracing::warn!(error = %e, "writer could not recover");
+        let mut tries = 0;
+        let result = loop {
+            tries += 1;
+            if let Err(e) = self.connected().await {
+                break Err(e);
+            }
+            match self.try_group(&group).await {
+                Ok(done) => break Ok(done),
+                Err(Failed::Refused(e)) => {
+                    self.reload().await;
+                    break Err(e);
+                }
+                Err(Failed::Lost { error, unsettled }) => {
+                    self.lose(&error);
+                    if let Some(u) = unsettled {
+                        match self.settle(&u).await {
+                            Ok(true) => break Ok(u.done),
+                            Ok(false) => {}
+                            Err(e) => break Err(e),
+                        }
+                    }
+                    if tries >= GROUP_TRIES {
+                        break Err(error);
+                    }
+                }
+            }
+        };
+        let done = match result {
+            Ok(done) => done,
+            Err(e) => {
+                if is_unavailable(&e) {
+                    self.lose(&e);
+                }
+                tracing::warn!(error = %e, requests = group.len(), tries, "group not written");
                 reply_all(group, &e);
                 return;
             }
+        };
+        self.state.commit();
+        if self.state.heads.len() > MAX_CACHED_HEADS {
+            self.state.heads.clear();
         }
+        let head = self.head();
+        self.head_tx.send_replace(head);
+        tracing::debug!(
+            requests = group.len(),
+            rows = done.rows,
+            first_position = done.first_position,
+            head,
+            tries,
+            micros = started.elapsed().as_micros() as u64,
+            "group committed"
+        );
+        for ((_, reply), outcome) in group.into_iter().zip(done.outcomes) {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    /// Whether a group whose write lost its answer was committed, asked on a new
+    /// session: it holds the writer lock, so the old session is gone and the answer
+    /// is final. The new session reloaded the log end either way.
+    async fn settle(&mut self, u: &Unsettled) -> Result<bool, StoreError> {
+        let position = to_i64(u.first_position)?;
+        let link = self.connected().await?;
+        let row = link
+            .session
+            .client
+            .query_opt(
+                "SELECT event_id FROM events WHERE position = $1",
+                &[&position],
+            )
+            .await
+            .map_err(|e| {
+                self.target
+                    .error("cannot check whether a group committed", &e)
+            })?;
+        let stored: Option<Uuid> = row.and_then(|r| r.try_get(0).ok());
+        let committed = stored.is_some_and(|id| id == *u.first_id.as_uuid());
+        tracing::info!(
+            first_position = u.first_position,
+            committed,
+            "settled a group whose commit answer was lost"
+        );
+        Ok(committed)
+    }
+
+    /// One try at a group on the current session.
+    async fn try_group(&mut self, group: &[Pending]) -> Result<Done, Failed> {
         // With every stream head cached, plan optimistically without looking ids up:
         // new ids are the common case, and the unique index catches the rest. A
         // refused message (possibly a retry whose own result conflicts with it) or a
@@ -345,65 +587,94 @@ impl Writer {
             .flat_map(|(rs, _)| rs.iter())
             .all(|r| self.state.heads.contains_key(&r.stream));
         let start = self.state.mark();
-        let mut written = false;
-        let (mut rows, mut outcomes) = (Vec::new(), Vec::new());
         if optimistic {
-            (rows, outcomes) = self.plan_group(&group, &mut HashMap::new());
+            let (rows, outcomes) = self.plan_group(group, &mut HashMap::new());
             if outcomes.iter().all(|o| o.is_ok()) {
-                match self.insert(&group, &rows).await {
-                    Ok(()) => written = true,
+                let link = self.link.as_ref().ok_or_else(|| lost(self.no_session()))?;
+                match Self::insert(link, group, &rows).await {
+                    Ok(()) => {
+                        return Ok(Done {
+                            outcomes,
+                            rows: rows.len(),
+                            first_position: start.next_position(),
+                        })
+                    }
                     Err(e) if is_unique_violation(&e) => {}
-                    Err(e) => return self.fail_group(group, rows.len(), &e).await,
+                    Err(e) => return Err(self.write_failed(start, group, rows, outcomes, &e)),
                 }
             }
-            if !written {
-                self.state.restore(start);
+            self.state.restore(start);
+        }
+        let mut known = match self.prefetch(group).await {
+            Ok(k) => k,
+            Err(e) => {
+                self.state.heads.clear();
+                return Err(match e {
+                    e @ StoreError::Unavailable(_) => lost(e),
+                    e => Failed::Refused(e),
+                });
+            }
+        };
+        let (rows, outcomes) = self.plan_group(group, &mut known);
+        if !rows.is_empty() {
+            let link = self.link.as_ref().ok_or_else(|| lost(self.no_session()))?;
+            if let Err(e) = Self::insert(link, group, &rows).await {
+                return Err(self.write_failed(start, group, rows, outcomes, &e));
             }
         }
-        if !written {
-            let mut known = match self.prefetch(&group).await {
-                Ok(k) => k,
-                Err(e) => {
-                    tracing::warn!(error = %e, requests = group.len(), "group look-ups failed");
-                    self.state.heads.clear();
-                    reply_all(group, &e);
-                    return;
-                }
-            };
-            (rows, outcomes) = self.plan_group(&group, &mut known);
-            if !rows.is_empty() {
-                if let Err(e) = self.insert(&group, &rows).await {
-                    return self.fail_group(group, rows.len(), &e).await;
-                }
-            }
-        }
-        self.state.commit();
-        if self.state.heads.len() > MAX_CACHED_HEADS {
-            self.state.heads.clear();
-        }
-        let head = self.head();
-        self.head_tx.send_replace(head);
-        tracing::debug!(
-            requests = group.len(),
-            rows = rows.len(),
-            first_position = start.next_position(),
-            head,
-            micros = started.elapsed().as_micros() as u64,
-            "group committed"
-        );
-        for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
-            let _ = reply.send(outcome);
+        Ok(Done {
+            outcomes,
+            rows: rows.len(),
+            first_position: start.next_position(),
+        })
+    }
+
+    /// A write statement failed: nothing of the group is acknowledged yet. On a
+    /// live session the statement wrote nothing; a lost session leaves the group
+    /// unsettled.
+    fn write_failed(
+        &mut self,
+        start: ledger_store::tail::Mark,
+        group: &[Pending],
+        rows: Vec<Planned>,
+        outcomes: Vec<Outcome>,
+        e: &tokio_postgres::Error,
+    ) -> Failed {
+        self.state.restore(start);
+        let error = self.target.error("group commit failed", e);
+        let closed = self
+            .link
+            .as_ref()
+            .is_none_or(|l| l.session.client.is_closed());
+        let (Some(p), true) = (rows.first(), closed || is_unavailable(&error)) else {
+            return Failed::Refused(error);
+        };
+        let unsettled = Unsettled {
+            first_position: p.position,
+            first_id: group[p.msg].0[p.req].events[p.ev].event_id,
+            done: Done {
+                rows: rows.len(),
+                first_position: p.position,
+                outcomes,
+            },
+        };
+        Failed::Lost {
+            // A failure that closed the session is a lost session, whatever it said.
+            error: match error {
+                e @ StoreError::Unavailable(_) => e,
+                e => StoreError::Unavailable(e.to_string()),
+            },
+            unsettled: Some(unsettled),
         }
     }
 
     /// Plans every message of the group in order; a refused message's effects are
     /// undone and it gets its error.
-    #[allow(clippy::type_complexity)]
     fn plan_group(
         &mut self,
-        group: &[(Vec<AppendRequest>, AppendReply)],
+        group: &[Pending],
         known: &mut HashMap<EventId, Known>,
-    ) -> (Vec<Planned>, Vec<Result<Vec<AppendResult>, StoreError>>) {
+    ) -> (Vec<Planned>, Vec<Outcome>) {
         let mut rows: Vec<Planned> = Vec::new();
         let mut outcomes = Vec::with_capacity(group.len());
         for (m, (requests, _)) in group.iter().enumerate() {
@@ -421,39 +692,9 @@ impl Writer {
         (rows, outcomes)
     }
 
-    /// A write failed: nothing of the group is acknowledged; the in-memory state is
-    /// reloaded from the database (now, or before the next group).
-    async fn fail_group(
-        &mut self,
-        group: Vec<(Vec<AppendRequest>, AppendReply)>,
-        rows: usize,
-        e: &tokio_postgres::Error,
-    ) {
-        let e = self.target.error("group commit failed", e);
-        tracing::warn!(error = %e, requests = group.len(), rows, "group commit failed");
-        self.state.commit();
-        self.state.heads.clear();
-        self.stale = true;
-        if !self.client.is_closed() {
-            // The statement failed, so nothing was committed; reload anyway so the
-            // state matches the database exactly.
-            match load_tail(&self.client, &self.target).await {
-                Ok(s) => {
-                    self.state = s;
-                    self.stale = false;
-                }
-                Err(e) => tracing::warn!(error = %e, "could not reload writer state"),
-            }
-        }
-        reply_all(group, &e);
-    }
-
     /// Looks up every event id of the group and the heads of uncached streams, in
     /// two pipelined queries. Returns the stored ids; fills the head cache.
-    async fn prefetch(
-        &mut self,
-        group: &[(Vec<AppendRequest>, AppendReply)],
-    ) -> Result<HashMap<EventId, Known>, StoreError> {
+    async fn prefetch(&mut self, group: &[Pending]) -> Result<HashMap<EventId, Known>, StoreError> {
         let requests = || group.iter().flat_map(|(rs, _)| rs.iter());
         let ids: Vec<Uuid> = requests()
             .flat_map(|r| r.events.iter().map(|e| *e.event_id.as_uuid()))
@@ -465,14 +706,15 @@ impl Writer {
                 missing.push(&r.stream);
             }
         }
-        let client = &self.client;
+        let link = self.link.as_ref().ok_or_else(|| self.no_session())?;
+        let client = &link.session.client;
         let id_params: [&(dyn ToSql + Sync); 1] = [&ids];
-        let ids_query = client.query(&self.stmts.lookup_ids, &id_params);
+        let ids_query = client.query(&link.stmts.lookup_ids, &id_params);
         let heads_query = async {
             if missing.is_empty() {
                 Ok(Vec::new())
             } else {
-                client.query(&self.stmts.lookup_heads, &[&missing]).await
+                client.query(&link.stmts.lookup_heads, &[&missing]).await
             }
         };
         let (id_rows, head_rows) = tokio::try_join!(ids_query, heads_query)
@@ -576,14 +818,14 @@ impl Writer {
 
     /// Writes the planned rows in one statement (its own transaction and commit).
     async fn insert(
-        &self,
-        group: &[(Vec<AppendRequest>, AppendReply)],
+        link: &Link,
+        group: &[Pending],
         rows: &[Planned],
     ) -> Result<(), tokio_postgres::Error> {
         let req = |p: &Planned| &group[p.msg].0[p.req];
         let bytes: usize = rows.iter().map(|p| req(p).events[p.ev].payload.len()).sum();
         if rows.len() >= COPY_MIN_ROWS || bytes >= COPY_MIN_BYTES {
-            return self.copy(group, rows).await;
+            return Self::copy(&link.session.client, group, rows).await;
         }
         let mut positions = Vec::with_capacity(rows.len());
         let mut streams = Vec::with_capacity(rows.len());
@@ -622,17 +864,19 @@ impl Writer {
             &hashes,
             &log_hashes,
         ];
-        self.client.execute(&self.stmts.insert, &params).await?;
+        link.session
+            .client
+            .execute(&link.stmts.insert, &params)
+            .await?;
         Ok(())
     }
 
     async fn copy(
-        &self,
-        group: &[(Vec<AppendRequest>, AppendReply)],
+        client: &Client,
+        group: &[Pending],
         rows: &[Planned],
     ) -> Result<(), tokio_postgres::Error> {
-        let sink = self
-            .client
+        let sink = client
             .copy_in(&format!(
                 "COPY events ({COLUMNS}) FROM STDIN (FORMAT binary)"
             ))
@@ -714,17 +958,48 @@ fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
 }
 
-fn reply_all(group: Vec<(Vec<AppendRequest>, AppendReply)>, e: &StoreError) {
+fn is_unavailable(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(_))
+}
+
+fn lost(error: StoreError) -> Failed {
+    Failed::Lost {
+        error,
+        unsettled: None,
+    }
+}
+
+fn reply_all(group: Vec<Pending>, e: &StoreError) {
     for (_, reply) in group {
-        let _ = reply.send(Err(match e {
-            StoreError::Integrity { position, reason } => StoreError::Integrity {
-                position: *position,
-                reason: reason.clone(),
-            },
-            StoreError::Closed => StoreError::Closed,
-            StoreError::Backend(m) => StoreError::Backend(m.clone()),
-            other => StoreError::Backend(other.to_string()),
-        }));
+        let _ = reply.send(Err(same_error(e)));
+    }
+}
+
+/// A copy of a group-wide error for each of its messages (`StoreError` is not
+/// `Clone`). Exhaustive, so that a new variant is not silently turned into another.
+fn same_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Conflict {
+            stream,
+            expected,
+            actual,
+        } => StoreError::Conflict {
+            stream: stream.clone(),
+            expected: *expected,
+            actual: *actual,
+        },
+        StoreError::DuplicateEventId { event_id } => StoreError::DuplicateEventId {
+            event_id: *event_id,
+        },
+        StoreError::Integrity { position, reason } => StoreError::Integrity {
+            position: *position,
+            reason: reason.clone(),
+        },
+        StoreError::Invalid(m) => StoreError::Invalid(m.clone()),
+        StoreError::Backend(m) => StoreError::Backend(m.clone()),
+        StoreError::Closed => StoreError::Closed,
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Full => StoreError::Full,
     }
 }
 

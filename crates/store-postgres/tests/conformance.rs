@@ -1,17 +1,15 @@
 //! The shared conformance suite, one test per check, each on its own fresh database;
 //! plus the PostgreSQL-specific tests: reconnect durability, tampering, the writer
-//! lock, connection loss, schema versions, bad input and password hygiene.
-//!
-//! The server comes from `LEDGER_TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`, the maintenance database): each test
-//! creates `ledger_test_<random>` there and drops it at the end. If the server cannot
-//! be reached, each test writes one line `skipped: PostgreSQL not reachable at <url>
-//! (<reason>)` straight to stderr (visible without `--nocapture`) and returns; set
-//! `LEDGER_TEST_POSTGRES_REQUIRED=1` to make that a failure instead (CI with a server).
+//! lock, a killed writer session, schema versions, bad input and password hygiene.
+//! Repeated connection loss has its own file, `connection_loss.rs`. The test server
+//! and the skip rule are described in `common/mod.rs`.
 
-use std::io::Write as _;
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use common::TestDb;
 
 use ledger_store::conformance;
 use ledger_store::conformance::fixtures::*;
@@ -19,162 +17,6 @@ use ledger_store::{
     AppendRequest, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
 };
 use ledger_store_postgres::{PostgresOptions, PostgresStore};
-use tokio_postgres::NoTls;
-
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-fn server_url() -> String {
-    std::env::var("LEDGER_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
-/// The URL with any password replaced, for messages.
-fn redacted(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let (authority, tail) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
-        };
-        if let Some((userinfo, host)) = authority.rsplit_once('@') {
-            if let Some((user, _)) = userinfo.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}{tail}");
-            }
-        }
-        return url.to_owned();
-    }
-    url.split_whitespace()
-        .map(|kv| {
-            if kv.starts_with("password=") {
-                "password=***"
-            } else {
-                kv
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `url` pointing at database `db` instead.
-fn with_database(url: &str, db: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let (before_query, query) = match rest.split_once('?') {
-            Some((b, q)) => (b, format!("?{q}")),
-            None => (rest, String::new()),
-        };
-        let authority = before_query.split('/').next().unwrap_or(before_query);
-        format!("{scheme}://{authority}/{db}{query}")
-    } else {
-        format!("{url} dbname={db}")
-    }
-}
-
-/// A fresh database on the test server, dropped (with `FORCE`) when this is dropped.
-struct TestDb {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    /// Creates the database, or reports the skip and returns `None` if the server
-    /// cannot be reached.
-    async fn create() -> Option<Self> {
-        let admin_url = server_url();
-        let admin = match admin(&admin_url).await {
-            Ok(c) => c,
-            Err(reason) => {
-                if std::env::var("LEDGER_TEST_POSTGRES_REQUIRED").is_ok_and(|v| v == "1") {
-                    panic!(
-                        "PostgreSQL not reachable at {} ({reason}) and LEDGER_TEST_POSTGRES_REQUIRED=1",
-                        redacted(&admin_url)
-                    );
-                }
-                // Straight to the stderr handle: the test harness does not capture it,
-                // so a skip is visible in a normal `cargo test` run.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "skipped: PostgreSQL not reachable at {} ({reason})",
-                    redacted(&admin_url)
-                );
-                return None;
-            }
-        };
-        let name = format!("ledger_test_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
-        let url = with_database(&admin_url, &name);
-        Some(Self {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
-    async fn store(&self) -> Arc<PostgresStore> {
-        Arc::new(PostgresStore::connect(&self.url).await.expect("connect"))
-    }
-
-    /// A raw connection to the test database, behind the store's back.
-    async fn raw(&self) -> tokio_postgres::Client {
-        admin(&self.url).await.expect("raw connection")
-    }
-
-    async fn exec(&self, sql: &str) -> u64 {
-        self.raw().await.execute(sql, &[]).await.expect(sql)
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop may run inside the test's runtime: use a thread with its own.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let c = admin(&url).await.ok()?;
-                c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(()))) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "warning: could not drop test database {}",
-                self.name
-            );
-        }
-    }
-}
-
-async fn admin(url: &str) -> Result<tokio_postgres::Client, String> {
-    let connect = tokio_postgres::connect(url, NoTls);
-    let (client, conn) = match tokio::time::timeout(Duration::from_secs(5), connect).await {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return Err(describe(&e)),
-        Err(_) => return Err("connect timed out after 5 s".into()),
-    };
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
-
-fn describe(e: &tokio_postgres::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
 
 ledger_store::conformance_tests!(|| async {
     let db = TestDb::create().await?;
@@ -345,8 +187,8 @@ async fn the_writer_recovers_after_its_connection_is_killed() {
         .await
         .expect("terminate the writer's backend");
     assert_eq!(killed.len(), 1, "exactly one writer session");
-    // The append in flight when the loss is noticed may fail (never silently); the
-    // writer then reconnects, re-takes the lock, reloads its state and goes on.
+    // An append that meets the loss may fail, as `Unavailable` and never silently;
+    // the writer reconnects, re-takes the lock, reloads its state and goes on.
     let mut landed = None;
     for _ in 0..20 {
         match store.append(req("s-1", vec![event(500)])).await {
@@ -354,7 +196,7 @@ async fn the_writer_recovers_after_its_connection_is_killed() {
                 landed = Some(r);
                 break;
             }
-            Err(StoreError::Backend(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(StoreError::Unavailable(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(e) => panic!("unexpected error after connection loss: {e}"),
         }
     }

@@ -47,7 +47,7 @@
 //! each commit.
 
 mod read;
-mod schema;
+pub mod schema;
 mod views;
 mod writer;
 
@@ -89,6 +89,9 @@ pub struct SqliteStore {
     readers: Arc<Readers>,
     writer: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
+    /// Opened with [`open_read_only`](Self::open_read_only): no writer thread; the
+    /// head is read from the file, since another process may be writing.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Msg {
@@ -124,9 +127,39 @@ impl SqliteStore {
         Ok(Self {
             tx,
             head_rx,
-            readers: Arc::new(Readers::new(path.to_path_buf())),
+            readers: Arc::new(Readers::new(path.to_path_buf(), false)),
             writer: Mutex::new(Some(handle)),
             path: path.to_path_buf(),
+            read_only: false,
+        })
+    }
+
+    /// Opens an existing store for reading only: no writer thread, no schema
+    /// change, nothing created (a missing file is an error). Reads verify the
+    /// chains as usual and see what another process commits; appends fail. For
+    /// the operator's read-only commands, which run beside `ledger serve`. With
+    /// `immutable` (the caller holds the folder's writer lock and
+    /// [`schema::has_pending_wal`] is false) not even SQLite's `-wal` and `-shm`
+    /// files are created; see [`schema::open_read_only`].
+    pub fn open_read_only(path: &Path, immutable: bool) -> Result<Self, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Backend(format!(
+                "no event store at {}",
+                path.display()
+            )));
+        }
+        let readers = Arc::new(Readers::new(path.to_path_buf(), immutable));
+        let head = readers.with(read::head)?;
+        let (_, head_rx) = watch::channel(head);
+        // A queue nobody reads: appends find it closed.
+        let (tx, _) = mpsc::channel(1);
+        Ok(Self {
+            tx,
+            head_rx,
+            readers,
+            writer: Mutex::new(None),
+            path: path.to_path_buf(),
+            read_only: true,
         })
     }
 
@@ -161,6 +194,9 @@ impl SqliteStore {
     }
 
     async fn submit(&self, requests: Vec<AppendRequest>) -> Result<Vec<AppendResult>, StoreError> {
+        if self.read_only {
+            return Err(read_only());
+        }
         ledger_store::validate_appends(&requests, |_| None)?;
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -235,6 +271,10 @@ impl SqliteErrorKind {
     }
 }
 
+fn read_only() -> StoreError {
+    StoreError::Invalid("this event store was opened read-only".into())
+}
+
 pub(crate) fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is out of range")))
 }
@@ -252,6 +292,9 @@ impl ResponseStore for SqliteStore {
         key: &str,
         response: SavedResponse,
     ) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(read_only());
+        }
         ledger_store::responses::validate_saved(key, &response)?;
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -267,6 +310,9 @@ impl ResponseStore for SqliteStore {
     }
 
     async fn expire(&self, before: Timestamp, keep: usize) -> Result<u64, StoreError> {
+        if self.read_only {
+            return Err(read_only());
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Expire {
@@ -315,6 +361,9 @@ impl EventStore for SqliteStore {
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
+        if self.read_only {
+            return self.read(read::head).await;
+        }
         Ok(*self.head_rx.borrow())
     }
 
@@ -323,6 +372,17 @@ impl EventStore for SqliteStore {
         after: Position,
         timeout: Duration,
     ) -> Result<Position, StoreError> {
+        if self.read_only {
+            // Another process writes: poll the file.
+            let until = tokio::time::Instant::now() + timeout;
+            loop {
+                let h = self.head().await?;
+                if h > after || tokio::time::Instant::now() >= until {
+                    return Ok(h);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         let mut rx = self.head_rx.clone();
         let waited = tokio::time::timeout(timeout, rx.wait_for(|h| *h > after))
             .await

@@ -25,13 +25,15 @@ const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_v
 pub(crate) struct Readers {
     path: std::path::PathBuf,
     idle: Mutex<Vec<Connection>>,
+    immutable: bool,
 }
 
 impl Readers {
-    pub(crate) fn new(path: std::path::PathBuf) -> Self {
+    pub(crate) fn new(path: std::path::PathBuf, immutable: bool) -> Self {
         Self {
             path,
             idle: Mutex::new(Vec::new()),
+            immutable,
         }
     }
 
@@ -43,7 +45,7 @@ impl Readers {
         let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match conn {
             Some(c) => c,
-            None => schema::open_reader(&self.path)?,
+            None => schema::open_reader(&self.path, self.immutable)?,
         };
         let out = f(&conn);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -275,4 +277,12 @@ pub(crate) fn recall(
         body,
         saved_at: ledger_types::Timestamp::from_millis(saved_at),
     }))
+}
+
+/// The last committed position (0 if the log is empty).
+pub(crate) fn head(conn: &Connection) -> Result<Position, StoreError> {
+    let p: Option<i64> = conn
+        .query_row("SELECT MAX(position) FROM events", [], |r| r.get(0))
+        .map_err(backend)?;
+    Ok(p.unwrap_or(0).max(0) as u64)
 }

@@ -132,13 +132,9 @@ pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Opens a read-only connection for the read pool.
-pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(backend)?;
+/// Opens a read-only connection for the read pool (see [`open_read_only`]).
+pub(crate) fn open_reader(path: &Path, immutable: bool) -> Result<Connection, StoreError> {
+    let conn = open_read_only(path, immutable).map_err(backend)?;
     conn.pragma_update(None, "busy_timeout", BUSY_TIMEOUT_MS)
         .map_err(backend)?;
     conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)
@@ -184,4 +180,35 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         tracing::info!(schema_version = version, "event store schema migrated");
     }
     Ok(())
+}
+
+/// Opens a database file for reading only. With `immutable`, SQLite is told the
+/// file cannot change while open (`immutable=1`): no lock, no `-wal` or `-shm`
+/// file is created, and a read-only medium works (an auditor's mounted backup).
+/// Only for a caller that holds the data folder's writer lock, on a file whose
+/// WAL is absent or empty ([`has_pending_wal`]); otherwise the file is read
+/// through the WAL like any reader beside a writer.
+pub fn open_read_only(path: &Path, immutable: bool) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if !immutable {
+        return Connection::open_with_flags(path, flags);
+    }
+    // A URI filename: escape what a URI gives a meaning to.
+    let mut uri = String::from("file:");
+    for ch in path.to_string_lossy().chars() {
+        match ch {
+            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", ch as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+}
+
+/// Whether the database has a WAL file with frames in it (committed data that
+/// may not be in the main file yet).
+pub fn has_pending_wal(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(Path::new(&wal)).is_ok_and(|m| m.len() > 0)
 }

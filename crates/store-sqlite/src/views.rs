@@ -70,15 +70,47 @@ fn corrupt(what: &str) -> ViewStoreError {
 #[derive(Debug)]
 pub struct SqliteViewStore {
     conn: Mutex<Connection>,
+    read_only: bool,
 }
 
 impl SqliteViewStore {
     pub fn open(path: &Path) -> Result<Self, ViewStoreError> {
         let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            read_only: false,
         })
+    }
+
+    /// Opens existing views for loading only (nothing is created or saved), for the
+    /// operator's read-only commands beside a running server. A missing file loads
+    /// as empty views (the caller folds the log from zero in memory).
+    /// With `immutable`, see [`crate::schema::open_read_only`].
+    pub fn open_read_only(path: &Path, immutable: bool) -> Result<Self, ViewStoreError> {
+        let conn = if path.is_file() {
+            crate::schema::open_read_only(path, immutable)
+        } else {
+            Connection::open_in_memory().and_then(|c| c.execute_batch(SCHEMA).map(|()| c))
+        }
+        .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            read_only: true,
+        })
+    }
+
+    fn writable(&self) -> Result<(), ViewStoreError> {
+        if self.read_only {
+            return Err(ViewStoreError::Backend(
+                "the view store was opened read-only".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, ViewStoreError> {
@@ -106,6 +138,9 @@ fn position(conn: &Connection, name: &str) -> Result<u64, ViewStoreError> {
 impl ViewStore for SqliteViewStore {
     fn load(&self) -> Result<ReadModel, ViewStoreError> {
         let conn = self.conn()?;
+        // One read transaction: the rows and the checkpoints of one commit, even
+        // while a running server saves (a reader beside `serve`, or a snapshot).
+        let _read = conn.unchecked_transaction().map_err(err)?;
         let mut model = ReadModel::new();
         let mut stmt = conn
             .prepare("SELECT view FROM customer_views")
@@ -162,6 +197,7 @@ impl ViewStore for SqliteViewStore {
     }
 
     fn save(&self, changes: &Changes) -> Result<(), ViewStoreError> {
+        self.writable()?;
         let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(err)?;
         {
@@ -230,6 +266,7 @@ impl ViewStore for SqliteViewStore {
     }
 
     fn clear(&self, name: Option<&str>) -> Result<(), ViewStoreError> {
+        self.writable()?;
         let (c, r, e) = match name {
             None => (true, true, true),
             Some("customers") => (true, false, false),

@@ -268,6 +268,7 @@ impl Writer {
                             refuse_closed(m);
                         }
                         self.stop_checkpointer();
+                        self.checkpoint_at_close();
                         drop(self);
                         let _ = reply.send(());
                         return;
@@ -277,7 +278,18 @@ impl Writer {
             self.commit_group(std::mem::take(&mut pending));
         }
         self.stop_checkpointer();
+        self.checkpoint_at_close();
         tracing::debug!("event store writer stopped");
+    }
+
+    /// Moves everything into the database file and empties the WAL when the store
+    /// closes. SQLite would do it when the last connection closes, but the read
+    /// pool's connections are read-only and cannot; a stopped store whose WAL is
+    /// empty can then be read with nothing created beside it (an auditor's copy).
+    fn checkpoint_at_close(&mut self) {
+        if let Err(e) = self.checkpoint() {
+            tracing::debug!(error = %e, "WAL not emptied at close (a reader is still open)");
+        }
     }
 
     fn checkpoint(&mut self) -> Result<(), StoreError> {

@@ -122,6 +122,10 @@ impl KeyStore for FlakyKeys {
         self.unavailable(false)?;
         self.inner().active_ids()
     }
+    fn destroyed_ids(&self) -> Result<Vec<CustomerId>, CryptoError> {
+        self.unavailable(false)?;
+        self.inner().destroyed_ids()
+    }
     fn rewrap_all(&self, rewrap: Rewrap) -> Result<usize, CryptoError> {
         self.unavailable(false)?;
         self.inner().rewrap_all(rewrap)
