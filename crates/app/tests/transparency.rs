@@ -85,6 +85,7 @@ async fn the_follower_builds_the_tree_from_the_log_then_follows_commits_and_sign
     let policy = SigningPolicy {
         every_events: 5,
         every: Duration::from_secs(3600),
+        ..SigningPolicy::default()
     };
     let log = Arc::new(
         TransparencyLog::open(f.store.clone(), signer, policy, None)

@@ -285,6 +285,7 @@ pub async fn run(
                     .sign_every_secs
                     .or(file.sign_every_secs)
                     .map_or(SigningPolicy::default().every, Duration::from_secs),
+                ..SigningPolicy::default()
             },
         )
         .await?,
