@@ -326,13 +326,17 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn start(data: &Path) -> Server {
+fn start(data: &Path, store: Option<&str>) -> Server {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let child = ledger(data)
+    let mut cmd = ledger(data);
+    if let Some(url) = store {
+        cmd.args(["--store", url]);
+    }
+    let child = cmd
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--sign-every-secs", "1"])
         .env("LEDGER_ADMIN_KEY", ADMIN)
@@ -385,8 +389,12 @@ fn call(method: &str, url: &str, token: &str) -> (u16, Value) {
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
-fn api_key(data: &Path, broadcaster: &str) -> String {
-    let o = run(data, &["api-key", "create", "--broadcaster", broadcaster]);
+fn api_key(data: &Path, store: Option<&str>, broadcaster: &str) -> String {
+    let mut args = vec!["api-key", "create", "--broadcaster", broadcaster];
+    if let Some(url) = store {
+        args.extend(["--store", url]);
+    }
+    let o = run(data, &args);
     assert!(o.status.success(), "{}", stderr(&o));
     stdout(&o)
         .lines()
@@ -425,7 +433,7 @@ fn flip_hex(s: &str, at: usize) -> String {
 fn receipts_verify_offline_and_a_live_log_cut_back_before_erasures_is_caught_by_a_signed_head() {
     let s = setup(60);
     let key = s.public_key.clone();
-    let server = start(&s.data);
+    let server = start(&s.data, None);
 
     // Before the erasures: the head the operator published.
     let (status, head_before) = call("GET", &format!("{}/v1/audit/tree-head", server.base), ADMIN);
@@ -438,7 +446,7 @@ fn receipts_verify_offline_and_a_live_log_cut_back_before_erasures_is_caught_by_
     let mut receipts = Vec::new();
     for i in 0..2 {
         let (b, c) = sample(&s.summary, "erasable", i);
-        let token = api_key(&s.data, &b);
+        let token = api_key(&s.data, None, &b);
         let (status, receipt) = call(
             "DELETE",
             &format!("{}/v1/customers/{c}", server.base),
@@ -649,4 +657,51 @@ fn receipts_verify_offline_and_a_live_log_cut_back_before_erasures_is_caught_by_
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn the_tree_follows_a_postgresql_log_and_its_receipts_verify_offline() {
+    let Some(db) = common::pg::TestDatabase::create("signed_heads") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let o = ledger(&data)
+        .args(["--store", db.url(), "demo", "--customers", "30", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    std::fs::write(data.join("signing-key.hex"), SIGNING_KEY).unwrap();
+    let key = tmp.path().join("public-key.hex");
+    std::fs::write(&key, stdout(&run(&data, &["signing-key", "show"]))).unwrap();
+
+    let server = start(&data, Some(db.url()));
+    let (b, c) = sample(&summary, "erasable", 0);
+    let token = api_key(&data, Some(db.url()), &b);
+    let (status, receipt) = call(
+        "DELETE",
+        &format!("{}/v1/customers/{c}", server.base),
+        &token,
+    );
+    assert_eq!(status, 200, "{receipt}");
+    let (status, head) = call("GET", &format!("{}/v1/audit/tree-head", server.base), ADMIN);
+    assert_eq!(status, 200, "{head}");
+    assert!(head["size"].as_u64().unwrap() >= receipt["event_position"].as_u64().unwrap());
+    stop(server);
+
+    let file = tmp.path().join("receipt.json");
+    std::fs::write(&file, receipt.to_string()).unwrap();
+    let (ok, v) = verify_receipt(&file, &key);
+    assert!(ok, "{v}");
+    // The same log, exported and verified offline against the signed head.
+    let export = tmp.path().join("export.ndjson");
+    let o = ledger(&data)
+        .args(["--store", db.url(), "audit", "export", "--out"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (ok, report, _) = verify(&[&export], &["--public-key", key.to_str().unwrap()]);
+    assert!(ok, "{report}");
 }
