@@ -78,10 +78,16 @@ pub async fn create_broadcaster(
         }
     };
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
+    if name.is_empty() || body.name.chars().count() > 200 {
         return Err(ApiError::invalid_input(
             "name",
             "must be 1 to 200 characters",
+        ));
+    }
+    if body.name.chars().any(char::is_control) {
+        return Err(ApiError::invalid_input(
+            "name",
+            "must not contain control characters",
         ));
     }
     state
@@ -127,6 +133,16 @@ pub async fn create_api_key(
         return Err(ApiError::invalid_input(
             "label",
             "longer than 200 characters",
+        ));
+    }
+    if body
+        .label
+        .as_ref()
+        .is_some_and(|l| l.chars().any(char::is_control))
+    {
+        return Err(ApiError::invalid_input(
+            "label",
+            "must not contain control characters",
         ));
     }
     let (info, token) = state.keys.issue(b, body.label).map_err(key_error)?;

@@ -39,6 +39,7 @@ pub fn router() -> Router<SharedState> {
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// First log position to return (default 1).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 9223372036854775807_u64)]
     pub from: Option<String>,
 }
 
@@ -97,7 +98,8 @@ pub async fn events(
     let from: u64 = match q.from.as_deref() {
         None => 1,
         Some(s) => match s.parse::<u64>() {
-            Ok(n) if n >= 1 => n,
+            // Positions are i64 in every store.
+            Ok(n) if n >= 1 && n <= i64::MAX as u64 => n,
             _ => {
                 return Err(ApiError::invalid_input(
                     "from",

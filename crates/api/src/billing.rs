@@ -48,13 +48,13 @@ fn money(m: &MoneyDto, field: &'static str) -> Result<Money, ApiError> {
     let currency = Currency::parse(&m.currency).map_err(|_| {
         ApiError::invalid_input(
             &format!("{field}.currency"),
-            "must be an ISO 4217 code such as EUR",
+            "must be an ISO 4217 currency code with minor units, such as EUR",
         )
     })?;
     Money::positive(m.minor, currency).map_err(|_| {
         ApiError::invalid_input(
             &format!("{field}.minor"),
-            "must be a positive integer of minor units",
+            "must be a positive integer of minor units, at most 1000000000000",
         )
     })
 }

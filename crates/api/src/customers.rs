@@ -6,8 +6,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use ledger_command::CustomerCommand;
 use ledger_events::ProfilePatch;
 use ledger_types::{CustomerId, Timestamp};
@@ -17,10 +15,11 @@ use utoipa::IntoParams;
 
 use crate::auth::Tenant;
 use crate::dto::{
-    CustomerPage, CustomerSummaryDto, Document, RecordLoginRequest, RegisterCustomerRequest,
-    SearchRequest, UpdateProfileRequest, WriteResult,
+    CustomerPage, CustomerSummaryDto, RecordLoginRequest, RegisterCustomerRequest, SearchRequest,
+    UpdateProfileRequest, WriteResult,
 };
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use crate::personal::PersonalJson;
 use crate::{erasure, parse_id, SharedState};
 
 pub fn router() -> Router<SharedState> {
@@ -49,9 +48,6 @@ pub(crate) fn customer_id(s: &str) -> Result<CustomerId, ApiError> {
         (status = 201, description = "Registered", body = WriteResult),
         (status = 400, description = "Malformed or invalid body", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Idempotency key reused for another request", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 #[instrument(skip(state, body), fields(broadcaster = %tenant.0, customer))]
@@ -92,21 +88,30 @@ pub async fn summary(
     axum::extract::State(state): axum::extract::State<SharedState>,
     tenant: Tenant,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<CustomerSummaryDto>, ApiError> {
+) -> Result<PersonalJson<CustomerSummaryDto>, ApiError> {
     let c = customer_id(&id)?;
     let s = state.read.summary(tenant.0, c)?;
-    Ok(Json(CustomerSummaryDto::of(&s, tenant.0)))
+    Ok(PersonalJson(CustomerSummaryDto::of(&s, tenant.0)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// A customer id, an email address (exact, case-insensitive) or a name prefix.
+    /// A customer id, an email address (exact, case-insensitive) or a name prefix:
+    /// not blank, no control characters, at most 254 characters.
+    #[param(
+        required = true,
+        min_length = 1,
+        max_length = 254,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub q: Option<String>,
     /// Page size, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^o(10000|[0-9]{1,4})$")]
     pub cursor: Option<String>,
 }
 
@@ -114,12 +119,16 @@ pub struct SearchQuery {
 const MAX_OFFSET: usize = 10_000;
 const MAX_LIMIT: usize = 100;
 
+/// A cursor is `o` and the offset of the next page, 0 to [`MAX_OFFSET`]: exactly
+/// what the documented pattern `^o(10000|[0-9]{1,4})$` says, so a client (or a
+/// fuzzer) can tell a valid one from the schema alone.
 fn decode_cursor(c: &str) -> Result<usize, ApiError> {
     let bad = || ApiError::invalid_pagination("cursor is not a cursor this API returned");
-    let raw = URL_SAFE_NO_PAD.decode(c.as_bytes()).map_err(|_| bad())?;
-    let s = std::str::from_utf8(&raw).map_err(|_| bad())?;
-    let n = s.strip_prefix("o:").ok_or_else(bad)?;
-    let off: usize = n.parse().map_err(|_| bad())?;
+    let digits = c.strip_prefix('o').ok_or_else(bad)?;
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let off: usize = digits.parse().map_err(|_| bad())?;
     if off > MAX_OFFSET {
         return Err(bad());
     }
@@ -127,7 +136,7 @@ fn decode_cursor(c: &str) -> Result<usize, ApiError> {
 }
 
 fn encode_cursor(offset: usize) -> String {
-    URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
+    format!("o{offset}")
 }
 
 /// Search the calling broadcaster's customers. The query ends up in the URL, and
@@ -145,7 +154,7 @@ pub async fn search(
     axum::extract::State(state): axum::extract::State<SharedState>,
     tenant: Tenant,
     ApiQuery(query): ApiQuery<SearchQuery>,
-) -> Result<Json<CustomerPage>, ApiError> {
+) -> Result<PersonalJson<CustomerPage>, ApiError> {
     let limit = query
         .limit
         .as_deref()
@@ -175,7 +184,7 @@ pub async fn search_by_body(
     axum::extract::State(state): axum::extract::State<SharedState>,
     tenant: Tenant,
     ApiJson(body): ApiJson<SearchRequest>,
-) -> Result<Json<CustomerPage>, ApiError> {
+) -> Result<PersonalJson<CustomerPage>, ApiError> {
     search_page(
         &state,
         tenant,
@@ -196,10 +205,16 @@ fn search_page(
     q: Option<&str>,
     limit: Option<u64>,
     cursor: Option<&str>,
-) -> Result<Json<CustomerPage>, ApiError> {
+) -> Result<PersonalJson<CustomerPage>, ApiError> {
     let q = q.map(str::trim).unwrap_or("");
     if q.is_empty() {
         return Err(ApiError::invalid_input("q", "must not be empty"));
+    }
+    if q.chars().any(char::is_control) {
+        return Err(ApiError::invalid_input(
+            "q",
+            "must not contain control characters",
+        ));
     }
     if q.chars().count() > 254 {
         return Err(ApiError::invalid_input("q", "longer than 254 characters"));
@@ -222,7 +237,7 @@ fn search_page(
         }
     }
     let next_cursor = (more && offset + limit <= MAX_OFFSET).then(|| encode_cursor(offset + limit));
-    Ok(Json(CustomerPage { items, next_cursor }))
+    Ok(PersonalJson(CustomerPage { items, next_cursor }))
 }
 
 /// Change a customer's profile (absent fields stay as they are).
@@ -309,9 +324,8 @@ pub async fn export(
     axum::extract::State(state): axum::extract::State<SharedState>,
     tenant: Tenant,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Document>, ApiError> {
+) -> Result<PersonalJson<ledger_app::access::AccessExport>, ApiError> {
     let c = customer_id(&id)?;
     let doc = ledger_app::access::export_customer(&state.ledger, tenant.0, c).await?;
-    let v = serde_json::to_value(&doc).map_err(|_| ApiError::internal())?;
-    Ok(Json(v))
+    Ok(PersonalJson(doc))
 }

@@ -2,7 +2,10 @@
 //!
 //! Requests deny unknown fields. Types that hold personal data have a redacted
 //! `Debug`, so a `{:?}` in a span or a panic message cannot print them. Ids are
-//! strings on the wire and parsed by the handlers (`INVALID_ID`).
+//! strings on the wire, documented as canonical UUIDs and parsed by the handlers
+//! (`INVALID_ID` for anything else). The lengths, counts and amounts documented
+//! here are the ones `ledger_command`'s validation enforces; the
+//! `documented_limits_are_the_enforced_ones` test keeps the two equal.
 
 use std::fmt;
 
@@ -14,6 +17,8 @@ use ledger_types::{BroadcasterId, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
+
+use crate::money::Total;
 
 macro_rules! redacted_debug {
     ($($t:ty),*) => {$(
@@ -31,32 +36,106 @@ fn rfc3339(t: Timestamp) -> String {
 
 // ------------------------------------------------------------------ requests
 
-/// One custom question answered at registration (both are personal data).
-#[derive(Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Request bodies are JSON objects, at every level. serde's derived `Deserialize`
+/// also reads a struct from a JSON array of its field values (`[]` for a struct
+/// whose fields all have defaults, `["a", "b"]` for an answer), which the schema
+/// forbids. So each request type derives its deserializer as an inherent function
+/// (`#[serde(remote = "Self")]`) and this macro implements the trait with a visitor
+/// that accepts a map only; field errors keep their JSON paths.
+macro_rules! objects_only {
+    ($($t:ident),* $(,)?) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Object;
+                impl<'de> serde::de::Visitor<'de> for Object {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("a JSON object")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        map: A,
+                    ) -> Result<$t, A::Error> {
+                        $t::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+                d.deserialize_map(Object)
+            }
+        }
+    )*};
+}
+
+/// The trait `Serialize` for request types that are also sent (their derived
+/// serializer is inherent, see [`objects_only`]).
+macro_rules! serialize_inherent {
+    ($($t:ident),* $(,)?) => {$(
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                $t::serialize(self, s)
+            }
+        }
+    )*};
+}
+
+objects_only!(
+    AnswerDto,
+    RegisterCustomerRequest,
+    UpdateProfileRequest,
+    RecordLoginRequest,
+    StartSubscriptionRequest,
+    MoneyDto,
+    CapturePaymentRequest,
+    RefundPaymentRequest,
+    CreateBroadcasterRequest,
+    CreateApiKeyRequest,
+    SearchRequest,
+);
+serialize_inherent!(AnswerDto, MoneyDto);
+
+/// One custom question answered at registration (both are personal data). No
+/// control characters.
+#[derive(Clone, Serialize, Deserialize, ToSchema, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct AnswerDto {
+    #[schema(max_length = 2000)]
     pub question: String,
+    #[schema(max_length = 2000)]
     pub answer: String,
 }
 
-/// A new customer's profile. The customer id is chosen by the server.
+/// A new customer's profile. The customer id is chosen by the server. No text
+/// field may hold a control character (U+0000 to U+001F, U+007F to U+009F).
 #[derive(Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct RegisterCustomerRequest {
+    /// One `@` between a non-empty local part and domain; at most 254 characters.
+    #[schema(min_length = 3, max_length = 254)]
     pub email: String,
     /// The password as a hash computed by the platform (never a password).
+    #[schema(min_length = 1, max_length = 2000)]
     pub password_hash: String,
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 200)]
     pub first_name: String,
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 200)]
     pub last_name: String,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub address: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub company_name: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub phone_number: Option<String>,
+    /// At most 50.
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub custom_answers: Vec<AnswerDto>,
+    /// An IPv4 or IPv6 address.
     #[serde(default)]
+    #[schema(max_length = 45)]
     pub registration_ip: Option<String>,
 }
 
@@ -74,8 +153,8 @@ impl RegisterCustomerRequest {
                 .custom_answers
                 .into_iter()
                 .map(|a| Answer {
-                    question: a.question,
-                    answer: a.answer,
+                    question: a.question.clone(),
+                    answer: a.answer.clone(),
                 })
                 .collect(),
             registration_ip: self.registration_ip,
@@ -83,82 +162,108 @@ impl RegisterCustomerRequest {
     }
 }
 
-/// A change of profile: absent fields stay as they are.
+/// A change of profile: absent fields stay as they are; at least one must be
+/// given. The limits of [`RegisterCustomerRequest`] apply.
 #[derive(Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct UpdateProfileRequest {
+    #[schema(min_length = 3, max_length = 254)]
     pub email: Option<String>,
+    #[schema(min_length = 1, max_length = 2000)]
     pub password_hash: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
     pub first_name: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
     pub last_name: Option<String>,
+    #[schema(max_length = 2000)]
     pub address: Option<String>,
+    #[schema(max_length = 2000)]
     pub company_name: Option<String>,
+    #[schema(max_length = 2000)]
     pub phone_number: Option<String>,
 }
 
 #[derive(Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct RecordLoginRequest {
-    /// The IP address the customer logged in from.
+    /// The IP address (v4 or v6) the customer logged in from.
+    #[schema(min_length = 2, max_length = 45)]
     pub ip: String,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct StartSubscriptionRequest {
-    /// Client-chosen id (UUID) to make retries safe; a new one if absent.
+    /// Client-chosen id (canonical UUID) to make retries safe; a new one if absent.
     #[serde(default)]
+    #[schema(schema_with = crate::money::optional_uuid_schema)]
     pub subscription_id: Option<String>,
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     pub offer_id: String,
 }
 
 /// An amount in integer minor units (cents, pence, yen) and an ISO 4217 currency.
+/// Responses give each currency's `exponent` (minor-unit digits) beside totals.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct MoneyDto {
+    #[serde(deserialize_with = "crate::money::whole_i64")]
+    #[schema(schema_with = crate::money::amount_schema)]
     pub minor: i64,
+    #[schema(schema_with = crate::money::currency_schema)]
     pub currency: String,
 }
 
 #[derive(Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct CapturePaymentRequest {
+    /// Client-chosen id (canonical UUID) to make retries safe; a new one if absent.
     #[serde(default)]
+    #[schema(schema_with = crate::money::optional_uuid_schema)]
     pub payment_id: Option<String>,
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     pub offer_id: String,
     #[serde(default)]
+    #[schema(schema_with = crate::money::optional_uuid_schema)]
     pub subscription_id: Option<String>,
     pub amount: MoneyDto,
     /// The payer's IP address (personal data; sealed).
     #[serde(default)]
+    #[schema(max_length = 45)]
     pub payer_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct RefundPaymentRequest {
+    /// Client-chosen id (canonical UUID) to make retries safe; a new one if absent.
     #[serde(default)]
+    #[schema(schema_with = crate::money::optional_uuid_schema)]
     pub refund_id: Option<String>,
     pub amount: MoneyDto,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct CreateBroadcasterRequest {
-    /// A UUID; a new one if absent.
+    /// A canonical UUID; a new one if absent.
     #[serde(default)]
+    #[schema(schema_with = crate::money::optional_uuid_schema)]
     pub broadcaster_id: Option<String>,
-    /// The broadcaster's business name.
+    /// The broadcaster's business name: not blank, no control characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// `white_label` or `shared`.
+    #[schema(pattern = "^(white_label|shared)$")]
     pub integration: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct CreateApiKeyRequest {
-    /// A note for operators (not secret, not personal).
+    /// A note for operators (not secret, not personal); no control characters.
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub label: Option<String>,
 }
 
@@ -207,8 +312,8 @@ impl WriteResult {
 }
 
 /// The opened profile, as served to the customer's broadcaster. The password hash
-/// is never served.
-#[derive(Clone, Serialize, ToSchema)]
+/// is never served. Zeroized when dropped, like every opened value.
+#[derive(Clone, Serialize, ToSchema, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct ProfileDto {
     pub email: String,
     pub first_name: String,
@@ -269,12 +374,16 @@ impl SubscriptionDto {
     }
 }
 
+/// One currency's totals, in minor units; `exponent` says how many of their digits
+/// are the minor unit.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CurrencyTotalsDto {
     pub currency: String,
-    pub captured: i64,
-    pub refunded: i64,
-    pub net: i64,
+    #[schema(schema_with = crate::money::exponent_schema)]
+    pub exponent: Option<u8>,
+    pub captured: Total,
+    pub refunded: Total,
+    pub net: Total,
 }
 
 /// Where and when the customer was erased (a tombstone).
@@ -329,9 +438,10 @@ impl CustomerSummaryDto {
                 .iter()
                 .map(|(c, t)| CurrencyTotalsDto {
                     currency: c.to_string(),
-                    captured: t.captured,
-                    refunded: t.refunded,
-                    net: t.net,
+                    exponent: c.exponent(),
+                    captured: Total::new(t.captured),
+                    refunded: Total::new(t.refunded),
+                    net: Total::new(t.net),
                 })
                 .collect(),
             tombstone: v.erasure.as_ref().map(|e| TombstoneDto {
@@ -347,13 +457,18 @@ impl CustomerSummaryDto {
 /// stays out of URLs, and with them out of proxy logs and browser history. Its
 /// `Debug` is redacted: the query is personal data.
 #[derive(Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct SearchRequest {
-    /// A customer id, an email address (exact, case-insensitive) or a name prefix.
+    /// A customer id, an email address (exact, case-insensitive) or a name prefix:
+    /// not blank, no control characters.
+    #[schema(min_length = 1, max_length = 254)]
     pub q: String,
     /// Page size, 1 to 100 (default 20).
+    #[serde(default, deserialize_with = "crate::money::whole_u64_opt")]
+    #[schema(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// `next_cursor` of the previous page.
+    #[schema(pattern = "^o(10000|[0-9]{1,4})$")]
     pub cursor: Option<String>,
 }
 
@@ -551,9 +666,11 @@ pub struct RevenueRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offer_id: Option<String>,
     pub currency: String,
-    pub gross_captured: i64,
-    pub refunded: i64,
-    pub net: i64,
+    #[schema(schema_with = crate::money::exponent_schema)]
+    pub exponent: Option<u8>,
+    pub gross_captured: Total,
+    pub refunded: Total,
+    pub net: Total,
     pub payment_count: u64,
     pub refund_count: u64,
 }
@@ -562,16 +679,17 @@ impl RevenueRow {
     pub fn of(
         day: Option<String>,
         offer_id: Option<String>,
-        currency: String,
+        currency: ledger_types::Currency,
         t: &RevenueTotals,
     ) -> Self {
         Self {
             day,
             offer_id,
-            currency,
-            gross_captured: t.gross_captured,
-            refunded: t.refunded,
-            net: t.net,
+            currency: currency.to_string(),
+            exponent: currency.exponent(),
+            gross_captured: Total::new(t.gross_captured),
+            refunded: Total::new(t.refunded),
+            net: Total::new(t.net),
             payment_count: t.payment_count,
             refund_count: t.refund_count,
         }

@@ -6,6 +6,11 @@
 //! the offending input (`invalid type: string "ada@example.com", expected ...`), so no
 //! deserializer message is passed through: a body error names the JSON path of the
 //! field (our own field names) and a fixed reason, never a value.
+//!
+//! Nor is a key the client chose: an unknown field's name is input like any value (a
+//! client that sends `{"adelheid_schmidt": 1}` must not get `adelheid_schmidt`
+//! back in a body that lands in logs and traces). `UNKNOWN_FIELD` names the JSON
+//! path of the object that held it, and an unknown query parameter is not named.
 
 use std::borrow::Cow;
 
@@ -300,10 +305,33 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         Ok(v) => Ok(v),
         Err(e) => {
             let path = sanitize_path(&e.path().to_string());
+            let parent = parent_path(e.path());
             let inner = e.into_inner();
-            Err(json_error(&inner, path))
+            Err(json_error(&inner, path, parent))
         }
     }
+}
+
+/// The sanitized path of the object that holds the last segment of `p` (`""` for
+/// the top level): where an unknown field was, without its client-chosen name.
+fn parent_path(p: &serde_path_to_error::Path) -> String {
+    let segments: Vec<_> = p.iter().collect();
+    let Some((_, init)) = segments.split_last() else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for s in init {
+        match s {
+            serde_path_to_error::Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            other => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(&other.to_string());
+            }
+        }
+    }
+    sanitize_path(&out)
 }
 
 /// Keeps a JSON path only if it is made of identifier-like segments (our field
@@ -323,8 +351,8 @@ fn sanitize_path(p: &str) -> String {
 }
 
 /// The name between the first pair of backticks in a serde message, if it looks
-/// like an identifier (field names are chosen by the client for unknown fields, so
-/// they are checked before being echoed).
+/// like an identifier. Used for `missing field` only, whose name is ours (an
+/// unknown field's name is the client's and is never echoed).
 fn backticked_identifier(msg: &str) -> Option<String> {
     let start = msg.find('`')? + 1;
     let len = msg[start..].find('`')?;
@@ -335,7 +363,7 @@ fn backticked_identifier(msg: &str) -> Option<String> {
     ok.then(|| name.to_owned())
 }
 
-fn json_error(e: &serde_json::Error, path: String) -> ApiError {
+fn json_error(e: &serde_json::Error, path: String, parent: String) -> ApiError {
     use serde_json::error::Category;
     match e.classify() {
         Category::Syntax | Category::Eof | Category::Io => ApiError::new(
@@ -352,18 +380,15 @@ fn json_error(e: &serde_json::Error, path: String) -> ApiError {
             // Only the start of serde's message is inspected; it is never echoed.
             let msg = e.to_string();
             if msg.starts_with("unknown field") {
-                // serde_path_to_error's path already ends with the unknown field.
-                let full = if path.is_empty() {
-                    backticked_identifier(&msg).unwrap_or_else(|| "?".to_owned())
+                // serde_path_to_error's path ends with the unknown field, whose name
+                // the client chose: only the containing object's path is reported.
+                let message = if parent.is_empty() {
+                    "the request body has a field this operation does not accept".to_owned()
                 } else {
-                    path
+                    format!("{parent} has a field this operation does not accept")
                 };
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "UNKNOWN_FIELD",
-                    format!("unknown field {full}"),
-                )
-                .with_details(json!({ "field": full }))
+                ApiError::new(StatusCode::BAD_REQUEST, "UNKNOWN_FIELD", message)
+                    .with_details(json!({ "object": parent }))
             } else if msg.starts_with("missing field") {
                 let field = backticked_identifier(&msg).unwrap_or_default();
                 let full = if path.is_empty() {
@@ -426,17 +451,20 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuer
         serde_path_to_error::deserialize::<_, T>(de)
             .map(ApiQuery)
             .map_err(|e| {
-                let msg = e.inner().to_string();
-                let name = if msg.starts_with("unknown field") {
-                    backticked_identifier(&msg)
-                } else {
-                    None
-                };
-                let param = name.unwrap_or_else(|| sanitize_path(&e.path().to_string()));
+                // An unknown parameter's name is the client's, never echoed; a known
+                // one's is ours.
+                if e.inner().to_string().starts_with("unknown field") {
+                    return ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_QUERY",
+                        "the query has a parameter this operation does not accept",
+                    );
+                }
+                let param = sanitize_path(&e.path().to_string());
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "INVALID_QUERY",
-                    format!("invalid or unknown query parameter {param}"),
+                    format!("invalid query parameter {param}"),
                 )
                 .with_details(json!({ "parameter": param }))
             })
@@ -475,7 +503,8 @@ mod tests {
 
         let e = parse_json::<Outer>(br#"{"profile":{"email":"x","n":1,"ssn":"123"}}"#).unwrap_err();
         assert_eq!(e.code, "UNKNOWN_FIELD");
-        assert_eq!(e.details["field"], "profile.ssn");
+        assert_eq!(e.details, json!({ "object": "profile" }));
+        assert!(!serde_json::to_string(&e.body()).unwrap().contains("ssn"));
 
         let e = parse_json::<Outer>(br#"{"profile":{"email":"x"}}"#).unwrap_err();
         assert_eq!(e.code, "MISSING_FIELD");
@@ -488,5 +517,59 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code, "UNKNOWN_FIELD");
         assert!(!serde_json::to_string(&e.body()).unwrap().contains("ada@"));
+    }
+
+    /// What `CommonResponses` documents on every authenticated `/v1/` operation:
+    /// a store that cannot be reached is 503 and a full disk 507, both with
+    /// `Retry-After` and the error body.
+    #[test]
+    fn storage_conditions_answer_503_and_507_with_retry_after() {
+        use ledger_store::StoreError;
+        for (e, status, code) in [
+            (
+                AppError::Store(StoreError::Unavailable("connection refused".into())),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "STORE_UNAVAILABLE",
+            ),
+            (
+                AppError::Store(StoreError::Full),
+                StatusCode::INSUFFICIENT_STORAGE,
+                "STORAGE_FULL",
+            ),
+        ] {
+            let e = ApiError::from(e);
+            assert_eq!((e.status, e.code), (status, code));
+            let res = e.into_response();
+            assert_eq!(res.headers()[header::RETRY_AFTER], RETRY_AFTER_SECS);
+        }
+    }
+
+    /// A key can be personal data too (a name, an email address spelled as an
+    /// identifier): it must not come back anywhere in the body, at the top level or
+    /// nested.
+    #[test]
+    fn an_unknown_field_name_is_never_echoed() {
+        for (body, object) in [
+            (
+                &br#"{"adelheid_schmidt":1,"profile":{"email":"x","n":1}}"#[..],
+                "",
+            ),
+            (
+                br#"{"profile":{"email":"x","n":1,"adelheid_schmidt":1}}"#,
+                "profile",
+            ),
+            (
+                br#"{"profile":{"email":"x","n":1,"ada_at_example_com":1}}"#,
+                "profile",
+            ),
+        ] {
+            let e = parse_json::<Outer>(body).unwrap_err();
+            assert_eq!(e.code, "UNKNOWN_FIELD");
+            assert_eq!(e.details, json!({ "object": object }));
+            let text = serde_json::to_string(&e.body()).unwrap();
+            for secret in ["adelheid", "schmidt", "ada_at"] {
+                assert!(!text.contains(secret), "{text}");
+            }
+        }
     }
 }

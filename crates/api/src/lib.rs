@@ -11,7 +11,8 @@
 //!   separate admin key;
 //! - production behaviour: idempotency keys ([`idempotency`]), body limit, timeout,
 //!   request ids, per-request tracing spans, Prometheus [`metrics`];
-//! - the OpenAPI 3.1 document, generated from the handlers ([`ApiDoc`]).
+//! - the OpenAPI 3.1 document, generated from the handlers ([`ApiDoc`]), with the
+//!   responses common to a kind of operation added in one place ([`openapi`]).
 //!
 //! # What it must not do
 //!
@@ -34,7 +35,10 @@ pub mod erasure;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
+pub mod money;
+pub mod openapi;
 pub mod ops;
+pub mod personal;
 pub mod revenue;
 pub mod transparency;
 
@@ -58,6 +62,8 @@ use ledger_types::CustomerId;
 use tracing::Instrument as _;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+
+use crate::openapi::{CommonResponses, RequestFields};
 
 pub use auth::{AdminKey, ApiKeys};
 pub use error::{ApiError, ErrorBody};
@@ -132,6 +138,8 @@ pub struct ApiState {
     /// Signed tree heads and proofs (receipts, `/v1/audit/tree-head`, ...).
     pub transparency: Arc<TransparencyLog>,
     openapi_json: String,
+    /// The methods each documented path accepts (see [`allowed_methods`]).
+    methods: std::collections::BTreeMap<String, Vec<Method>>,
 }
 
 pub type SharedState = Arc<ApiState>;
@@ -177,6 +185,7 @@ impl ApiState {
             metrics: Metrics::new(),
             config,
             openapi_json: openapi_json(),
+            methods: documented_methods(),
         })
     }
 
@@ -212,9 +221,16 @@ impl ApiState {
     }
 }
 
-/// Parses an id from a path or body field, answering `INVALID_ID` naming the field.
+/// Parses an id (every id of this API is a UUID) from a path or body field,
+/// answering `INVALID_ID` naming the field. Ids parse in their canonical spelling
+/// only (no trimming, no upper case, braces or `urn:uuid:`; see
+/// `ledger_types::is_canonical_uuid`), checked here too, since `uuid::Uuid` itself
+/// (an API key's id) takes every spelling.
 pub fn parse_id<T: FromStr>(s: &str, field: &'static str) -> Result<T, ApiError> {
-    T::from_str(s.trim()).map_err(|_| ApiError::invalid_id(field))
+    if !ledger_types::is_canonical_uuid(s) {
+        return Err(ApiError::invalid_id(field));
+    }
+    T::from_str(s).map_err(|_| ApiError::invalid_id(field))
 }
 
 /// The request id of a request: the client's `x-request-id` if it is a short token
@@ -285,6 +301,52 @@ pub async fn observe(State(state): State<SharedState>, mut req: Request, next: N
     res
 }
 
+/// The methods of every path of the OpenAPI document (HEAD with GET, as axum
+/// serves it).
+fn documented_methods() -> std::collections::BTreeMap<String, Vec<Method>> {
+    let doc = ApiDoc::openapi();
+    doc.paths
+        .paths
+        .iter()
+        .map(|(path, item)| {
+            let mut m = Vec::new();
+            if item.get.is_some() {
+                m.extend([Method::GET, Method::HEAD]);
+            }
+            for (op, method) in [
+                (&item.post, Method::POST),
+                (&item.put, Method::PUT),
+                (&item.patch, Method::PATCH),
+                (&item.delete, Method::DELETE),
+            ] {
+                if op.is_some() {
+                    m.push(method);
+                }
+            }
+            (path.clone(), m)
+        })
+        .collect()
+}
+
+/// Answers 405 to a method that no route of a documented path accepts, before any
+/// other layer runs: the idempotency layer would otherwise read (and answer for) a
+/// `PUT` with an `Idempotency-Key` that no handler would ever see.
+pub async fn allowed_methods(
+    State(state): State<SharedState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let refused = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|p| state.methods.get(p.as_str()))
+        .is_some_and(|m| !m.contains(req.method()));
+    if refused {
+        return no_method().await.into_response();
+    }
+    next.run(req).await
+}
+
 async fn no_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
 }
@@ -316,6 +378,10 @@ pub fn router(state: SharedState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            allowed_methods,
         ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -379,8 +445,9 @@ impl Modify for Security {
         transparency::ConsistencyProofDto,
         RevenueResponse, RevenueRow, CreateBroadcasterRequest, BroadcasterDto,
         CreateApiKeyRequest, ApiKeyCreated, ApiKeyDto, Health, Readiness, FailingPart,
+        crate::money::Total,
     )),
-    modifiers(&Security),
+    modifiers(&Security, &CommonResponses, &RequestFields),
     tags(
         (name = "customers"), (name = "subscriptions"), (name = "payments"),
         (name = "erasure"), (name = "revenue"), (name = "audit"), (name = "admin"), (name = "ops")

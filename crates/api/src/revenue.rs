@@ -26,12 +26,16 @@ pub fn router() -> Router<SharedState> {
 #[into_params(parameter_in = Query)]
 pub struct RevenueQuery {
     /// First UTC day included, `YYYY-MM-DD`.
+    #[param(format = Date)]
     pub from: Option<String>,
-    /// Last UTC day included, `YYYY-MM-DD`.
+    /// Last UTC day included, `YYYY-MM-DD`. Before `from`, the selection is empty.
+    #[param(format = Date)]
     pub to: Option<String>,
-    /// ISO 4217 currency code.
+    /// ISO 4217 currency code with minor units.
+    #[param(schema_with = crate::money::currency_schema)]
     pub currency: Option<String>,
     /// `none` (default), `day`, `offer` or `day_offer`.
+    #[param(pattern = "^(none|day|offer|day_offer)$")]
     pub group_by: Option<String>,
 }
 
@@ -43,14 +47,6 @@ fn day(s: &str, field: &'static str) -> Result<i64, ApiError> {
     Timestamp::parse_rfc3339(&format!("{s}T00:00:00Z"))
         .map(|t| t.day_number())
         .map_err(|_| ApiError::invalid_input(field, "must be a date YYYY-MM-DD"))
-}
-
-fn add(into: &mut RevenueTotals, t: &RevenueTotals) {
-    into.gross_captured = into.gross_captured.saturating_add(t.gross_captured);
-    into.refunded = into.refunded.saturating_add(t.refunded);
-    into.net = into.net.saturating_add(t.net);
-    into.payment_count = into.payment_count.saturating_add(t.payment_count);
-    into.refund_count = into.refund_count.saturating_add(t.refund_count);
 }
 
 /// Revenue totals per currency (and per group), with the selection's digest.
@@ -70,11 +66,8 @@ pub async fn revenue(
 ) -> Result<Json<RevenueResponse>, ApiError> {
     let from_day = q.from.as_deref().map(|s| day(s, "from")).transpose()?;
     let to_day = q.to.as_deref().map(|s| day(s, "to")).transpose()?;
-    if let (Some(f), Some(t)) = (from_day, to_day) {
-        if f > t {
-            return Err(ApiError::invalid_input("from", "must not be after to"));
-        }
-    }
+    // `to` before `from` is an empty range: it selects no row (the filter handles
+    // it), as a schema cannot say that one parameter must not exceed another.
     let currency = q
         .currency
         .as_deref()
@@ -107,18 +100,19 @@ pub async fn revenue(
     let totals = report
         .per_currency
         .iter()
-        .map(|(c, t)| RevenueRow::of(None, None, c.to_string(), t))
+        .map(|(c, t)| RevenueRow::of(None, None, *c, t))
         .collect();
-    let mut groups: BTreeMap<(Option<i64>, Option<String>, String), RevenueTotals> =
+    let mut groups: BTreeMap<(Option<i64>, Option<String>, Currency), RevenueTotals> =
         BTreeMap::new();
     if by_day || by_offer {
         for (k, t) in &report.rows {
             let key = (
                 by_day.then_some(k.day),
                 by_offer.then(|| k.offer_id.to_string()),
-                k.currency.to_string(),
+                k.currency,
             );
-            add(groups.entry(key).or_default(), t);
+            // i128 sums (RevenueTotals::add): a group cannot overflow.
+            groups.entry(key).or_default().add(t);
         }
     }
     Ok(Json(RevenueResponse {

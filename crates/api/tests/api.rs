@@ -30,6 +30,17 @@ const PERSONAL: &[&str] = &[
     "Curling",
 ];
 
+/// The response has this status and error code.
+#[track_caller]
+fn expect_code(r: &common::Res, status: StatusCode, code: &str) {
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (status, Some(code)),
+        "{}",
+        r.text
+    );
+}
+
 fn assert_no_personal(text: &str) {
     for p in PERSONAL {
         assert!(!text.contains(p), "personal value {p:?} leaked into {text}");
@@ -50,10 +61,7 @@ async fn admin_endpoints() {
             Some(json!({"name": "X", "integration": "exclusive"})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("INVALID_INPUT"))
-    );
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_INPUT");
     let r = h
         .call(
             Method::POST,
@@ -62,10 +70,7 @@ async fn admin_endpoints() {
             Some(json!({"broadcaster_id": h.a.id, "name": "Again", "integration": "shared"})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("BROADCASTER_EXISTS"))
-    );
+    expect_code(&r, StatusCode::CONFLICT, "BROADCASTER_EXISTS");
     let r = h
         .call(
             Method::POST,
@@ -93,10 +98,7 @@ async fn admin_endpoints() {
             Some(json!({})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("INVALID_ID"))
-    );
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_ID");
     let r = h
         .call(
             Method::POST,
@@ -217,10 +219,7 @@ async fn customers_register_read_update_login_search() {
             Some(json!({"email": "not-an-email-Lovelace"})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("INVALID_INPUT"))
-    );
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_INPUT");
     assert!(!r.text.contains("not-an-email"));
     // Logins.
     let r = h
@@ -235,15 +234,9 @@ async fn customers_register_read_update_login_search() {
     let r = h
         .get(&format!("/v1/customers/{}", CustomerId::new()), &h.a)
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
-    );
+    expect_code(&r, StatusCode::NOT_FOUND, "NOT_FOUND");
     let r = h.get("/v1/customers/12345", &h.a).await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("INVALID_ID"))
-    );
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_ID");
     let r = h
         .call(
             Method::PATCH,
@@ -354,15 +347,9 @@ async fn customers_register_read_update_login_search() {
         );
     }
     let r = h.get("/v1/customers", &h.a).await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("INVALID_INPUT"))
-    );
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_INPUT");
     let r = h.get("/v1/customers?q=a&sort=name", &h.a).await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("INVALID_QUERY"))
-    );
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_QUERY");
     // The same search with the query in the body, so that it is in no URL.
     let r = h
         .post(
@@ -443,10 +430,7 @@ async fn subscriptions_and_payments_with_every_refusal() {
             json!({"subscription_id": sid, "offer_id": "basic"}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("SUBSCRIPTION_EXISTS"))
-    );
+    expect_code(&r, StatusCode::CONFLICT, "SUBSCRIPTION_EXISTS");
     // Invalid offer id, invalid subscription id.
     let r = h
         .post(
@@ -455,10 +439,7 @@ async fn subscriptions_and_payments_with_every_refusal() {
             json!({"offer_id": "Not An Offer!"}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("INVALID_INPUT"))
-    );
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_INPUT");
     let r = h
         .post(
             &format!("/v1/customers/{c}/subscriptions"),
@@ -466,24 +447,15 @@ async fn subscriptions_and_payments_with_every_refusal() {
             json!({"subscription_id": "x", "offer_id": "basic"}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("INVALID_ID"))
-    );
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_ID");
     // Payments: capture, refund, and each refusal.
     let pid = h.pay(&h.a, &c, 1299, "EUR").await;
     let r = h.post(&format!("/v1/customers/{c}/payments"), &h.a,
         json!({"payment_id": pid, "offer_id": "basic", "amount": {"minor": 100, "currency": "EUR"}})).await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("PAYMENT_EXISTS"))
-    );
+    expect_code(&r, StatusCode::CONFLICT, "PAYMENT_EXISTS");
     let r = h.post(&format!("/v1/customers/{c}/payments"), &h.a,
         json!({"offer_id": "basic", "subscription_id": uuid::Uuid::new_v4().to_string(), "amount": {"minor": 100, "currency": "EUR"}})).await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("SUBSCRIPTION_NOT_FOUND"))
-    );
+    expect_code(&r, StatusCode::NOT_FOUND, "SUBSCRIPTION_NOT_FOUND");
     let r = h
         .post(
             &format!("/v1/customers/{c}/payments"),
@@ -491,10 +463,7 @@ async fn subscriptions_and_payments_with_every_refusal() {
             json!({"offer_id": "basic", "amount": {"minor": -5, "currency": "EUR"}}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("INVALID_INPUT"))
-    );
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_INPUT");
     assert_eq!(r.body["details"]["field"], "amount.minor");
     let r = h
         .post(
@@ -521,10 +490,7 @@ async fn subscriptions_and_payments_with_every_refusal() {
             json!({"refund_id": rid, "amount": {"minor": 1, "currency": "EUR"}}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("REFUND_EXISTS"))
-    );
+    expect_code(&r, StatusCode::CONFLICT, "REFUND_EXISTS");
     let r = h
         .post(
             &refunds,
@@ -532,10 +498,7 @@ async fn subscriptions_and_payments_with_every_refusal() {
             json!({"amount": {"minor": 1001, "currency": "EUR"}}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("REFUND_EXCEEDS_PAYMENT"))
-    );
+    expect_code(&r, StatusCode::CONFLICT, "REFUND_EXCEEDS_PAYMENT");
     assert_eq!(r.body["details"]["refundable"]["minor"], 1000);
     let r = h
         .post(
@@ -544,10 +507,7 @@ async fn subscriptions_and_payments_with_every_refusal() {
             json!({"amount": {"minor": 1, "currency": "USD"}}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("CURRENCY_MISMATCH"))
-    );
+    expect_code(&r, StatusCode::CONFLICT, "CURRENCY_MISMATCH");
     let r = h
         .post(
             &format!(
@@ -558,10 +518,7 @@ async fn subscriptions_and_payments_with_every_refusal() {
             json!({"amount": {"minor": 1, "currency": "EUR"}}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("PAYMENT_NOT_FOUND"))
-    );
+    expect_code(&r, StatusCode::NOT_FOUND, "PAYMENT_NOT_FOUND");
     let r = h
         .post(
             &format!("/v1/customers/{c}/payments/nope/refunds"),
@@ -569,19 +526,13 @@ async fn subscriptions_and_payments_with_every_refusal() {
             json!({"amount": {"minor": 1, "currency": "EUR"}}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("INVALID_ID"))
-    );
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_ID");
     // Terminate: 200, then SUBSCRIPTION_NOT_ACTIVE, SUBSCRIPTION_NOT_FOUND, INVALID_ID.
     let term = format!("/v1/customers/{c}/subscriptions/{sid}/terminate");
     let r = h.call(Method::POST, &term, Some(&h.a.token), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let r = h.call(Method::POST, &term, Some(&h.a.token), None).await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("SUBSCRIPTION_NOT_ACTIVE"))
-    );
+    expect_code(&r, StatusCode::CONFLICT, "SUBSCRIPTION_NOT_ACTIVE");
     let r = h
         .call(
             Method::POST,
@@ -593,10 +544,7 @@ async fn subscriptions_and_payments_with_every_refusal() {
             None,
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("SUBSCRIPTION_NOT_FOUND"))
-    );
+    expect_code(&r, StatusCode::NOT_FOUND, "SUBSCRIPTION_NOT_FOUND");
     let r = h
         .call(
             Method::POST,
@@ -664,12 +612,17 @@ async fn revenue_totals_groups_and_digest() {
         "from=yesterday",
         "currency=euro",
         "group_by=week",
-        "from=2026-02-02&to=2026-02-01",
         "bogus=1",
     ] {
         let r = h.get(&format!("/v1/revenue?{q}"), &h.a).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
     }
+    // `to` before `from`: an empty selection, not an error.
+    let r = h
+        .get("/v1/revenue?from=2026-02-02&to=2026-02-01", &h.a)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["totals"].as_array().unwrap().len(), 0);
     assert_eq!(
         h.call(Method::GET, "/v1/revenue", None, None).await.status,
         StatusCode::UNAUTHORIZED
@@ -705,10 +658,7 @@ async fn erasure_story_refused_then_allowed_with_receipt_and_tombstone() {
             None,
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("ACTIVE_SUBSCRIPTION"))
-    );
+    expect_code(&r, StatusCode::CONFLICT, "ACTIVE_SUBSCRIPTION");
     assert_eq!(r.body["details"]["subscriptions"][0], sid.as_str());
     assert_eq!(
         r.body["details"]["blockers"][0]["code"],
@@ -722,10 +672,7 @@ async fn erasure_story_refused_then_allowed_with_receipt_and_tombstone() {
             None,
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("ACTIVE_SUBSCRIPTION"))
-    );
+    expect_code(&r, StatusCode::CONFLICT, "ACTIVE_SUBSCRIPTION");
     assert_eq!(
         h.get(&format!("/v1/customers/{c}"), &h.a).await.body["status"],
         "active"
@@ -818,10 +765,7 @@ async fn erasure_story_refused_then_allowed_with_receipt_and_tombstone() {
             json!({"ip": "192.0.2.1"}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("CUSTOMER_ANONYMIZED"))
-    );
+    expect_code(&r, StatusCode::CONFLICT, "CUSTOMER_ANONYMIZED");
     let r = h
         .call(
             Method::PATCH,
@@ -830,10 +774,7 @@ async fn erasure_story_refused_then_allowed_with_receipt_and_tombstone() {
             Some(json!({"first_name": "Eve"})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("CUSTOMER_ANONYMIZED"))
-    );
+    expect_code(&r, StatusCode::CONFLICT, "CUSTOMER_ANONYMIZED");
     let r = h
         .post(
             &format!("/v1/customers/{c}/subscriptions"),
@@ -841,10 +782,7 @@ async fn erasure_story_refused_then_allowed_with_receipt_and_tombstone() {
             json!({"offer_id": "basic"}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("CUSTOMER_ANONYMIZED"))
-    );
+    expect_code(&r, StatusCode::CONFLICT, "CUSTOMER_ANONYMIZED");
     let r = h
         .post(
             &format!("/v1/customers/{c}/payments/{pid}/refunds"),
@@ -882,10 +820,7 @@ async fn erasure_story_refused_then_allowed_with_receipt_and_tombstone() {
         (Method::DELETE, "/v1/customers/x"),
     ] {
         let r = h.call(m, p, Some(&h.a.token), None).await;
-        assert_eq!(
-            (r.status, r.body["code"].as_str()),
-            (StatusCode::BAD_REQUEST, Some("INVALID_ID"))
-        );
+        expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_ID");
     }
     let other = CustomerId::new();
     for (m, p) in [
@@ -926,10 +861,7 @@ async fn erasure_refusals_not_white_label_and_shared_across_broadcasters() {
             None,
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("NOT_WHITE_LABEL"))
-    );
+    expect_code(&r, StatusCode::CONFLICT, "NOT_WHITE_LABEL");
     let r = h
         .get(&format!("/v1/customers/{c}/erasure-preview"), &h.s)
         .await;
@@ -962,10 +894,7 @@ async fn erasure_refusals_not_white_label_and_shared_across_broadcasters() {
             None,
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("SHARED_ACROSS_BROADCASTERS"))
-    );
+    expect_code(&r, StatusCode::CONFLICT, "SHARED_ACROSS_BROADCASTERS");
     // Every blocker is listed: shared, and S's active subscription.
     let codes: Vec<&str> = r.body["details"]["blockers"]
         .as_array()
@@ -1087,23 +1016,14 @@ async fn malformed_requests_get_codes_and_never_echo_values() {
             b"{\"email\": \"ada@example.com\",".to_vec(),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("MALFORMED_JSON"))
-    );
+    expect_code(&r, StatusCode::BAD_REQUEST, "MALFORMED_JSON");
     assert_no_personal(&r.text);
     let r = h.post("/v1/customers", &h.a, json!({"email": "ada@example.com", "password_hash": "h", "first_name": "Adelheid", "last_name": "Lovelace", "ssn": "078-05-1120"})).await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("UNKNOWN_FIELD"))
-    );
-    assert_eq!(r.body["details"]["field"], "ssn");
-    assert!(!r.text.contains("078-05"));
+    expect_code(&r, StatusCode::BAD_REQUEST, "UNKNOWN_FIELD");
+    assert_eq!(r.body["details"], json!({"object": ""}));
+    assert!(!r.text.contains("078-05") && !r.text.contains("ssn"));
     let r = h.post("/v1/customers", &h.a, json!({"email": "ada@example.com", "password_hash": "h", "first_name": ["Adelheid"], "last_name": "Lovelace"})).await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("INVALID_INPUT"))
-    );
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_INPUT");
     assert_eq!(r.body["details"]["field"], "first_name");
     assert_no_personal(&r.text);
     let r = h
@@ -1113,27 +1033,18 @@ async fn malformed_requests_get_codes_and_never_echo_values() {
             json!({"email": "ada@example.com", "first_name": "Adelheid", "last_name": "Lovelace"}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("MISSING_FIELD"))
-    );
+    expect_code(&r, StatusCode::BAD_REQUEST, "MISSING_FIELD");
     let r = h.post("/v1/customers", &h.a, json!({"email": "ada@example.com", "password_hash": "h", "first_name": "Adelheid", "last_name": "Lovelace", "custom_answers": [{"question": "q", "answer": 7}]})).await;
     assert_eq!(r.body["details"]["field"], "custom_answers[0].answer");
     assert_no_personal(&r.text);
     // Domain validation (the email has no '@').
     let r = h.post("/v1/customers", &h.a, json!({"email": "Lovelace", "password_hash": "h", "first_name": "Adelheid", "last_name": "Lovelace"})).await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("INVALID_INPUT"))
-    );
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_INPUT");
     assert_no_personal(&r.text);
     // Oversized body: 413 BODY_TOO_LARGE (limit 64 KiB).
     let big = json!({"email": "a@b.c", "password_hash": "h", "first_name": "x".repeat(70_000), "last_name": "y"});
     let r = h.post("/v1/customers", &h.a, big).await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, Some("BODY_TOO_LARGE"))
-    );
+    expect_code(&r, StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE");
     // Not JSON.
     let r = h
         .raw(
@@ -1144,12 +1055,10 @@ async fn malformed_requests_get_codes_and_never_echo_values() {
             b"hello".to_vec(),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Some("UNSUPPORTED_MEDIA_TYPE")
-        )
+    expect_code(
+        &r,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UNSUPPORTED_MEDIA_TYPE",
     );
     // Auth failures: none, wrong scheme, unknown token, the admin key on a tenant route.
     let r = h
@@ -1178,15 +1087,9 @@ async fn malformed_requests_get_codes_and_never_echo_values() {
     );
     // Unknown route and method.
     let r = h.get("/v1/nothing-here", &h.a).await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
-    );
+    expect_code(&r, StatusCode::NOT_FOUND, "NOT_FOUND");
     let r = h.call(Method::PUT, "/v1/erasures", Some(&t), None).await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::METHOD_NOT_ALLOWED, Some("METHOD_NOT_ALLOWED"))
-    );
+    expect_code(&r, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED");
     // Request ids: a given one is echoed, a missing one is made, a suspicious one replaced.
     let r = h
         .call_with(
@@ -1262,12 +1165,10 @@ async fn idempotency_keys_replay_the_first_result() {
     let r = h
         .call_with(Method::POST, "/v1/customers", Some(&t), Some(other), &key)
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some("IDEMPOTENCY_KEY_REUSED")
-        )
+    expect_code(
+        &r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "IDEMPOTENCY_KEY_REUSED",
     );
     let r = h
         .call_with(
@@ -1318,10 +1219,7 @@ async fn idempotency_keys_replay_the_first_result() {
             &[("idempotency-key", "")],
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("INVALID_IDEMPOTENCY_KEY"))
-    );
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_IDEMPOTENCY_KEY");
 }
 
 async fn auditors_stream_the_sealed_log_and_verify_it() {
@@ -1443,12 +1341,13 @@ async fn operations_endpoints() {
     })
     .await;
     let c = CustomerId::new();
-    let profile = ledger_events::Profile {
-        email: "z@example.com".into(),
-        password_hash: "h".into(),
-        first_name: "Zed".into(),
-        last_name: "Quill".into(),
-        ..Default::default()
+    let profile = {
+        let mut v = ledger_events::Profile::default();
+        v.email = "z@example.com".into();
+        v.password_hash = "h".into();
+        v.first_name = "Zed".into();
+        v.last_name = "Quill".into();
+        v
     };
     let a = BroadcasterId::parse(&h.a.id).unwrap();
     h.state
@@ -1514,6 +1413,373 @@ async fn a_slow_request_times_out_with_the_error_body() {
     )
     .unwrap();
     assert_eq!(body["code"], "TIMEOUT");
+}
+
+/// Issue 10, items 3 and 5: amounts above 10^12 minor units, currencies off the
+/// ISO 4217 list, control characters, too many custom answers and non-canonical
+/// UUID spellings are refused; unknown names are never echoed; every money figure
+/// comes with its currency's minor-unit digits.
+async fn money_and_input_limits() {
+    let h = Harness::new().await;
+    let c = h
+        .register(&h.a, "Adelheid", "Lovelace", "ada@example.com")
+        .await;
+    let payments = format!("/v1/customers/{c}/payments");
+    let pay = |amount: Value| json!({"offer_id": "premium-monthly", "amount": amount});
+    for (amount, field) in [
+        (
+            json!({"minor": i64::MAX, "currency": "EUR"}),
+            "amount.minor",
+        ),
+        (
+            json!({"minor": 1_000_000_000_001_i64, "currency": "EUR"}),
+            "amount.minor",
+        ),
+        (json!({"minor": 100, "currency": "ZZZ"}), "amount.currency"),
+        (json!({"minor": 100, "currency": "XXX"}), "amount.currency"),
+    ] {
+        let r = h.post(&payments, &h.a, pay(amount.clone())).await;
+        assert_eq!(
+            (
+                r.status,
+                r.body["code"].as_str(),
+                r.body["details"]["field"].as_str()
+            ),
+            (StatusCode::BAD_REQUEST, Some("INVALID_INPUT"), Some(field)),
+            "{amount}: {}",
+            r.text
+        );
+    }
+    let max = ledger_types::Money::MAX_AMOUNT;
+    for amount in [
+        json!({"minor": max, "currency": "EUR"}),
+        json!({"minor": max, "currency": "EUR"}),
+        json!({"minor": 500, "currency": "JPY"}),
+    ] {
+        let r = h.post(&payments, &h.a, pay(amount)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let r = h.get("/v1/revenue", &h.a).await;
+    assert_eq!(r.body["totals"][0]["currency"], "EUR");
+    assert_eq!(r.body["totals"][0]["exponent"], 2);
+    assert_eq!(r.body["totals"][0]["gross_captured"], 2 * max);
+    assert_eq!(r.body["totals"][1]["currency"], "JPY");
+    assert_eq!(r.body["totals"][1]["exponent"], 0);
+    let r = h.get(&format!("/v1/customers/{c}"), &h.a).await;
+    assert_eq!(r.body["totals"][0]["exponent"], 2);
+    assert_eq!(r.body["totals"][0]["captured"], 2 * max);
+    let r = h.get("/v1/revenue?currency=ZZZ", &h.a).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // Non-canonical spellings of a valid id: 400 INVALID_ID in paths and bodies.
+    for id in [
+        c.to_uppercase(),
+        format!("{{{c}}}"),
+        format!("urn:uuid:{c}"),
+        c.replace('-', ""),
+        format!("%20{c}"),
+    ] {
+        let r = h.get(&format!("/v1/customers/{id}"), &h.a).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("INVALID_ID")),
+            "{id}"
+        );
+    }
+    let pid = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let r = h
+        .post(
+            &payments,
+            &h.a,
+            json!({"payment_id": pid, "offer_id": "basic", "amount": {"minor": 1, "currency": "EUR"}}),
+        )
+        .await;
+    assert_eq!(r.body["code"], "INVALID_ID", "{}", r.text);
+
+    // Control characters, in any text field; too many custom answers.
+    let profile = |patch: Value| {
+        let mut p = json!({"email": "ada@example.com", "password_hash": "h",
+            "first_name": "Adelheid", "last_name": "Lovelace"});
+        for (k, v) in patch.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        p
+    };
+    let answers = |n: usize| {
+        (0..n)
+            .map(|i| json!({"question": format!("q{i}"), "answer": "a"}))
+            .collect::<Vec<_>>()
+    };
+    for (patch, field) in [
+        (json!({"first_name": "Adelheid\u{0}"}), "first_name"),
+        (json!({"last_name": "Love\nlace"}), "last_name"),
+        (json!({"address": "Rue de la Paix\u{1b}[2J"}), "address"),
+        (
+            json!({"custom_answers": [{"question": "q", "answer": "Curling\u{0}"}]}),
+            "custom_answers.answer",
+        ),
+        (json!({"custom_answers": answers(51)}), "custom_answers"),
+    ] {
+        let r = h.post("/v1/customers", &h.a, profile(patch.clone())).await;
+        assert_eq!(
+            (
+                r.status,
+                r.body["code"].as_str(),
+                r.body["details"]["field"].as_str()
+            ),
+            (StatusCode::BAD_REQUEST, Some("INVALID_INPUT"), Some(field)),
+            "{patch}"
+        );
+        assert_no_personal(&r.text);
+    }
+    let r = h
+        .post(
+            "/v1/customers",
+            &h.a,
+            profile(json!({"custom_answers": answers(50)})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = h
+        .call(
+            Method::PATCH,
+            &format!("/v1/customers/{c}"),
+            Some(&h.a.token),
+            Some(json!({"phone_number": "+33\u{0}"})),
+        )
+        .await;
+    assert_eq!(r.body["details"]["field"], "phone_number", "{}", r.text);
+
+    // Names the client chose are never echoed: an unknown field, an unknown query
+    // parameter.
+    let r = h
+        .post(
+            "/v1/customers",
+            &h.a,
+            profile(json!({"adelheid_schmidt": 1})),
+        )
+        .await;
+    assert_eq!(r.body["code"], "UNKNOWN_FIELD");
+    assert!(!r.text.contains("adelheid_schmidt"), "{}", r.text);
+    let r = h.get("/v1/revenue?adelheid_schmidt=1", &h.a).await;
+    assert_eq!(r.body["code"], "INVALID_QUERY");
+    assert!(!r.text.contains("adelheid_schmidt"), "{}", r.text);
+}
+
+/// The answers the machinery gives on every operation of a kind (documented once,
+/// by `ledger_api::openapi::CommonResponses`): each operation with a body answers
+/// 413 to an oversized one and 415 to one that is not JSON; each that takes an
+/// `Idempotency-Key` answers 422 when the key comes back with another request, and
+/// 409 while the first request with the key still runs.
+async fn every_operation_answers_its_common_statuses() {
+    let h = Harness::new().await;
+    let doc: Value = serde_json::from_str(&ledger_api::openapi_json()).unwrap();
+    let mut with_body = 0;
+    let mut idempotent = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let admin = op["security"][0].get("admin").is_some();
+            let token = if admin {
+                h.admin.clone()
+            } else {
+                h.a.token.clone()
+            };
+            let mut path = template.clone();
+            while let (Some(a), Some(b)) = (path.find('{'), path.find('}')) {
+                path.replace_range(a..=b, &uuid::Uuid::new_v4().to_string());
+            }
+            if op.get("requestBody").is_some() {
+                with_body += 1;
+                let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(70_000));
+                let r = h
+                    .raw(
+                        method.clone(),
+                        &path,
+                        &token,
+                        "application/json",
+                        big.into_bytes(),
+                    )
+                    .await;
+                assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{method} {path}");
+                let r = h
+                    .raw(method.clone(), &path, &token, "text/plain", b"{}".to_vec())
+                    .await;
+                assert_eq!(
+                    r.status,
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "{method} {path}"
+                );
+            }
+            let takes_key = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key"));
+            if takes_key {
+                idempotent += 1;
+                let key = uuid::Uuid::new_v4().to_string();
+                let headers = [("idempotency-key", key.as_str())];
+                let body = op.get("requestBody").map(|_| json!({}));
+                h.call_with(method.clone(), &path, Some(&token), body.clone(), &headers)
+                    .await;
+                let other = format!("{path}?again=1");
+                let r = h
+                    .call_with(method.clone(), &other, Some(&token), body, &headers)
+                    .await;
+                assert_eq!(
+                    (r.status, r.body["code"].as_str()),
+                    (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        Some("IDEMPOTENCY_KEY_REUSED")
+                    ),
+                    "{method} {path}"
+                );
+            }
+        }
+    }
+    assert!(
+        with_body >= 9 && idempotent >= 9,
+        "{with_body} {idempotent}"
+    );
+
+    // A method no route accepts is 405 before the idempotency layer looks at the
+    // key (it used to answer 422 for a key used before).
+    let used = [("idempotency-key", "used-then-put")];
+    let token = h.a.token.clone();
+    h.call_with(
+        Method::DELETE,
+        "/v1/customers/not-an-id",
+        Some(&token),
+        None,
+        &used,
+    )
+    .await;
+    let r = h
+        .call_with(
+            Method::PUT,
+            "/v1/customers",
+            Some(&token),
+            Some(json!({})),
+            &used,
+        )
+        .await;
+    expect_code(&r, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED");
+
+    // In progress: the second request arrives while the first awaits its commit.
+    let body = json!({"email": "ada@example.com", "password_hash": "h",
+        "first_name": "Adelheid", "last_name": "Lovelace"});
+    let headers = [("idempotency-key", "in-flight-1")];
+    let token = h.a.token.clone();
+    let register = || {
+        h.call_with(
+            Method::POST,
+            "/v1/customers",
+            Some(&token),
+            Some(body.clone()),
+            &headers,
+        )
+    };
+    let (first, second) = tokio::join!(register(), register());
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    expect_code(&second, StatusCode::CONFLICT, "IDEMPOTENCY_IN_PROGRESS");
+}
+
+/// What Schemathesis found (scripts/schemathesis.sh), each pinned: bodies are
+/// objects at every level, whole numbers written as `94.0` are integers, log
+/// positions stop at i64::MAX, an empty revenue range is empty, and the admin's
+/// text fields refuse control characters.
+async fn schema_and_server_agree() {
+    let h = Harness::new().await;
+    let admin = h.admin.clone();
+    let c = h
+        .register(&h.a, "Adelheid", "Lovelace", "ada@example.com")
+        .await;
+    // A struct given as a JSON array: 400, at the top level and nested.
+    let r = h
+        .raw(
+            Method::POST,
+            &format!("/v1/admin/broadcasters/{}/api-keys", h.a.id),
+            &admin,
+            "application/json",
+            b"[]".to_vec(),
+        )
+        .await;
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_INPUT");
+    let r = h
+        .post(
+            &format!("/v1/customers/{c}/payments"),
+            &h.a,
+            json!({"offer_id": "basic", "amount": [100, "EUR"]}),
+        )
+        .await;
+    assert_eq!(r.body["details"]["field"], "amount", "{}", r.text);
+    // 94.0 is an integer (JSON Schema says so).
+    let r = h
+        .post(
+            &format!("/v1/customers/{c}/payments"),
+            &h.a,
+            json!({"offer_id": "basic", "amount": {"minor": 500.0, "currency": "EUR"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = h
+        .post(
+            "/v1/customers/search",
+            &h.a,
+            json!({"q": "Adelheid", "limit": 2.0}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = h
+        .post(
+            &format!("/v1/customers/{c}/payments"),
+            &h.a,
+            json!({"offer_id": "basic", "amount": {"minor": 500.5, "currency": "EUR"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // Log positions are i64 in every store: beyond is 400, never 500.
+    for from in ["9223372036854775808", "10000000000000000000"] {
+        let r = h
+            .call(
+                Method::GET,
+                &format!("/v1/audit/events?from={from}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{from}");
+    }
+    // A key id in another spelling than the canonical one: 400 (uuid::Uuid, the
+    // key id's type, takes any spelling by itself).
+    let key = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let r = h
+        .call(
+            Method::DELETE,
+            &format!("/v1/admin/api-keys/{key}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_ID");
+    // Control characters in a broadcaster's name or a key's label.
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/admin/broadcasters",
+            Some(&admin),
+            Some(json!({"name": "Alpha\u{0}", "integration": "shared"})),
+        )
+        .await;
+    assert_eq!(r.body["details"]["field"], "name", "{}", r.text);
+    let r = h
+        .call(
+            Method::POST,
+            &format!("/v1/admin/broadcasters/{}/api-keys", h.a.id),
+            Some(&admin),
+            Some(json!({"label": "ops\nkey"})),
+        )
+        .await;
+    assert_eq!(r.body["details"]["field"], "label", "{}", r.text);
 }
 
 async fn a_key_store_failure_after_the_decision_is_finished_by_the_reconciler() {
@@ -1686,6 +1952,18 @@ async fn health_readiness_metrics_and_openapi_are_served() {
     operations_endpoints().await;
 }
 #[tokio::test]
+async fn money_limits_currencies_control_characters_and_id_spellings_are_enforced() {
+    money_and_input_limits().await;
+}
+#[tokio::test]
+async fn every_operation_answers_413_415_422_and_409_where_documented() {
+    every_operation_answers_its_common_statuses().await;
+}
+#[tokio::test]
+async fn the_schema_and_the_server_agree_on_what_schemathesis_found() {
+    schema_and_server_agree().await;
+}
+#[tokio::test]
 async fn a_request_over_the_timeout_gets_503_timeout() {
     a_slow_request_times_out_with_the_error_body().await;
 }
@@ -1753,12 +2031,24 @@ async fn every_documented_response_is_produced_by_a_test() {
     auditors_stream_the_sealed_log_and_verify_it().await;
     operations_endpoints().await;
     a_slow_request_times_out_with_the_error_body().await;
+    money_and_input_limits().await;
+    every_operation_answers_its_common_statuses().await;
+    schema_and_server_agree().await;
     a_key_store_failure_after_the_decision_is_finished_by_the_reconciler().await;
     an_unreachable_key_store_answers_503_with_retry_after_and_fails_readiness().await;
     a_search_sent_with_an_idempotency_key_is_never_replayed_after_erasure().await;
     transparency::heads_proofs_and_receipts().await;
     let produced = seen().lock().unwrap().clone();
-    let missing: Vec<_> = documented.difference(&produced).collect();
+    // The one exclusion: 503 (STORE_UNAVAILABLE, TIMEOUT) and 507 (STORAGE_FULL),
+    // which `CommonResponses` documents on every authenticated `/v1/` operation
+    // (507: on writes), need a failing store; these scenarios run on a healthy
+    // SQLite one. Their mapping is tested where it is made: `error.rs`
+    // (`storage_conditions_answer_503_and_507_with_retry_after`) and the timeout by
+    // `a_request_over_the_timeout_gets_503_timeout`.
+    let missing: Vec<_> = documented
+        .difference(&produced)
+        .filter(|(_, path, s)| !(matches!(s, 503 | 507) && path.starts_with("/v1/")))
+        .collect();
     assert!(
         missing.is_empty(),
         "documented but never produced by a test: {missing:?}"

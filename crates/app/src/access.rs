@@ -27,6 +27,30 @@ pub struct AccessExport {
     pub history: Vec<Value>,
 }
 
+/// The export holds opened personal data: its strings are zeroized when it is
+/// dropped (after it was written out), like every opened value.
+impl Drop for AccessExport {
+    fn drop(&mut self) {
+        if let Some(p) = self.profile.as_mut() {
+            zeroize_json(p);
+        }
+        for h in &mut self.history {
+            zeroize_json(h);
+        }
+    }
+}
+
+/// Zeroizes every string in a JSON document (keys are field names, not data).
+pub fn zeroize_json(v: &mut Value) {
+    use zeroize::Zeroize as _;
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(a) => a.iter_mut().for_each(zeroize_json),
+        Value::Object(m) => m.values_mut().for_each(zeroize_json),
+        _ => {}
+    }
+}
+
 fn opened<T>(o: Opened<T>) -> Option<T> {
     match o {
         Opened::Open(t) => Some(t),
@@ -78,7 +102,7 @@ pub async fn export_customer(
                     Some(s) if !erased => opened(kr.open::<LoginData>(c, id, s)?),
                     _ => None,
                 };
-                json!({"type": "login", "at": x.at, "broadcaster_id": x.broadcaster_id, "ip_address": l.map(|l| l.ip)})
+                json!({"type": "login", "at": x.at, "broadcaster_id": x.broadcaster_id, "ip_address": l.map(|l| l.ip.clone())})
             }
             CustomerEvent::PaymentCaptured(x) => {
                 let d = match x.payer.as_sealed() {
@@ -87,7 +111,7 @@ pub async fn export_customer(
                 };
                 json!({"type": "payment", "at": x.at, "payment_id": x.payment_id, "broadcaster_id": x.broadcaster_id,
                        "offer_id": x.offer_id, "subscription_id": x.subscription_id, "amount": x.amount,
-                       "ip_address": d.and_then(|d| d.ip)})
+                       "ip_address": d.and_then(|d| d.ip.clone())})
             }
             CustomerEvent::PaymentRefunded(x) => {
                 json!({"type": "refund", "at": x.at, "refund_id": x.refund_id,

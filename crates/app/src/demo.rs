@@ -425,12 +425,11 @@ pub fn generate(seed: u64, customers: usize) -> DemoData {
             });
         }
         if rng.gen_bool(0.1) {
+            let mut patch = ProfilePatch::default();
+            patch.phone_number = Some(format!("+44 7700 9{:05}", rng.gen_range(0..100_000)));
             cmds.push(CustomerCommand::UpdateProfile {
                 broadcaster_id: b.id,
-                patch: ProfilePatch {
-                    phone_number: Some(format!("+44 7700 9{:05}", rng.gen_range(0..100_000))),
-                    ..ProfilePatch::default()
-                },
+                patch,
                 at: Timestamp::from_millis(reg + 2 * DAY),
             });
         }

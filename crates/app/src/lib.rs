@@ -61,6 +61,10 @@ pub enum AppError {
     /// The persisted read models are past the log's end (a restore put them ahead).
     #[error("the read models are at position {views}, past the log's position {log}")]
     ViewsAheadOfLog { views: u64, log: u64 },
+    /// The persisted read models' checkpoint names a log hash the log does not
+    /// hold at that position (they were folded from another log).
+    #[error("the read models were folded from another log (position {position})")]
+    ViewsFromAnotherLog { position: u64 },
     /// A file could not be read or written (the message names the I/O error kind).
     #[error("i/o error: {0}")]
     Io(String),
@@ -113,6 +117,7 @@ impl AppError {
             AppError::Io(_) => "IO_ERROR",
             AppError::UnknownProjection => "UNKNOWN_PROJECTION",
             AppError::ViewsAheadOfLog { .. } => "VIEWS_AHEAD_OF_LOG",
+            AppError::ViewsFromAnotherLog { .. } => "VIEWS_FROM_ANOTHER_LOG",
             AppError::Views(_) => "STORAGE_ERROR",
         }
     }

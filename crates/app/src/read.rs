@@ -270,6 +270,65 @@ impl ReadSide {
         Self::load(store, keyring, views, false, at).await
     }
 
+    /// Checks the loaded views against the log before folding on: their
+    /// checkpoint must be a position the log holds (not past its end), with the
+    /// log hash recorded there. Views restored from a later backup than the log,
+    /// or beside another log, fail it. A writer then forgets them and folds again
+    /// from zero (and says why); a snapshot reports it as an error.
+    async fn check_against_log(&self, persist: bool, limit: u64) -> Result<(), AppError> {
+        let (at, recorded) = self.with_model(|m| {
+            let at = m
+                .customers
+                .position()
+                .max(m.revenue.position())
+                .max(m.erasures.position());
+            (at, m.checkpoint_hash)
+        })?;
+        if at == 0 {
+            return Ok(());
+        }
+        let head = if persist {
+            self.store.head().await?
+        } else {
+            limit
+        };
+        let problem = if at > head {
+            Some(AppError::ViewsAheadOfLog {
+                views: at,
+                log: head,
+            })
+        } else {
+            let record = self.store.read_all(at - 1, 1).await?;
+            match (record.first(), recorded) {
+                (Some(r), Some(h)) if r.position == at && r.log_hash != h => {
+                    Some(AppError::ViewsFromAnotherLog { position: at })
+                }
+                (Some(r), _) if r.position == at => None,
+                _ => Some(AppError::ViewsAheadOfLog {
+                    views: at,
+                    log: head,
+                }),
+            }
+        };
+        let Some(problem) = problem else {
+            return Ok(());
+        };
+        if !persist {
+            return Err(problem);
+        }
+        warn!(
+            code = problem.code(),
+            reason = %problem,
+            "the persisted projections do not match the log: forgotten, and folded again from zero"
+        );
+        let views = self.views.clone();
+        tokio::task::spawn_blocking(move || views.clear(None))
+            .await
+            .map_err(|_| AppError::Io("view writer panicked".into()))??;
+        self.state.write().map_err(|_| poisoned())?.model = ReadModel::new();
+        Ok(())
+    }
+
     /// The last position this read side folds to (`u64::MAX` unless a snapshot).
     pub fn limit(&self) -> u64 {
         self.limit
@@ -303,20 +362,7 @@ impl ReadSide {
             persist,
             limit,
         };
-        if !persist {
-            let ahead = me.with_model(|m| {
-                m.customers
-                    .position()
-                    .max(m.revenue.position())
-                    .max(m.erasures.position())
-            })?;
-            if ahead > limit {
-                return Err(AppError::ViewsAheadOfLog {
-                    views: ahead,
-                    log: limit,
-                });
-            }
-        }
+        me.check_against_log(persist, limit).await?;
         me.fold(false).await?;
         Ok(me)
     }
@@ -490,6 +536,8 @@ impl ReadSide {
         let mut saving = None;
         // Customers taken from the dirty set for re-indexing, still to be saved.
         let mut unsaved: Vec<CustomerId> = Vec::new();
+        // The last record folded: its log hash goes with the checkpoints it ends.
+        let mut last_folded: Option<(u64, [u8; 32])> = None;
         let mut folded_since_save = 0usize;
         let mut more = true;
         while more {
@@ -518,6 +566,9 @@ impl ReadSide {
                             event: e,
                         });
                     }
+                    if let Some(r) = page.records.last() {
+                        last_folded = Some((r.position, r.log_hash));
+                    }
                     folded_since_save += page.records.len();
                     events += page.records.len() as u64;
                     if let (true, Some(search)) = (index, st.search.as_mut()) {
@@ -542,10 +593,14 @@ impl ReadSide {
                     .is_none_or(tokio::task::JoinHandle::is_finished);
                 if folded_since_save > 0 && (save_idle || !more) {
                     folded_since_save = 0;
-                    Some(Changes::collect(
-                        &mut st.model,
-                        &std::mem::take(&mut unsaved),
-                    ))
+                    let mut c = Changes::collect(&mut st.model, &std::mem::take(&mut unsaved));
+                    let p = &c.positions;
+                    c.log_hash = last_folded
+                        .filter(|(at, _)| {
+                            p.customers == *at && p.revenue == *at && p.erasures == *at
+                        })
+                        .map(|(_, h)| h);
+                    Some(c)
                 } else {
                     None
                 }

@@ -11,19 +11,47 @@ use std::collections::{BTreeSet, HashMap};
 use ledger_events::Profile;
 use ledger_projections::search::{normalize_email, normalize_name};
 use ledger_types::{BroadcasterId, CustomerId};
+use zeroize::{Zeroize, Zeroizing};
+
+/// A normalised email or name the index is keyed by: personal data, so its bytes
+/// are zeroized when it is dropped (an erasure removes the customer's terms, and
+/// nothing of them may stay in freed memory).
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Term(String);
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl std::fmt::Debug for Term {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Term(<redacted>)")
+    }
+}
+
+/// `a b`, built in a buffer that is zeroized when dropped.
+fn joined(a: &str, b: &str) -> Zeroizing<String> {
+    let mut s = Zeroizing::new(String::with_capacity(a.len() + b.len() + 1));
+    s.push_str(a);
+    s.push(' ');
+    s.push_str(b);
+    s
+}
 
 /// Index keys of one customer, kept to remove them when the profile changes.
 #[derive(Debug, Clone, Default)]
 struct Keys {
-    email: String,
-    names: Vec<String>,
+    email: Term,
+    names: Vec<Term>,
     broadcasters: Vec<BroadcasterId>,
 }
 
 #[derive(Debug, Default)]
 pub struct SearchIndex {
-    emails: HashMap<(BroadcasterId, String), BTreeSet<CustomerId>>,
-    names: BTreeSet<(BroadcasterId, String, CustomerId)>,
+    emails: HashMap<(BroadcasterId, Term), BTreeSet<CustomerId>>,
+    names: BTreeSet<(BroadcasterId, Term, CustomerId)>,
     keys: HashMap<CustomerId, Keys>,
 }
 
@@ -39,18 +67,24 @@ impl Entry {
     /// The keys of `c` with this profile, for these broadcasters: its normalised
     /// email, and its first, last, full and reversed full names.
     pub fn new(c: CustomerId, profile: &Profile, broadcasters: &[BroadcasterId]) -> Self {
-        let first = normalize_name(&profile.first_name);
-        let last = normalize_name(&profile.last_name);
-        let full = normalize_name(&format!("{} {}", profile.first_name, profile.last_name));
-        let reversed = normalize_name(&format!("{} {}", profile.last_name, profile.first_name));
+        let first = Term(normalize_name(&profile.first_name));
+        let last = Term(normalize_name(&profile.last_name));
+        let full = Term(normalize_name(&joined(
+            &profile.first_name,
+            &profile.last_name,
+        )));
+        let reversed = Term(normalize_name(&joined(
+            &profile.last_name,
+            &profile.first_name,
+        )));
         let mut names = vec![first, last, full, reversed];
-        names.retain(|n| !n.is_empty());
+        names.retain(|n| !n.0.is_empty());
         names.sort();
         names.dedup();
         Self {
             customer: c,
             keys: Keys {
-                email: normalize_email(&profile.email),
+                email: Term(normalize_email(&profile.email)),
                 names,
                 broadcasters: broadcasters.to_vec(),
             },
@@ -117,7 +151,7 @@ impl SearchIndex {
     /// Builds the index of many customers at once (one entry per customer): the
     /// name keys are sorted once and bulk-loaded, instead of inserted one by one.
     pub fn from_entries(entries: Vec<Entry>) -> Self {
-        let mut emails: HashMap<(BroadcasterId, String), BTreeSet<CustomerId>> =
+        let mut emails: HashMap<(BroadcasterId, Term), BTreeSet<CustomerId>> =
             HashMap::with_capacity(entries.len());
         let mut names = Vec::with_capacity(entries.len() * 4);
         let mut keys = HashMap::with_capacity(entries.len());
@@ -143,7 +177,7 @@ impl SearchIndex {
     /// Customers of `b` whose email is exactly `q` (case-insensitive).
     pub fn by_email(&self, b: BroadcasterId, q: &str) -> Vec<CustomerId> {
         self.emails
-            .get(&(b, normalize_email(q)))
+            .get(&(b, Term(normalize_email(q))))
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default()
     }
@@ -151,15 +185,15 @@ impl SearchIndex {
     /// Customers of `b` with a first name, last name or full name starting with `q`
     /// (case- and accent-insensitive), in name order, at most `limit`.
     pub fn by_name_prefix(&self, b: BroadcasterId, q: &str, limit: usize) -> Vec<CustomerId> {
-        let prefix = normalize_name(q);
-        if prefix.is_empty() {
+        let prefix = Term(normalize_name(q));
+        if prefix.0.is_empty() {
             return vec![];
         }
         let start = (b, prefix.clone(), CustomerId::from_uuid(uuid::Uuid::nil()));
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for (kb, name, c) in self.names.range(start..) {
-            if *kb != b || !name.starts_with(&prefix) {
+            if *kb != b || !name.0.starts_with(&prefix.0) {
                 break;
             }
             if seen.insert(*c) {
@@ -178,11 +212,12 @@ mod tests {
     use super::*;
 
     fn profile(first: &str, last: &str, email: &str) -> Profile {
-        Profile {
-            email: email.into(),
-            first_name: first.into(),
-            last_name: last.into(),
-            ..Profile::default()
+        {
+            let mut v = Profile::default();
+            v.email = email.into();
+            v.first_name = first.into();
+            v.last_name = last.into();
+            v
         }
     }
 

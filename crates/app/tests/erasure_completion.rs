@@ -91,7 +91,10 @@ async fn an_erasure_whose_caller_gives_up_after_the_decision_still_destroys_the_
     );
 
     let started = Instant::now();
-    while matches!(keyring.state(c).unwrap(), KeyState::Active(_)) {
+    // The key goes, and the erasure is no longer pending.
+    while matches!(keyring.state(c).unwrap(), KeyState::Active(_))
+        || ledger.shredder().pending().count > 0
+    {
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "the key of an erasure whose caller gave up is still alive after 2 s"
@@ -102,5 +105,4 @@ async fn an_erasure_whose_caller_gives_up_after_the_decision_still_destroys_the_
         keyring.state(c).unwrap(),
         KeyState::Destroyed { .. }
     ));
-    assert_eq!(ledger.shredder().pending().count, 0);
 }

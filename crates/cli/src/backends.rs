@@ -229,6 +229,16 @@ impl Backends {
                 folder::precreate_private(p)?;
                 open_event_store(&kind).await?
             }
+            // Beside a running server (which holds the writer lock): no lock, no
+            // migration, nothing written.
+            (StoreKind::Postgres(url), true) => {
+                let s = Arc::new(
+                    ledger_store_postgres::PostgresReader::connect(url)
+                        .await
+                        .context("cannot open the PostgreSQL event store read-only")?,
+                );
+                (s as Arc<dyn EventStore>, Closer::Nothing)
+            }
             _ => open_event_store(&kind).await?,
         };
         let state = match (&kind, state_url) {
@@ -261,7 +271,11 @@ impl Backends {
                     Arc::new(SqliteViewStore::open(&v)?),
                 )
             }
-            (Some(url), _) => (
+            (Some(url), true) => (
+                Arc::new(ledger_store_postgres::PgKeyStore::connect_read_only(url)?),
+                Arc::new(ledger_store_postgres::PgViewStore::connect_read_only(url)?),
+            ),
+            (Some(url), false) => (
                 Arc::new(ledger_store_postgres::PgKeyStore::connect(url)?),
                 Arc::new(ledger_store_postgres::PgViewStore::connect(url)?),
             ),
@@ -273,9 +287,10 @@ impl Backends {
         };
         // Answers to idempotent writes live beside the writes (the event database);
         // KurrentDB holds events only, so there they are kept in memory.
-        let responses: Arc<dyn ResponseStore> = match &sqlite {
-            Some(s) => s.clone(),
-            None => Arc::new(MemoryResponses::new()),
+        let responses: Arc<dyn ResponseStore> = match (&sqlite, &postgres) {
+            (Some(s), _) => s.clone(),
+            (None, Some(p)) => p.clone(),
+            (None, None) => Arc::new(MemoryResponses::new()),
         };
         Ok(Self {
             responses,

@@ -457,8 +457,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let read = match backends.snapshot().await {
                 Ok(r) => Some(r),
                 Err(e) => {
-                    if let Some(AppError::ViewsAheadOfLog { .. }) = e.downcast_ref::<AppError>() {
-                        views_ahead = Some(e.to_string());
+                    if let Some(
+                        a @ (AppError::ViewsAheadOfLog { .. }
+                        | AppError::ViewsFromAnotherLog { .. }),
+                    ) = e.downcast_ref::<AppError>()
+                    {
+                        views_ahead = Some((a.code(), e.to_string()));
                     } else {
                         eprintln!("warning: the projections could not be opened, so they are not compared: {e:#}");
                     }
@@ -477,13 +481,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 public_key.as_deref(),
             )
             .await?;
-            if let Some(detail) = views_ahead {
+            if let Some((code, detail)) = views_ahead {
                 report.ok = false;
                 report.problems.push(audit::Problem {
-                    code: "VIEWS_AHEAD_OF_LOG",
+                    code,
                     position: Some(at),
                     stream: None,
-                    detail: format!("{detail}: the views come from a later backup than the log; run `ledger projections rebuild`"),
+                    detail: format!("{detail}: the views do not describe this log (restored from another backup?); `ledger serve` or `ledger projections rebuild` folds them again from zero"),
                 });
             }
             if json {

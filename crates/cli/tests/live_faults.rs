@@ -165,7 +165,7 @@ fn an_audit_every_two_seconds_beside_eight_writers_finds_no_false_problem() {
                     assert_eq!(st, 201, "{r}");
                     // Every other customer is erased at once: erasures land
                     // between the audit's reads of the log, keys and views.
-                    if n % 2 == 0 {
+                    if n.is_multiple_of(2) {
                         let (st, r) = call(
                             "POST",
                             &format!("{base}/v1/customers/{c}/anonymize"),

@@ -196,3 +196,137 @@ fn a_key_store_older_than_the_log_costs_one_customer_its_profile_not_the_server_
     assert_eq!(problems[0]["code"], "DATA_KEY_MISSING");
     assert_eq!(problems[0]["stream"], format!("customer-{c}"));
 }
+
+/// The EUR net revenue the API reports for the caller.
+fn eur_net(base: &str, key: &str) -> i64 {
+    let (st, v) = call("GET", &format!("{base}/v1/revenue"), key, None);
+    assert_eq!(st, 200, "{v}");
+    v["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["currency"] == "EUR")
+        .map_or(0, |r| r["net"].as_i64().unwrap())
+}
+
+fn pay(base: &str, key: &str, c: &str, minor: i64) {
+    let (st, r) = call(
+        "POST",
+        &format!("{base}/v1/customers/{c}/payments"),
+        key,
+        Some(json!({"offer_id": "restore-monthly", "amount": {"minor": minor, "currency": "EUR"}})),
+    );
+    assert_eq!(st, 201, "{r}");
+}
+
+#[test]
+fn views_restored_ahead_of_the_log_are_found_out_and_folded_again_so_no_payment_vanishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let old_log = tmp.path().join("old-log");
+    let port = free_port();
+    let s = start(&data, port, None);
+    let key = tenant(&s.base);
+    let (st, r) = call(
+        "POST",
+        &format!("{}/v1/customers", s.base),
+        &key,
+        Some(
+            json!({"email": "views.ahead@example.com", "password_hash": "argon2id$x",
+                    "first_name": "Ottilie", "last_name": "Viewsahead"}),
+        ),
+    );
+    assert_eq!(st, 201, "{r}");
+    let c = r["customer_id"].as_str().unwrap().to_owned();
+    pay(&s.base, &key, &c, 1_000);
+    stop(s);
+    // The log is backed up here; the views only later, after more payments (the
+    // order an online backup of events, then keys, then views can give).
+    std::fs::create_dir_all(&old_log).unwrap();
+    std::fs::copy(data.join("events.sqlite"), old_log.join("events.sqlite")).unwrap();
+    let s = start(&data, port, None);
+    for _ in 0..5 {
+        pay(&s.base, &key, &c, 2_000);
+    }
+    stop(s);
+    std::fs::copy(old_log.join("events.sqlite"), data.join("events.sqlite")).unwrap();
+
+    // The auditor is told.
+    let audit = ledger(&data, None)
+        .args(["audit", "verify", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert!(!audit.status.success(), "{report}");
+    assert_eq!(
+        report["problems"][0]["code"], "VIEWS_AHEAD_OF_LOG",
+        "{report}"
+    );
+
+    // The server folds the views again from the log, and a new payment counts.
+    let s = start(&data, port, None);
+    assert_eq!(
+        eur_net(&s.base, &key),
+        1_000,
+        "revenue is the restored log's"
+    );
+    pay(&s.base, &key, &c, 50_000);
+    assert_eq!(eur_net(&s.base, &key), 51_000, "the new payment vanished");
+    let logs = stop(s);
+    assert!(
+        logs.contains("VIEWS_AHEAD_OF_LOG"),
+        "the start log says why"
+    );
+    let audit = ledger(&data, None)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
+}
+
+#[test]
+fn views_folded_from_another_log_are_found_out_by_the_hash_at_their_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let port = free_port();
+    // Two stores with the same number of events but different contents.
+    for (dir, minor) in [(&a, 1_000), (&b, 7_000)] {
+        let s = start(dir, port, None);
+        let key = tenant(&s.base);
+        let (st, r) = call(
+            "POST",
+            &format!("{}/v1/customers", s.base),
+            &key,
+            Some(
+                json!({"email": "other.log@example.com", "password_hash": "argon2id$x",
+                        "first_name": "Ottilie", "last_name": "Otherlog"}),
+            ),
+        );
+        assert_eq!(st, 201, "{r}");
+        pay(&s.base, &key, r["customer_id"].as_str().unwrap(), minor);
+        stop(s);
+    }
+    std::fs::copy(b.join("views.sqlite"), a.join("views.sqlite")).unwrap();
+    let audit = ledger(&a, None)
+        .args(["audit", "verify", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert_eq!(
+        report["problems"][0]["code"], "VIEWS_FROM_ANOTHER_LOG",
+        "{report}"
+    );
+    let s = start(&a, port, None);
+    let logs = stop(s);
+    assert!(logs.contains("VIEWS_FROM_ANOTHER_LOG"), "{logs}");
+    let audit = ledger(&a, None).args(["audit", "verify"]).output().unwrap();
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
+}

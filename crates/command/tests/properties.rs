@@ -103,9 +103,10 @@ fn to_command(op: &Op, step: i64) -> CustomerCommand {
         },
         Op::Update(i) => CustomerCommand::UpdateProfile {
             broadcaster_id: b(i),
-            patch: ProfilePatch {
-                phone_number: Some(format!("+44 20 7946 {step:04}")),
-                ..ProfilePatch::default()
+            patch: {
+                let mut v = ProfilePatch::default();
+                v.phone_number = Some(format!("+44 20 7946 {step:04}"));
+                v
             },
             at: when,
         },
@@ -135,7 +136,11 @@ fn to_command(op: &Op, step: i64) -> CustomerCommand {
         } => CustomerCommand::CapturePayment {
             broadcaster_id: b(i),
             payment_id: pay(p),
-            offer_id: offer(if p % 2 == 0 { "monthly" } else { "annual" }),
+            offer_id: offer(if p.is_multiple_of(2) {
+                "monthly"
+            } else {
+                "annual"
+            }),
             subscription_id: s.map(sub),
             amount: money(minor, usd),
             payer_ip: ip.then(|| "198.51.100.9".to_owned()),

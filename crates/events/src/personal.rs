@@ -5,6 +5,7 @@ use std::fmt;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// The message serde reports when asked to encode an open block; the codec maps it
 /// to `CodecError::Unsealed`.
@@ -124,7 +125,11 @@ macro_rules! redacted_debug {
 
 /// One custom question answered at registration. Both the question's wording (free
 /// text) and the answer count as personal data.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Every opened personal type here is zeroized when dropped (`ZeroizeOnDrop`): an
+/// opened value lives in memory for one request, and its bytes must not stay in
+/// freed memory after the customer is erased.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct Answer {
     pub question: String,
@@ -132,7 +137,7 @@ pub struct Answer {
 }
 
 /// The profile given at registration.
-#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     pub email: String,
@@ -148,7 +153,7 @@ pub struct Profile {
 }
 
 /// A change of profile: `None` leaves a field as it was.
-#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
     pub email: Option<String>,
@@ -167,14 +172,19 @@ impl ProfilePatch {
 
     /// Applies the patch to a profile.
     pub fn apply_to(&self, p: &mut Profile) {
+        // The old value is zeroized before the new one is written over it (a
+        // longer value would otherwise move to a new buffer and free the old
+        // one as it was).
         fn set(dst: &mut String, v: &Option<String>) {
             if let Some(v) = v {
-                dst.clone_from(v);
+                dst.zeroize();
+                dst.push_str(v);
             }
         }
         fn set_opt(dst: &mut Option<String>, v: &Option<String>) {
-            if v.is_some() {
-                dst.clone_from(v);
+            if let Some(v) = v {
+                dst.zeroize();
+                *dst = Some(v.clone());
             }
         }
         set(&mut p.email, &self.email);
@@ -188,14 +198,14 @@ impl ProfilePatch {
 }
 
 /// Personal detail of a login.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct LoginData {
     pub ip: String,
 }
 
 /// Personal detail of a payment.
-#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentData {
     pub ip: Option<String>,

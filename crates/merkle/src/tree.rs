@@ -120,7 +120,7 @@ impl MerkleTree {
         let index = self.size();
         self.levels[0].push(leaf_hash);
         let mut level = 0;
-        while self.levels[level].len() & 1 == 0 {
+        while self.levels[level].len().is_multiple_of(2) {
             let row = &self.levels[level];
             let parent = node_hash(&row[row.len() - 2], &row[row.len() - 1]);
             level += 1;

@@ -48,6 +48,11 @@ pub struct Changes {
     /// New erasure records, sorted by customer id.
     pub erasures: Vec<ErasureRecord>,
     pub positions: Positions,
+    /// The log hash of the record at `positions`, when all three are at that one
+    /// position (the caller knows it, from the record it folded last). Saved with
+    /// the checkpoints, so that a view store restored beside a different log is
+    /// found out at start (see `ReadModel::checkpoint_hash`).
+    pub log_hash: Option<[u8; 32]>,
 }
 
 impl Changes {
@@ -82,12 +87,24 @@ impl Changes {
                 revenue: model.revenue.position(),
                 erasures: model.erasures.position(),
             },
+            log_hash: None,
         }
     }
 
     pub fn is_empty(&self) -> bool {
         self.customers.is_empty() && self.revenue.is_empty() && self.erasures.is_empty()
     }
+}
+
+/// The log hash the three checkpoint rows agree on: all at one position, all with
+/// the same 32-byte hash; `None` otherwise (a partial rebuild left them apart, or
+/// they were saved before hashes were recorded). For view stores' `load`.
+pub fn agreed_checkpoint_hash(rows: &[(u64, Option<Vec<u8>>)]) -> Option<[u8; 32]> {
+    let (position, hash) = rows.first()?;
+    if rows.len() != 3 || rows.iter().any(|(p, h)| p != position || h != hash) {
+        return None;
+    }
+    hash.as_deref()?.try_into().ok()
 }
 
 /// Where the read models are persisted between runs. `load` returns the rows and

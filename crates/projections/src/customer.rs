@@ -50,15 +50,19 @@ pub struct SubscriptionView {
     pub terminated_at: Option<Timestamp>,
 }
 
-/// A customer's payments in one currency, in minor units.
+/// A customer's payments in one currency, in minor units. Sums are `i128` (see
+/// [`crate::amount`]): they cannot overflow.
 #[derive(Serialize, Deserialize, Clone, Copy, Default, PartialEq, Eq, Debug)]
 pub struct Totals {
     /// The sum of the captured amounts.
-    pub captured: i64,
+    #[serde(with = "crate::amount")]
+    pub captured: i128,
     /// The sum of the refunded amounts.
-    pub refunded: i64,
+    #[serde(with = "crate::amount")]
+    pub refunded: i128,
     /// `captured - refunded`.
-    pub net: i64,
+    #[serde(with = "crate::amount")]
+    pub net: i128,
 }
 
 /// Where and when a customer was erased: present on a tombstone.
@@ -216,9 +220,12 @@ impl CustomerView {
     }
 }
 
+/// Amounts are `i64` and there are fewer than 2^64 events, so the `i128` sums
+/// cannot reach their bounds; `saturating_` only keeps a release build from ever
+/// wrapping.
 fn add(t: &mut Totals, captured: i64, refunded: i64) {
-    t.captured = t.captured.saturating_add(captured);
-    t.refunded = t.refunded.saturating_add(refunded);
+    t.captured = t.captured.saturating_add(i128::from(captured));
+    t.refunded = t.refunded.saturating_add(i128::from(refunded));
     t.net = t.captured.saturating_sub(t.refunded);
 }
 

@@ -145,6 +145,10 @@ pub struct ReadModel {
     pub customers: CustomerViews,
     pub revenue: Revenue,
     pub erasures: Erasures,
+    /// The log hash recorded with the loaded checkpoints, if all three projections
+    /// were saved at one position with it: the log must hold that hash at that
+    /// position, or these views were not folded from this log.
+    pub checkpoint_hash: Option<[u8; 32]>,
     /// The last digest computed per broadcaster, with the revenue generation it was
     /// computed at: reused while the broadcaster's rows are unchanged, so a rebuild
     /// with many erasures does not rehash the same rows again and again.

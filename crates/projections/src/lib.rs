@@ -58,13 +58,14 @@
 use ledger_events::DomainEvent;
 use ledger_types::{EventId, Timestamp};
 
+pub mod amount;
 mod checkpoint;
 mod customer;
 mod erasure;
 mod revenue;
 pub mod search;
 
-pub use checkpoint::{Changes, Positions, ViewStore, ViewStoreError};
+pub use checkpoint::{agreed_checkpoint_hash, Changes, Positions, ViewStore, ViewStoreError};
 pub use customer::{
     CustomerView, CustomerViews, ErasureMark, SealedBlock, SubscriptionView, Totals,
 };

@@ -34,20 +34,31 @@ pub struct RevenueKey {
 }
 
 /// The figures of one bucket (or of a sum of buckets), in minor units.
+///
+/// Amounts are `i128`: one payment is at most `Money::MAX_AMOUNT` (10^12) and an
+/// event holds at most `i64::MAX`, so no sum over fewer than 2^64 events can
+/// overflow. (They were `i64` sums that saturated: one capture of `i64::MAX` made
+/// every later payment vanish from the totals.) In serde formats a total that fits
+/// in `i64` is an integer as before, a larger one a base-10 string
+/// ([`crate::amount`]).
 #[derive(Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Debug)]
 pub struct RevenueTotals {
     /// The sum of the captured amounts.
-    pub gross_captured: i64,
+    #[serde(with = "crate::amount")]
+    pub gross_captured: i128,
     /// The sum of the refunded amounts.
-    pub refunded: i64,
+    #[serde(with = "crate::amount")]
+    pub refunded: i128,
     /// `gross_captured - refunded`.
-    pub net: i64,
+    #[serde(with = "crate::amount")]
+    pub net: i128,
     pub payment_count: u64,
     pub refund_count: u64,
 }
 
 impl RevenueTotals {
-    fn add(&mut self, other: &RevenueTotals) {
+    /// Adds another bucket's figures (a summary over rows).
+    pub fn add(&mut self, other: &RevenueTotals) {
         self.gross_captured = self.gross_captured.saturating_add(other.gross_captured);
         self.refunded = self.refunded.saturating_add(other.refunded);
         self.net = self.gross_captured.saturating_sub(self.refunded);
@@ -94,8 +105,8 @@ impl RevenueFilter {
 /// Only `PaymentCaptured` (adds to `gross_captured`, `payment_count`) and
 /// `PaymentRefunded` (adds to `refunded`, `refund_count`, bucketed by the refund's
 /// own day and the broadcaster and offer copied into it) change revenue; every other
-/// event, `CustomerAnonymized` above all, only advances the position. Sums saturate
-/// at the bounds of `i64` rather than wrap or panic.
+/// event, `CustomerAnonymized` above all, only advances the position. Sums are
+/// `i128` and cannot overflow (see [`RevenueTotals`]).
 ///
 /// # Canonical form (a public contract, `ledger-revenue-v1`)
 ///
@@ -117,7 +128,8 @@ impl RevenueFilter {
 ///    - `offer_id`: as stored (`[a-z0-9_-]{1,64}`);
 ///    - amounts and counts: base-10 integers in minor units, no padding, no
 ///      thousands separator, a leading `-` only for a negative value (only `net`
-///      can be negative).
+///      can be negative). Amounts are exact however large (sums are `i128`; the
+///      text of a figure that fits in `i64` is what it always was).
 ///
 /// There is no trailing data after the last line. A selection with no rows is the
 /// header line alone, so its digest is always
@@ -204,7 +216,7 @@ impl Revenue {
                     p.at,
                     &p.offer_id,
                     |t| {
-                        t.gross_captured = t.gross_captured.saturating_add(minor);
+                        t.gross_captured = t.gross_captured.saturating_add(i128::from(minor));
                         t.payment_count += 1;
                     },
                 );
@@ -217,7 +229,7 @@ impl Revenue {
                     r.at,
                     &r.offer_id,
                     |t| {
-                        t.refunded = t.refunded.saturating_add(minor);
+                        t.refunded = t.refunded.saturating_add(i128::from(minor));
                         t.refund_count += 1;
                     },
                 );

@@ -6,6 +6,8 @@
 //! and non-Latin scripts to their usual Latin spelling); a character it has no
 //! spelling for is kept as is (lower-cased), never dropped.
 
+use zeroize::Zeroize as _;
+
 /// Lower-case, accents and ligatures spelled out in ASCII, runs of whitespace
 /// collapsed to one space, no leading or trailing space.
 pub fn normalize_name(s: &str) -> String {
@@ -29,6 +31,8 @@ pub fn normalize_name(s: &str) -> String {
             out.extend(c.to_lowercase());
         }
     }
+    // Names are personal data: the intermediate copy does not stay in freed memory.
+    ascii.zeroize();
     out
 }
 

@@ -116,12 +116,13 @@ fn command(c: usize, op: &Op, at: Timestamp, step: usize) -> CustomerCommand {
         Op::Register(i) => CustomerCommand::Register {
             customer_id: customer(c as u64 + 1),
             broadcaster_id: b(i),
-            profile: Profile {
-                email: format!("person{c}@example.org"),
-                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-                first_name: "Ada".into(),
-                last_name: "Lovelace".into(),
-                ..Profile::default()
+            profile: {
+                let mut v = Profile::default();
+                v.email = format!("person{c}@example.org");
+                v.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into();
+                v.first_name = "Ada".into();
+                v.last_name = "Lovelace".into();
+                v
             },
             at,
         },
@@ -131,9 +132,10 @@ fn command(c: usize, op: &Op, at: Timestamp, step: usize) -> CustomerCommand {
         },
         Op::Update(i) => CustomerCommand::UpdateProfile {
             broadcaster_id: b(i),
-            patch: ProfilePatch {
-                phone_number: Some(format!("+44 20 7946 {step:04}")),
-                ..ProfilePatch::default()
+            patch: {
+                let mut v = ProfilePatch::default();
+                v.phone_number = Some(format!("+44 20 7946 {step:04}"));
+                v
             },
             at,
         },
@@ -370,8 +372,8 @@ fn check(world: &World, split: usize) -> Result<(), TestCaseError> {
         let mut totals: BTreeMap<Currency, Totals> = BTreeMap::new();
         for p in state.payments() {
             let t = totals.entry(p.amount.currency()).or_default();
-            t.captured += p.amount.minor();
-            t.refunded += p.refunded.minor();
+            t.captured += i128::from(p.amount.minor());
+            t.refunded += i128::from(p.refunded.minor());
             t.net = t.captured - t.refunded;
         }
         prop_assert_eq!(&view.totals, &totals);

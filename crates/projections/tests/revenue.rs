@@ -23,9 +23,9 @@ fn key(b: u64, cur: &str, day: i64, o: &str) -> RevenueKey {
 
 fn totals(gross: i64, refunded: i64, payments: u64, refunds: u64) -> RevenueTotals {
     RevenueTotals {
-        gross_captured: gross,
-        refunded,
-        net: gross - refunded,
+        gross_captured: gross.into(),
+        refunded: refunded.into(),
+        net: i128::from(gross) - i128::from(refunded),
         payment_count: payments,
         refund_count: refunds,
     }
@@ -308,4 +308,100 @@ fn rows_loaded_from_storage_give_the_same_digest_and_are_not_dirty() {
         GOLDEN_SHA256,
         "already folded"
     );
+}
+
+// ------------------------------------------------------------------ overflow (issue 10.3)
+
+/// The issue's history: one capture of `i64::MAX` minor units (possible before
+/// `Money::MAX_AMOUNT`; such events stay in the log), then ordinary payments. With
+/// `i64` sums that saturated, the later payments vanished from the totals and the
+/// digest vouched for the wrong figure.
+#[test]
+fn payments_after_a_capture_of_i64_max_still_count_and_change_the_digest() {
+    let (c, b) = (customer(1), broadcaster(1));
+    let mut log = Log::new();
+    log.broadcaster(b, Integration::WhiteLabel)
+        .customer(c, registered(c, b, t(0, 0), 1))
+        .customer(c, captured(pay(1), b, "premium", eur(i64::MAX), t(0, 10)));
+    for n in 2..=4 {
+        log.customer(
+            c,
+            captured(pay(n), b, "premium", eur(1_000_000_000_000), t(0, 20)),
+        );
+    }
+    let revenue = fold(&log);
+
+    let expected = i128::from(i64::MAX) + 3 * 1_000_000_000_000;
+    let row = revenue.get(&key(1, "EUR", 0, "premium")).unwrap();
+    assert_eq!(
+        (row.gross_captured, row.net, row.payment_count),
+        (expected, expected, 4)
+    );
+    assert_eq!(
+        revenue.summary(&RevenueFilter::all())[&currency("EUR")].gross_captured,
+        expected
+    );
+    let text = String::from_utf8(revenue.canonical_bytes(&RevenueFilter::all())).unwrap();
+    assert!(
+        text.contains("\t9223375036854775807\t0\t9223375036854775807\t4\t0\n"),
+        "{text}"
+    );
+
+    // The digest of the saturated figures (what the old fold produced) differs.
+    let mut saturated = Revenue::new();
+    saturated.insert(
+        key(1, "EUR", 0, "premium"),
+        RevenueTotals {
+            gross_captured: i64::MAX.into(),
+            net: i64::MAX.into(),
+            payment_count: 4,
+            ..RevenueTotals::default()
+        },
+    );
+    assert_ne!(
+        revenue.digest(&RevenueFilter::all()),
+        saturated.digest(&RevenueFilter::all())
+    );
+}
+
+/// 9,223,373 payments of the largest amount allowed (10^12 minor units) total
+/// 9,223,373,000,000,000,000: past `i64::MAX` (9,223,372,036,854,775,807), exact.
+/// All go to one row, so both the row and the per-currency summary cross the bound.
+#[test]
+fn many_payments_of_the_maximum_amount_sum_past_i64_without_loss() {
+    const MAX: i64 = ledger_types::Money::MAX_AMOUNT;
+    let n: u64 = (i64::MAX as u64) / (MAX as u64) + 1;
+    let b = broadcaster(1);
+    let event = ledger_events::DomainEvent::Customer(
+        customer(1),
+        captured(pay(1), b, "premium", eur(MAX), t(0, 10)),
+    );
+    let mut revenue = Revenue::new();
+    for position in 1..=n {
+        revenue.apply(&envelope(position, &event));
+    }
+    let expected = i128::from(MAX) * i128::from(n);
+    assert!(expected > i128::from(i64::MAX));
+    let eur_total = revenue.summary(&RevenueFilter::all())[&currency("EUR")];
+    assert_eq!(
+        (
+            eur_total.gross_captured,
+            eur_total.net,
+            eur_total.payment_count
+        ),
+        (expected, expected, n)
+    );
+    let text = String::from_utf8(revenue.canonical_bytes(&RevenueFilter::all())).unwrap();
+    assert!(
+        text.contains(&format!("\t{expected}\t0\t{expected}\t{n}\t0\n")),
+        "{text}"
+    );
+
+    // Through serde and back (how a checkpoint or the CLI's JSON carries a row):
+    // a figure beyond i64 is a string, one within it a number as before.
+    let json = serde_json::to_value(eur_total).unwrap();
+    assert_eq!(json["gross_captured"], expected.to_string());
+    assert_eq!(json["refunded"], 0);
+    let back: RevenueTotals = serde_json::from_value(json).unwrap();
+    assert_eq!(back, eur_total);
 }

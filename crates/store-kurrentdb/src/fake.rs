@@ -162,7 +162,7 @@ impl Backend for FakeKurrent {
         }
         let last = push(&mut inner, stream, events);
         inner.appends += 1;
-        if self.noise && inner.appends % 3 == 0 {
+        if self.noise && inner.appends.is_multiple_of(3) {
             noise(&mut inner);
         }
         self.len_tx.send_replace(inner.all.len());

@@ -1,9 +1,14 @@
 //! The server event store: PostgreSQL, one locked writer with group commit.
 //!
 //! This crate owns the server storage: [`PostgresStore`], an [`EventStore`] kept in
-//! one PostgreSQL database (table `events`, schema version in `schema_meta`), and,
-//! for users who keep everything in that database, [`PgKeyStore`] (wrapped data keys)
-//! and [`PgViewStore`] (projection rows and checkpoints), see `state.rs`. It must not
+//! one PostgreSQL database (table `events`, schema version in `schema_meta`) that is
+//! also the [`ResponseStore`] of saved answers to idempotent writes (table
+//! `ledger_responses`), and, for users who keep everything in that database,
+//! [`PgKeyStore`] (wrapped data keys) and [`PgViewStore`] (projection rows and
+//! checkpoints), see `state.rs`. For the operator's read-only commands beside a
+//! running server, [`PostgresReader`], [`PgKeyStore::connect_read_only`] and
+//! [`PgViewStore::connect_read_only`] read the same tables without the writer
+//! lock, creating and writing nothing. It must not
 //! interpret event payloads (they are opaque, already sealed bytes), must never log
 //! them (only ids, stream names and positions go to `tracing`), must never put a
 //! connection password in an error or a log line, and must not know about commands
@@ -79,6 +84,21 @@
 //!
 //! `head` and `wait_for_head` follow a `tokio::sync::watch` channel the writer
 //! updates after each commit (only this process can write, so it sees every write).
+//!
+//! **Saved answers ride the group commit** (`ledger_store::responses`). An answer
+//! is saved after the write it acknowledges committed, so it is a write of its own;
+//! like SQLite's writer thread, the writer folds every answer queued into the next
+//! group's one statement (a data-modifying `WITH` upserting `ledger_responses`
+//! before the `INSERT` into `events`: one transaction, one WAL flush), or writes
+//! them alone when the group has no rows. Recall is a read on the read pool.
+//! `expire` runs on the writer session between groups.
+//!
+//! **Read-only access takes no lock and runs no DDL.** [`PostgresReader`] and the
+//! read-only key and view stores open sessions with
+//! `default_transaction_read_only = on`, check that their tables exist (a database
+//! without them is "no ledger event store" / "no ledger key store", never an empty
+//! ledger), and refuse every write before it reaches the server. The reader's head
+//! is the largest stored position, polled by `wait_for_head`.
 
 mod backoff;
 mod condition;
@@ -93,15 +113,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ledger_store::responses::{ResponseStore, SavedResponse, Scope};
 use ledger_store::{
     AppendRequest, AppendResult, EventStore, Position, RecordedEvent, StoreError, Version,
 };
+use ledger_types::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch, Mutex as AsyncMutex};
 use tokio::task::JoinHandle;
 
 use crate::read::Readers;
 use crate::target::Target;
-use crate::writer::{Msg, Writer};
+use crate::writer::{Msg, SavedAnswer, Writer};
 
 pub use crate::schema::WRITER_LOCK;
 pub use crate::state::{PgKeyStore, PgViewStore};
@@ -182,6 +204,7 @@ impl PostgresStore {
             readers: Arc::new(Readers::new(
                 target.clone(),
                 options.read_connections.max(1),
+                true,
             )),
             writer: AsyncMutex::new(Some(handle)),
             writer_up,
@@ -229,19 +252,60 @@ pub(crate) fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is out of range")))
 }
 
-/// Verified reads of a database another process writes: no writer, no lock, no
-/// migrations. For operator commands that run beside `ledger serve` (a second
-/// [`PostgresStore`] would be refused the writer lock).
+/// An [`EventStore`] that only reads a database another process writes: no
+/// writer, no lock, no migrations, nothing created, nothing written (its sessions
+/// are read-only: `default_transaction_read_only`). For the operator's read-only
+/// commands, which run beside `ledger serve` (a second [`PostgresStore`] would be
+/// refused the writer lock).
+///
+/// Reads are verified as in [`PostgresStore`] and see what the writer commits;
+/// [`head`](EventStore::head) is the largest stored position (the writer commits
+/// whole groups, so that is always the end of a complete log), and
+/// [`wait_for_head`](EventStore::wait_for_head) polls it. Appends fail with
+/// [`StoreError::Invalid`]. Its sessions reconnect like every session of this crate.
 #[derive(Debug)]
 pub struct PostgresReader {
     readers: Readers,
 }
 
+/// How often [`PostgresReader::wait_for_head`](EventStore::wait_for_head) reads
+/// the head.
+const HEAD_POLL: Duration = Duration::from_millis(50);
+
 impl PostgresReader {
+    /// A reader of the database at `url`, opening its sessions on first use. A
+    /// database without the event log fails each read with "no ledger event store".
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        Ok(Self {
-            readers: Readers::new(Arc::new(Target::parse(url)?), 1),
-        })
+        Ok(Self::with(Arc::new(Target::parse(url)?), 1))
+    }
+
+    /// Connects and checks, creating nothing, that the database holds a ledger
+    /// event store this binary can read (the `events` table, a schema version no
+    /// newer than this binary's); otherwise fails with an error saying so.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let target = Arc::new(Target::parse(url)?);
+        let session = target.connect("reader").await?;
+        let checked = async {
+            session
+                .client
+                .batch_execute("SET default_transaction_read_only = on")
+                .await
+                .map_err(|e| target.error("cannot configure a read session", &e))?;
+            schema::check_readable(&session.client, &target).await
+        }
+        .await;
+        session.close().await;
+        checked?;
+        let reader = Self::with(target.clone(), 2);
+        let head = reader.readers.head().await?;
+        tracing::info!(head, database = %target.label(), "postgres event store opened read-only");
+        Ok(reader)
+    }
+
+    fn with(target: Arc<Target>, connections: usize) -> Self {
+        Self {
+            readers: Readers::new(target, connections, false),
+        }
     }
 
     /// A stream from `from_version`, its chain verified (see `EventStore::read_stream`).
@@ -251,6 +315,113 @@ impl PostgresReader {
         from_version: Version,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.readers.read_stream(stream, from_version).await
+    }
+}
+
+fn read_only() -> StoreError {
+    StoreError::Invalid("this event store was opened read-only".into())
+}
+
+#[async_trait]
+impl EventStore for PostgresReader {
+    async fn append(&self, _request: AppendRequest) -> Result<AppendResult, StoreError> {
+        Err(read_only())
+    }
+
+    async fn append_batch(
+        &self,
+        _requests: Vec<AppendRequest>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        Err(read_only())
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: Version,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.readers.read_stream(stream, from_version).await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.readers.read_all(after, limit).await
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        self.readers.head().await
+    }
+
+    async fn wait_for_head(
+        &self,
+        after: Position,
+        timeout: Duration,
+    ) -> Result<Position, StoreError> {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let h = self.head().await?;
+            if h > after || tokio::time::Instant::now() >= until {
+                return Ok(h);
+            }
+            tokio::time::sleep(HEAD_POLL).await;
+        }
+    }
+}
+
+#[async_trait]
+impl ResponseStore for PostgresStore {
+    async fn recall(&self, scope: Scope, key: &str) -> Result<Option<SavedResponse>, StoreError> {
+        self.readers.recall(scope, key).await
+    }
+
+    /// Queued for the writer, which saves it in its next group's statement (one
+    /// commit with the appends of that group); answered once committed.
+    async fn remember(
+        &self,
+        scope: Scope,
+        key: &str,
+        response: SavedResponse,
+    ) -> Result<(), StoreError> {
+        ledger_store::responses::validate_saved(key, &response)?;
+        // PostgreSQL text cannot hold a NUL byte; refused here, so that it never
+        // fails the group it would be written with.
+        if key.contains('\0')
+            || response
+                .content_type
+                .as_deref()
+                .is_some_and(|c| c.contains('\0'))
+        {
+            return Err(StoreError::Invalid(
+                "an idempotency key or content type holds a NUL byte".into(),
+            ));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Remember(SavedAnswer {
+                scope,
+                key: key.to_owned(),
+                response,
+                reply,
+            }))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn expire(&self, before: Timestamp, keep: usize) -> Result<u64, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Expire {
+                before,
+                keep,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 }
 

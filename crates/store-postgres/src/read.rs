@@ -17,15 +17,17 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ledger_store::chain::{log_link_ok, stream_link_ok};
+use ledger_store::responses::{SavedResponse, Scope};
 use ledger_store::{Hash32, Position, RecordedEvent, StoreError, Version, ZERO_HASH};
 use ledger_types::{EventId, Timestamp};
 use tokio::sync::Semaphore;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
 use crate::backoff::Backoff;
 use crate::target::{Session, Target};
-use crate::to_i64;
+use crate::{schema, to_i64};
 
 const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
                        payload, recorded_at, hash, log_hash";
@@ -35,11 +37,17 @@ struct ReadConn {
     session: Session,
     read_all: Statement,
     read_stream: Statement,
+    head: Statement,
+    /// Only where the store's schema is this binary's (the writer migrated it):
+    /// a read-only reader may face a database without the answers table.
+    recall: Option<Statement>,
 }
 
 /// A small pool: at most `max` connections in use at once, idle ones kept.
 pub(crate) struct Readers {
     target: Arc<Target>,
+    /// Whether connections prepare [`recall`](Self::recall).
+    answers: bool,
     idle: Mutex<Vec<ReadConn>>,
     permits: Semaphore,
     /// When a new connection may be tried after failed ones.
@@ -56,9 +64,12 @@ impl std::fmt::Debug for Readers {
 }
 
 impl Readers {
-    pub(crate) fn new(target: Arc<Target>, max: usize) -> Self {
+    /// A pool of at most `max` connections; `answers`: whether saved answers are
+    /// read too (the database's schema is known to be current).
+    pub(crate) fn new(target: Arc<Target>, max: usize, answers: bool) -> Self {
         Self {
             target,
+            answers,
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(max),
             backoff: Mutex::default(),
@@ -86,7 +97,12 @@ impl Readers {
     async fn open_now(&self) -> Result<ReadConn, StoreError> {
         let session = self.target.connect("reader").await?;
         let client = &session.client;
-        let err = |e: tokio_postgres::Error| self.target.error("cannot prepare a read", &e);
+        let err = |e: tokio_postgres::Error| {
+            if e.code() == Some(&SqlState::UNDEFINED_TABLE) {
+                return schema::no_event_store(&self.target);
+            }
+            self.target.error("cannot prepare a read", &e)
+        };
         client
             .batch_execute("SET default_transaction_read_only = on; SET enable_seqscan = off")
             .await
@@ -103,10 +119,29 @@ impl Readers {
             ))
             .await
             .map_err(err)?;
+        let head = client
+            .prepare("SELECT COALESCE(max(position), 0) FROM events")
+            .await
+            .map_err(err)?;
+        let recall = if self.answers {
+            Some(
+                client
+                    .prepare(
+                        "SELECT fingerprint, status, content_type, body, saved_at
+                         FROM ledger_responses WHERE scope = $1 AND key = $2",
+                    )
+                    .await
+                    .map_err(err)?,
+            )
+        } else {
+            None
+        };
         Ok(ReadConn {
             session,
             read_all,
             read_stream,
+            head,
+            recall,
         })
     }
 
@@ -125,7 +160,7 @@ impl Readers {
     /// and a read that lost a pooled connection is run once more on a new one.
     async fn query(
         &self,
-        pick: impl Fn(&ReadConn) -> &Statement,
+        pick: impl Fn(&ReadConn) -> Option<&Statement>,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
         let _permit = self
@@ -139,7 +174,13 @@ impl Readers {
                 Some(c) => (c, true),
                 None => (self.open().await?, false),
             };
-            match conn.session.client.query(pick(&conn), params).await {
+            let Some(statement) = pick(&conn) else {
+                lock(&self.idle).push(conn);
+                return Err(StoreError::Backend(
+                    "this reader does not read saved answers".into(),
+                ));
+            };
+            match conn.session.client.query(statement, params).await {
                 Ok(rows) => {
                     lock(&self.idle).push(conn);
                     return Ok(rows);
@@ -176,7 +217,7 @@ impl Readers {
             .unwrap_or(i64::MAX)
             .saturating_add(i64::from(with_prev));
         let rows = self
-            .query(|c| &c.read_all, &[&to_i64(after)?, &fetch])
+            .query(|c| Some(&c.read_all), &[&to_i64(after)?, &fetch])
             .await?;
         let mut rows = rows.iter();
         let mut prev = ZERO_HASH;
@@ -218,7 +259,7 @@ impl Readers {
         let with_prev = from > 1;
         let fetch_from = if with_prev { from - 1 } else { from };
         let rows = self
-            .query(|c| &c.read_stream, &[&stream, &to_i64(fetch_from)?])
+            .query(|c| Some(&c.read_stream), &[&stream, &to_i64(fetch_from)?])
             .await?;
         let mut prev: Option<Hash32> = (!with_prev).then_some(ZERO_HASH);
         let mut out = Vec::with_capacity(rows.len());
@@ -255,6 +296,41 @@ impl Readers {
             out.push(e);
         }
         Ok(out)
+    }
+}
+
+impl Readers {
+    /// The last committed position, as stored (0 for an empty log).
+    pub(crate) async fn head(&self) -> Result<Position, StoreError> {
+        let rows = self.query(|c| Some(&c.head), &[]).await?;
+        let head: i64 = rows
+            .first()
+            .and_then(|r| r.try_get(0).ok())
+            .ok_or_else(|| integrity(0, "the log end could not be read"))?;
+        Ok(head.max(0) as u64)
+    }
+
+    /// The answer saved under `(scope, key)`, if any.
+    pub(crate) async fn recall(
+        &self,
+        scope: Scope,
+        key: &str,
+    ) -> Result<Option<SavedResponse>, StoreError> {
+        let scope: &[u8] = &scope;
+        let rows = self.query(|c| c.recall.as_ref(), &[&scope, &key]).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let bad = || StoreError::Backend("a saved answer is malformed".into());
+        let fingerprint: &[u8] = row.try_get(0).map_err(|_| bad())?;
+        let status: i32 = row.try_get(1).map_err(|_| bad())?;
+        Ok(Some(SavedResponse {
+            fingerprint: fingerprint.try_into().map_err(|_| bad())?,
+            status: u16::try_from(status).map_err(|_| bad())?,
+            content_type: row.try_get(2).map_err(|_| bad())?,
+            body: row.try_get(3).map_err(|_| bad())?,
+            saved_at: Timestamp::from_millis(row.try_get(4).map_err(|_| bad())?),
+        }))
     }
 }
 

@@ -36,6 +36,20 @@ const MIGRATIONS: &[&str] = &[
         log_hash       BYTEA   NOT NULL,
         UNIQUE (stream, version)
     );",
+    // 2: saved answers to write requests (idempotency keys), see
+    // `ledger_store::responses`. Same columns as the SQLite backend's `responses`
+    // table; written by the writer session in its group commits.
+    "CREATE TABLE ledger_responses (
+        scope        BYTEA   NOT NULL CHECK (length(scope) = 16),
+        key          TEXT    NOT NULL,
+        fingerprint  BYTEA   NOT NULL CHECK (length(fingerprint) = 32),
+        status       INTEGER NOT NULL CHECK (status BETWEEN 0 AND 65535),
+        content_type TEXT,
+        body         BYTEA   NOT NULL,
+        saved_at     BIGINT  NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    CREATE INDEX ledger_responses_by_age ON ledger_responses (saved_at);",
 ];
 
 /// The schema version this binary writes.
@@ -126,14 +140,34 @@ async fn take_lock(
     .into())
 }
 
-async fn migrate(client: &Client, target: &Target) -> Result<(), StoreError> {
-    let err = |e: tokio_postgres::Error| target.error("schema migration failed", &e);
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+/// Checks, creating nothing, that the database holds a ledger event store this
+/// binary can read: the `events` table, and a schema version no newer than
+/// [`SCHEMA_VERSION`]. For read-only access beside a running writer, which alone
+/// migrates.
+pub(crate) async fn check_readable(client: &Client, target: &Target) -> Result<(), StoreError> {
+    let err = |e: tokio_postgres::Error| target.error("cannot read the schema", &e);
+    let row = client
+        .query_one(
+            "SELECT to_regclass('events') IS NOT NULL, to_regclass('schema_meta') IS NOT NULL",
+            &[],
         )
         .await
         .map_err(err)?;
+    let events: bool = row.try_get(0).map_err(err)?;
+    let meta: bool = row.try_get(1).map_err(err)?;
+    if !events {
+        return Err(no_event_store(target));
+    }
+    if meta {
+        recorded_version(client, target).await?;
+    }
+    Ok(())
+}
+
+/// The schema version recorded in `schema_meta` (0 if none); a version newer than
+/// this binary's is refused rather than guessed at.
+async fn recorded_version(client: &Client, target: &Target) -> Result<i64, StoreError> {
+    let err = |e: tokio_postgres::Error| target.error("cannot read the schema version", &e);
     let current: i64 = client
         .query_opt(
             "SELECT value FROM schema_meta WHERE key = 'schema_version'",
@@ -150,6 +184,27 @@ async fn migrate(client: &Client, target: &Target) -> Result<(), StoreError> {
             "database schema version {current} is newer than this binary supports ({SCHEMA_VERSION})"
         )));
     }
+    Ok(current)
+}
+
+/// The error for a database without the `events` table, opened read-only.
+pub(crate) fn no_event_store(target: &Target) -> StoreError {
+    StoreError::Backend(format!(
+        "no ledger event store in the database {} (it has no `events` table; `ledger serve` \
+         creates it): check --store",
+        target.label()
+    ))
+}
+
+async fn migrate(client: &Client, target: &Target) -> Result<(), StoreError> {
+    let err = |e: tokio_postgres::Error| target.error("schema migration failed", &e);
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+        )
+        .await
+        .map_err(err)?;
+    let current = recorded_version(client, target).await?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
         let version = i as i64 + 1;
         client.batch_execute("BEGIN").await.map_err(err)?;

@@ -35,7 +35,7 @@ use ledger_projections::{
 };
 use ledger_types::{BroadcasterId, Currency, CustomerId, OfferId, Timestamp};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, IsolationLevel};
 use tracing::instrument;
 use uuid::Uuid;
 
@@ -117,22 +117,76 @@ where
     }
 }
 
+/// How a store's sessions treat the database.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Creates its tables if they are missing (these statements).
+    Create(&'static str),
+    /// Creates and writes nothing: every session is read-only
+    /// (`default_transaction_read_only`), and `tables` must exist, else the
+    /// database holds no such store (`what` names it in the error).
+    ReadOnly {
+        tables: &'static [&'static str],
+        what: &'static str,
+    },
+}
+
 /// What the actor connects to and how it prepares a new session.
 struct Opener {
     target: Target,
     role: &'static str,
-    schema: &'static str,
+    mode: Mode,
 }
 
 impl Opener {
     async fn open(&self) -> Result<Session, Failure> {
         let session = self.target.connect(self.role).await?;
-        if let Err(e) = session.client.batch_execute(self.schema).await {
-            let f = self.target.failure("cannot create the tables", &e);
+        if let Err(f) = self.prepare(&session.client).await {
             session.close().await;
             return Err(f);
         }
         Ok(session)
+    }
+
+    async fn prepare(&self, client: &Client) -> Result<(), Failure> {
+        let (tables, what) = match self.mode {
+            Mode::Create(schema) => {
+                return client
+                    .batch_execute(schema)
+                    .await
+                    .map_err(|e| self.target.failure("cannot create the tables", &e));
+            }
+            Mode::ReadOnly { tables, what } => (tables, what),
+        };
+        client
+            .batch_execute("SET default_transaction_read_only = on")
+            .await
+            .map_err(|e| {
+                self.target
+                    .failure("cannot configure a read-only session", &e)
+            })?;
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let missing: Vec<String> = client
+            .query(
+                "SELECT t FROM UNNEST($1::text[]) AS t WHERE to_regclass(t) IS NULL",
+                &[&tables],
+            )
+            .await
+            .map_err(|e| self.target.failure("cannot look the tables up", &e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Failure::failed(format!(
+            "no ledger {what} in the database {} (missing: {}; `ledger serve` creates it): \
+             check --store or --state-store",
+            self.target.label(),
+            missing.join(", ")
+        )))
     }
 }
 
@@ -247,7 +301,7 @@ impl std::fmt::Debug for Actor {
 
 impl Actor {
     /// Starts the thread and opens the first session (which must succeed).
-    fn start(url: &str, role: &'static str, schema: &'static str) -> Result<Self, Failure> {
+    fn start(url: &str, role: &'static str, mode: Mode) -> Result<Self, Failure> {
         let target = Target::parse(url)?;
         let label = target.label().to_owned();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), Failure>>();
@@ -266,11 +320,7 @@ impl Actor {
                     }
                 };
                 rt.block_on(async move {
-                    let opener = Opener {
-                        target,
-                        role,
-                        schema,
-                    };
+                    let opener = Opener { target, role, mode };
                     let session = match opener.open().await {
                         Ok(s) => s,
                         Err(f) => {
@@ -338,6 +388,14 @@ impl Drop for Actor {
     }
 }
 
+/// Refuses a write to a store opened read-only, before it reaches the server.
+fn writable<E: From<Failure>>(read_only: bool, what: &str) -> Result<(), E> {
+    if read_only {
+        return Err(Failure::failed(format!("the {what} was opened read-only")).into());
+    }
+    Ok(())
+}
+
 const KEY_SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS ledger_data_keys (
         customer_id UUID PRIMARY KEY,
@@ -354,14 +412,35 @@ const KEY_SCHEMA: &str = "
 #[derive(Debug)]
 pub struct PgKeyStore {
     actor: Actor,
+    read_only: bool,
 }
 
 impl PgKeyStore {
     /// Connects (on a private thread) and creates the tables if needed.
     pub fn connect(url: &str) -> Result<Self, CryptoError> {
         Ok(Self {
-            actor: Actor::start(url, "key store", KEY_SCHEMA)?,
+            actor: Actor::start(url, "key store", Mode::Create(KEY_SCHEMA))?,
+            read_only: false,
         })
+    }
+
+    /// Connects to read key states only, for the operator's read-only commands
+    /// beside a running server: nothing is created, written or destroyed (its
+    /// sessions are read-only, and `insert_new`, `destroy` and `rewrap_all` fail).
+    /// A database without the key tables is an error ("no ledger key store").
+    pub fn connect_read_only(url: &str) -> Result<Self, CryptoError> {
+        let mode = Mode::ReadOnly {
+            tables: &["ledger_data_keys", "ledger_destroyed_keys"],
+            what: "key store",
+        };
+        Ok(Self {
+            actor: Actor::start(url, "key reader", mode)?,
+            read_only: true,
+        })
+    }
+
+    fn writable(&self) -> Result<(), CryptoError> {
+        writable(self.read_only, "key store")
     }
 }
 
@@ -413,6 +492,7 @@ async fn vacuum_keys(client: &tokio_postgres::Client) -> Result<(), CryptoError>
 
 impl KeyStore for PgKeyStore {
     fn insert_new(&self, keys: &[(CustomerId, WrappedKey)]) -> Result<Vec<KeyState>, CryptoError> {
+        self.writable()?;
         let keys: Arc<Vec<(Uuid, Vec<u8>)>> = Arc::new(
             keys.iter()
                 .map(|(c, w)| (*c.as_uuid(), w.as_bytes().to_vec()))
@@ -457,6 +537,7 @@ impl KeyStore for PgKeyStore {
     }
 
     fn destroy(&self, customers: &[CustomerId], at: Timestamp) -> Result<usize, CryptoError> {
+        self.writable()?;
         let ids: Arc<Vec<Uuid>> = Arc::new(customers.iter().map(|c| *c.as_uuid()).collect());
         self.actor.call(Repeat::Safe, move |client| {
             let ids = ids.clone();
@@ -485,6 +566,7 @@ impl KeyStore for PgKeyStore {
     }
 
     fn rewrap_all(&self, rewrap: Rewrap) -> Result<usize, CryptoError> {
+        self.writable()?;
         // Runs once (`Repeat::Never`), so the closure is taken on that run.
         let mut rewrap = Some(rewrap);
         self.actor.call(Repeat::Never, move |client| {
@@ -547,6 +629,9 @@ const VIEW_SCHEMA: &str = "
         name TEXT PRIMARY KEY,
         position BIGINT NOT NULL
     );
+    -- The log hash at the checkpoint: views restored beside another log are found
+    -- out at start.
+    ALTER TABLE ledger_checkpoints ADD COLUMN IF NOT EXISTS log_hash BYTEA;
     CREATE TABLE IF NOT EXISTS ledger_customer_views (
         customer_id UUID PRIMARY KEY,
         view TEXT NOT NULL
@@ -556,13 +641,26 @@ const VIEW_SCHEMA: &str = "
         currency TEXT NOT NULL,
         day BIGINT NOT NULL,
         offer_id TEXT NOT NULL,
-        gross_captured BIGINT NOT NULL,
-        refunded BIGINT NOT NULL,
-        net BIGINT NOT NULL,
+        gross_captured NUMERIC(39, 0) NOT NULL,
+        refunded NUMERIC(39, 0) NOT NULL,
+        net NUMERIC(39, 0) NOT NULL,
         payment_count BIGINT NOT NULL,
         refund_count BIGINT NOT NULL,
         PRIMARY KEY (broadcaster_id, currency, day, offer_id)
     );
+    -- Revenue totals are i128 (sums of payments can pass i64): a table made while
+    -- they were BIGINT is widened once, losslessly.
+    DO $$
+    BEGIN
+        IF EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'ledger_revenue'
+                     AND column_name = 'gross_captured' AND data_type = 'bigint') THEN
+            ALTER TABLE ledger_revenue
+                ALTER COLUMN gross_captured TYPE NUMERIC(39, 0),
+                ALTER COLUMN refunded TYPE NUMERIC(39, 0),
+                ALTER COLUMN net TYPE NUMERIC(39, 0);
+        END IF;
+    END $$;
     CREATE TABLE IF NOT EXISTS ledger_erasures (
         customer_id UUID PRIMARY KEY,
         record TEXT NOT NULL
@@ -570,18 +668,42 @@ const VIEW_SCHEMA: &str = "
 ";
 
 /// The projections' rows and checkpoints in PostgreSQL, written in one
-/// transaction per save (like `SqliteViewStore`).
+/// transaction per save (like `SqliteViewStore`) and loaded from one snapshot
+/// (a repeatable-read transaction), so a load beside a running projector never
+/// pairs rows with a later checkpoint.
 #[derive(Debug)]
 pub struct PgViewStore {
     actor: Actor,
+    read_only: bool,
 }
 
 impl PgViewStore {
     /// Connects (on a private thread) and creates the tables if needed.
     pub fn connect(url: &str) -> Result<Self, ViewStoreError> {
         Ok(Self {
-            actor: Actor::start(url, "view store", VIEW_SCHEMA)?,
+            actor: Actor::start(url, "view store", Mode::Create(VIEW_SCHEMA))?,
+            read_only: false,
         })
+    }
+
+    /// Connects to load the views only, for the operator's read-only commands
+    /// beside a running server: nothing is created or saved (its sessions are
+    /// read-only, and `save` and `clear` fail). A database without the view tables
+    /// loads as empty views (the caller folds the log from zero in memory), as a
+    /// missing `views.sqlite` does.
+    pub fn connect_read_only(url: &str) -> Result<Self, ViewStoreError> {
+        let mode = Mode::ReadOnly {
+            tables: &[],
+            what: "view store",
+        };
+        Ok(Self {
+            actor: Actor::start(url, "view reader", mode)?,
+            read_only: true,
+        })
+    }
+
+    fn writable(&self) -> Result<(), ViewStoreError> {
+        writable(self.read_only, "view store")
     }
 }
 
@@ -594,12 +716,35 @@ fn corrupt(what: &str) -> ViewStoreError {
     ViewStoreError::Corrupt(what.to_owned())
 }
 
+/// A revenue total read as `NUMERIC::text`.
+fn total(text: &str) -> Result<i128, ViewStoreError> {
+    text.parse().map_err(|_| corrupt("revenue row"))
+}
+
 impl ViewStore for PgViewStore {
     fn load(&self) -> Result<ReadModel, ViewStoreError> {
+        let read_only = self.read_only;
         self.actor.call(Repeat::Safe, move |client| {
             Box::pin(async move {
                 let mut model = ReadModel::new();
-                for row in client
+                let tx = client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .await
+                    .map_err(views)?;
+                if read_only {
+                    let present: bool = tx
+                        .query_one("SELECT to_regclass('ledger_checkpoints') IS NOT NULL", &[])
+                        .await
+                        .map_err(views)?
+                        .get(0);
+                    if !present {
+                        return Ok(model);
+                    }
+                }
+                for row in tx
                     .query("SELECT view FROM ledger_customer_views", &[])
                     .await
                     .map_err(views)?
@@ -610,10 +755,11 @@ impl ViewStore for PgViewStore {
                             .map_err(|_| corrupt("customer view row"))?,
                     );
                 }
-                for row in client
+                for row in tx
                     .query(
-                        "SELECT broadcaster_id, currency, day, offer_id, gross_captured,
-                                    refunded, net, payment_count, refund_count FROM ledger_revenue",
+                        "SELECT broadcaster_id, currency, day, offer_id, gross_captured::text,
+                                    refunded::text, net::text, payment_count, refund_count
+                             FROM ledger_revenue",
                         &[],
                     )
                     .await
@@ -621,21 +767,21 @@ impl ViewStore for PgViewStore {
                 {
                     let key = RevenueKey {
                         broadcaster_id: BroadcasterId::from_uuid(row.get(0)),
-                        currency: Currency::parse(row.get(1))
+                        currency: Currency::from_stored(row.get(1))
                             .map_err(|_| corrupt("revenue row"))?,
                         day: row.get(2),
                         offer_id: OfferId::parse(row.get(3)).map_err(|_| corrupt("revenue row"))?,
                     };
                     let totals = RevenueTotals {
-                        gross_captured: row.get(4),
-                        refunded: row.get(5),
-                        net: row.get(6),
+                        gross_captured: total(row.get(4))?,
+                        refunded: total(row.get(5))?,
+                        net: total(row.get(6))?,
                         payment_count: row.get::<_, i64>(7).max(0) as u64,
                         refund_count: row.get::<_, i64>(8).max(0) as u64,
                     };
                     model.revenue.insert(key, totals);
                 }
-                for row in client
+                for row in tx
                     .query("SELECT record FROM ledger_erasures", &[])
                     .await
                     .map_err(views)?
@@ -646,12 +792,25 @@ impl ViewStore for PgViewStore {
                             .map_err(|_| corrupt("erasure row"))?,
                     );
                 }
-                for row in client
-                    .query("SELECT name, position FROM ledger_checkpoints", &[])
+                let has_hash = tx
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                             WHERE table_schema = current_schema()
+                               AND table_name = 'ledger_checkpoints' AND column_name = 'log_hash')",
+                        &[],
+                    )
                     .await
                     .map_err(views)?
-                {
+                    .get::<_, bool>(0);
+                let sql = if has_hash {
+                    "SELECT name, position, log_hash FROM ledger_checkpoints"
+                } else {
+                    "SELECT name, position, NULL::bytea FROM ledger_checkpoints"
+                };
+                let mut hashes = Vec::new();
+                for row in tx.query(sql, &[]).await.map_err(views)? {
                     let p = row.get::<_, i64>(1).max(0) as u64;
+                    hashes.push((p, row.get::<_, Option<Vec<u8>>>(2)));
                     match row.get::<_, &str>(0) {
                         "customers" => model.customers.set_position(p),
                         "revenue" => model.revenue.set_position(p),
@@ -659,6 +818,8 @@ impl ViewStore for PgViewStore {
                         _ => {}
                     }
                 }
+                model.checkpoint_hash = ledger_projections::agreed_checkpoint_hash(&hashes);
+                tx.commit().await.map_err(views)?;
                 model.customers.take_dirty();
                 model.revenue.take_dirty();
                 model.erasures.take_dirty();
@@ -668,6 +829,7 @@ impl ViewStore for PgViewStore {
     }
 
     fn save(&self, changes: &Changes) -> Result<(), ViewStoreError> {
+        self.writable()?;
         let view_ids: Vec<Uuid> = changes
             .customers
             .iter()
@@ -689,29 +851,32 @@ impl ViewStore for PgViewStore {
             .map(json)
             .collect::<Result<Vec<_>, _>>()?;
         let mut rev: (Vec<Uuid>, Vec<String>, Vec<i64>, Vec<String>) = Default::default();
-        let mut tot: [Vec<i64>; 5] = Default::default();
+        // Totals travel as base-10 text (tokio-postgres has no i128 <-> NUMERIC).
+        let mut sums: [Vec<String>; 3] = Default::default();
+        let mut counts: [Vec<i64>; 2] = Default::default();
         for (k, t) in &changes.revenue {
             rev.0.push(*k.broadcaster_id.as_uuid());
             rev.1.push(k.currency.as_str().to_owned());
             rev.2.push(k.day);
             rev.3.push(k.offer_id.as_str().to_owned());
-            tot[0].push(t.gross_captured);
-            tot[1].push(t.refunded);
-            tot[2].push(t.net);
-            tot[3].push(t.payment_count as i64);
-            tot[4].push(t.refund_count as i64);
+            sums[0].push(t.gross_captured.to_string());
+            sums[1].push(t.refunded.to_string());
+            sums[2].push(t.net.to_string());
+            counts[0].push(t.payment_count as i64);
+            counts[1].push(t.refund_count as i64);
         }
+        let log_hash: Option<Vec<u8>> = changes.log_hash.map(|h| h.to_vec());
         let p = &changes.positions;
         let positions = [
             ("customers", p.customers as i64),
             ("revenue", p.revenue as i64),
             ("erasures", p.erasures as i64),
         ];
-        let rows = Arc::new((view_ids, view_texts, er_ids, er_texts, rev, tot));
+        let rows = Arc::new((view_ids, view_texts, er_ids, er_texts, rev, (sums, counts)));
         self.actor.call(Repeat::Safe, move |client| {
-            let rows = rows.clone();
+            let (rows, log_hash) = (rows.clone(), log_hash.clone());
             Box::pin(async move {
-                let (view_ids, view_texts, er_ids, er_texts, rev, tot) = &*rows;
+                let (view_ids, view_texts, er_ids, er_texts, rev, (sums, counts)) = &*rows;
                 let tx = client.transaction().await.map_err(views)?;
                 tx.execute(
                     "INSERT INTO ledger_customer_views (customer_id, view)
@@ -724,14 +889,17 @@ impl ViewStore for PgViewStore {
                 tx.execute(
                     "INSERT INTO ledger_revenue (broadcaster_id, currency, day, offer_id,
                              gross_captured, refunded, net, payment_count, refund_count)
-                         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[],
-                             $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+                         SELECT b, c, d, o, g::numeric, r::numeric, n::numeric, pc, rc
+                         FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[],
+                             $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[])
+                             AS u(b, c, d, o, g, r, n, pc, rc)
                          ON CONFLICT (broadcaster_id, currency, day, offer_id) DO UPDATE SET
                              gross_captured = EXCLUDED.gross_captured, refunded = EXCLUDED.refunded,
                              net = EXCLUDED.net, payment_count = EXCLUDED.payment_count,
                              refund_count = EXCLUDED.refund_count",
                     &[
-                        &rev.0, &rev.1, &rev.2, &rev.3, &tot[0], &tot[1], &tot[2], &tot[3], &tot[4],
+                        &rev.0, &rev.1, &rev.2, &rev.3, &sums[0], &sums[1], &sums[2], &counts[0],
+                        &counts[1],
                     ],
                 )
                 .await
@@ -746,9 +914,11 @@ impl ViewStore for PgViewStore {
                 .map_err(views)?;
                 for (name, pos) in positions {
                     tx.execute(
-                        "INSERT INTO ledger_checkpoints (name, position) VALUES ($1, $2)
-                             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
-                        &[&name, &pos],
+                        "INSERT INTO ledger_checkpoints (name, position, log_hash)
+                             VALUES ($1, $2, $3)
+                             ON CONFLICT (name) DO UPDATE
+                             SET position = EXCLUDED.position, log_hash = EXCLUDED.log_hash",
+                        &[&name, &pos, &log_hash],
                     )
                     .await
                     .map_err(views)?;
@@ -759,6 +929,7 @@ impl ViewStore for PgViewStore {
     }
 
     fn clear(&self, name: Option<&str>) -> Result<(), ViewStoreError> {
+        self.writable()?;
         let (c, r, e) = match name {
             None => (true, true, true),
             Some("customers") => (true, false, false),

@@ -20,6 +20,13 @@
 //! Ids planned by an earlier message of the group count as stored for later ones, so
 //! the group behaves exactly as if its messages were committed one by one.
 //!
+//! Answers to save (`Msg::Remember`) queued with the group are written by the same
+//! statement: a data-modifying `WITH` upserts them into `ledger_responses` before
+//! the `INSERT` into `events` (a `COPY` group writes both in one explicit
+//! transaction; a group without rows upserts them alone). So they share the group's
+//! commit, its all-or-nothing and its settling after a lost answer. Two answers for
+//! one key in a group keep the later one, as if saved one after the other.
+//!
 //! # Losing the session
 //!
 //! The in-memory log end is only trusted while the session that loaded it lives and
@@ -47,9 +54,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ledger_store::responses::{SavedResponse, Scope};
 use ledger_store::tail::{LogTail, StreamHead as Head};
 use ledger_store::{AppendRequest, AppendResult, Hash32, Position, StoreError, Version, ZERO_HASH};
-use ledger_types::EventId;
+use ledger_types::{EventId, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -96,14 +104,31 @@ const COLUMN_TYPES: [Type; 10] = [
 ];
 
 pub(crate) type AppendReply = oneshot::Sender<Result<Vec<AppendResult>, StoreError>>;
+pub(crate) type DoneReply = oneshot::Sender<Result<(), StoreError>>;
 type Outcome = Result<Vec<AppendResult>, StoreError>;
 type Pending = (Vec<AppendRequest>, AppendReply);
+
+/// An answer to save with the next group (`ResponseStore::remember`).
+pub(crate) struct SavedAnswer {
+    pub(crate) scope: Scope,
+    pub(crate) key: String,
+    pub(crate) response: SavedResponse,
+    pub(crate) reply: DoneReply,
+}
 
 pub(crate) enum Msg {
     /// One atomic unit: a single `append` or a whole `append_batch`.
     Append {
         requests: Vec<AppendRequest>,
         reply: AppendReply,
+    },
+    /// An answer to save, written in the next group's transaction.
+    Remember(SavedAnswer),
+    /// Forget saved answers older than `before`, then the oldest beyond `keep`.
+    Expire {
+        before: Timestamp,
+        keep: usize,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
     },
     Close {
         reply: oneshot::Sender<()>,
@@ -114,10 +139,97 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Msg::Append { .. } => "Append",
+            Msg::Remember(_) => "Remember",
+            Msg::Expire { .. } => "Expire",
             Msg::Close { .. } => "Close",
         })
     }
 }
+
+/// The answers a group saves, one per `(scope, key)` (the last one wins, as if
+/// they were saved one by one: one statement cannot upsert a row twice), as the
+/// arrays the statements take.
+#[derive(Default)]
+struct Answers<'a> {
+    scopes: Vec<&'a [u8]>,
+    keys: Vec<&'a str>,
+    fingerprints: Vec<&'a [u8]>,
+    statuses: Vec<i32>,
+    content_types: Vec<Option<&'a str>>,
+    bodies: Vec<&'a [u8]>,
+    saved_at: Vec<i64>,
+}
+
+impl<'a> Answers<'a> {
+    fn of(saved: &'a [SavedAnswer]) -> Self {
+        let mut seen: HashSet<(&Scope, &str)> = HashSet::new();
+        let mut last: Vec<&SavedAnswer> = saved
+            .iter()
+            .rev()
+            .filter(|a| seen.insert((&a.scope, a.key.as_str())))
+            .collect();
+        last.reverse();
+        let mut out = Self::default();
+        for a in last {
+            let r = &a.response;
+            out.scopes.push(&a.scope[..]);
+            out.keys.push(&a.key);
+            out.fingerprints.push(&r.fingerprint[..]);
+            out.statuses.push(i32::from(r.status));
+            out.content_types.push(r.content_type.as_deref());
+            out.bodies.push(&r.body);
+            out.saved_at.push(r.saved_at.millis());
+        }
+        out
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &self.scopes,
+            &self.keys,
+            &self.fingerprints,
+            &self.statuses,
+            &self.content_types,
+            &self.bodies,
+            &self.saved_at,
+        ]
+    }
+}
+
+/// Upserts the answers given as arrays from parameter `$first` on.
+fn upsert_answers(first: usize) -> String {
+    let p: Vec<String> = (first..first + 7).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO ledger_responses (scope, key, fingerprint, status, content_type, body, saved_at)
+         SELECT * FROM UNNEST({}::bytea[], {}::text[], {}::bytea[], {}::int4[], {}::text[],
+                              {}::bytea[], {}::int8[])
+         ON CONFLICT (scope, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,
+             status = EXCLUDED.status, content_type = EXCLUDED.content_type,
+             body = EXCLUDED.body, saved_at = EXCLUDED.saved_at",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+    )
+}
+
+/// Forgets the answers saved before `$1`, then, of the rest, the oldest beyond
+/// `$2`; returns how many. One statement: both deletes see the same snapshot, so
+/// the second looks only at rows the first keeps (`saved_at >= $1`).
+const EXPIRE_ANSWERS: &str = "WITH old AS (
+        DELETE FROM ledger_responses WHERE saved_at < $1 RETURNING 1
+    ), extra AS (
+        DELETE FROM ledger_responses WHERE (scope, key) IN (
+            SELECT scope, key FROM ledger_responses WHERE saved_at >= $1
+            ORDER BY saved_at DESC, scope DESC, key DESC OFFSET $2)
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM old) + (SELECT count(*) FROM extra)";
 
 /// Reads where the log ends.
 async fn load_tail(client: &Client, target: &Target) -> Result<LogTail, StoreError> {
@@ -172,6 +284,10 @@ enum IdCheck {
 
 struct Statements {
     insert: Statement,
+    /// `insert` and the group's saved answers in one statement (one commit).
+    insert_with_answers: Statement,
+    save_answers: Statement,
+    expire_answers: Statement,
     lookup_ids: Statement,
     lookup_heads: Statement,
 }
@@ -266,26 +382,38 @@ impl Writer {
                     .await
                     .map_err(|e| target.error("cannot prepare a writer statement", &e))
             };
-            let stmts = Statements {
-                insert: prep(format!(
-                    "INSERT INTO events ({COLUMNS}) SELECT * FROM UNNEST(
-                        $1::int8[], $2::text[], $3::int8[], $4::uuid[], $5::text[],
-                        $6::int4[], $7::bytea[], $8::int8[], $9::bytea[], $10::bytea[])"
-                ))
-                .await?,
-                lookup_ids: prep(
+            let insert = format!(
+                "INSERT INTO events ({COLUMNS}) SELECT * FROM UNNEST(
+                    $1::int8[], $2::text[], $3::int8[], $4::uuid[], $5::text[],
+                    $6::int4[], $7::bytea[], $8::int8[], $9::bytea[], $10::bytea[])"
+            );
+            // Prepared together: pipelined on the session, one round trip's wait.
+            let (insert_plain, insert_with_answers, save_answers, expire_answers) = tokio::try_join!(
+                prep(insert.clone()),
+                prep(format!("WITH saved AS ({}) {insert}", upsert_answers(11))),
+                prep(upsert_answers(1)),
+                prep(EXPIRE_ANSWERS.into()),
+            )?;
+            let (lookup_ids, lookup_heads) = tokio::try_join!(
+                prep(
                     "SELECT event_id, position, stream, version FROM events
                      WHERE event_id = ANY($1::uuid[])"
                         .into(),
-                )
-                .await?,
-                lookup_heads: prep(
+                ),
+                prep(
                     "SELECT s.stream, e.version, e.hash FROM UNNEST($1::text[]) AS s(stream)
                      CROSS JOIN LATERAL (SELECT version, hash FROM events
                         WHERE events.stream = s.stream ORDER BY version DESC LIMIT 1) e"
                         .into(),
-                )
-                .await?,
+                ),
+            )?;
+            let stmts = Statements {
+                insert: insert_plain,
+                insert_with_answers,
+                save_answers,
+                expire_answers,
+                lookup_ids,
+                lookup_heads,
             };
             let state = load_tail(client, target).await?;
             Ok::<_, StoreError>((stmts, state))
@@ -311,6 +439,7 @@ impl Writer {
     /// and replaces it as soon as it is lost.
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut pending: Vec<Pending> = Vec::new();
+        let mut saved: Vec<SavedAnswer> = Vec::new();
         loop {
             let retry_at = self.link.is_none().then(|| {
                 self.backoff
@@ -337,11 +466,16 @@ impl Writer {
             while events < MAX_GROUP_EVENTS && bytes < MAX_GROUP_BYTES {
                 match rx.try_recv() {
                     Ok(m) => {
-                        if let Msg::Append { requests, .. } = &m {
-                            for r in requests {
-                                events += r.events.len();
-                                bytes += r.events.iter().map(|e| e.payload.len()).sum::<usize>();
+                        match &m {
+                            Msg::Append { requests, .. } => {
+                                for r in requests {
+                                    events += r.events.len();
+                                    bytes +=
+                                        r.events.iter().map(|e| e.payload.len()).sum::<usize>();
+                                }
                             }
+                            Msg::Remember(a) => bytes += a.response.body.len(),
+                            Msg::Expire { .. } | Msg::Close { .. } => {}
                         }
                         queued.push(m);
                     }
@@ -351,8 +485,19 @@ impl Writer {
             for msg in queued {
                 match msg {
                     Msg::Append { requests, reply } => pending.push((requests, reply)),
+                    Msg::Remember(a) => saved.push(a),
+                    Msg::Expire {
+                        before,
+                        keep,
+                        reply,
+                    } => {
+                        self.commit_group(std::mem::take(&mut pending), std::mem::take(&mut saved))
+                            .await;
+                        let _ = reply.send(self.expire(before, keep).await);
+                    }
                     Msg::Close { reply } => {
-                        self.commit_group(std::mem::take(&mut pending)).await;
+                        self.commit_group(std::mem::take(&mut pending), std::mem::take(&mut saved))
+                            .await;
                         rx.close();
                         while let Ok(m) = rx.try_recv() {
                             refuse_closed(m);
@@ -363,7 +508,8 @@ impl Writer {
                     }
                 }
             }
-            self.commit_group(std::mem::take(&mut pending)).await;
+            self.commit_group(std::mem::take(&mut pending), std::mem::take(&mut saved))
+                .await;
         }
         self.shutdown().await;
     }
@@ -482,12 +628,14 @@ impl Writer {
         }
     }
 
-    /// Writes a group, riding out a lost session (see the module docs), publishes
-    /// the head and replies.
-    async fn commit_group(&mut self, group: Vec<Pending>) {
-        if group.is_empty() {
+    /// Writes a group and the answers saved with it (in the same statement, so one
+    /// commit), riding out a lost session (see the module docs), publishes the head
+    /// and replies.
+    async fn commit_group(&mut self, group: Vec<Pending>, saved: Vec<SavedAnswer>) {
+        if group.is_empty() && saved.is_empty() {
             return;
         }
+        let answers = Answers::of(&saved);
         let started = Instant::now();
         let mut tries = 0;
         let result = loop {
@@ -495,7 +643,7 @@ impl Writer {
             if let Err(e) = self.connected().await {
                 break Err(e);
             }
-            match self.try_group(&group).await {
+            match self.try_group(&group, &answers).await {
                 Ok(done) => break Ok(done),
                 Err(Failed::Refused(e)) => {
                     self.reload().await;
@@ -522,8 +670,11 @@ impl Writer {
                 if is_unavailable(&e) {
                     self.lose(&e);
                 }
-                tracing::warn!(error = %e, requests = group.len(), tries, "group not written");
+                tracing::warn!(error = %e, requests = group.len(), answers = saved.len(), tries, "group not written");
                 reply_all(group, &e);
+                for a in saved {
+                    let _ = a.reply.send(Err(same_error(&e)));
+                }
                 return;
             }
         };
@@ -535,6 +686,7 @@ impl Writer {
         self.head_tx.send_replace(head);
         tracing::debug!(
             requests = group.len(),
+            answers = answers.len(),
             rows = done.rows,
             first_position = done.first_position,
             head,
@@ -544,6 +696,40 @@ impl Writer {
         );
         for ((_, reply), outcome) in group.into_iter().zip(done.outcomes) {
             let _ = reply.send(outcome);
+        }
+        for a in saved {
+            let _ = a.reply.send(Ok(()));
+        }
+    }
+
+    /// Forgets saved answers (see [`EXPIRE_ANSWERS`]) on the writer session; run
+    /// once more on a new session if the session was lost (running it twice is the
+    /// same as once).
+    async fn expire(&mut self, before: Timestamp, keep: usize) -> Result<u64, StoreError> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let link = self.connected().await?;
+            let client = &link.session.client;
+            let done = client
+                .query_one(&link.stmts.expire_answers, &[&before.millis(), &keep])
+                .await
+                .and_then(|r| r.try_get::<_, i64>(0));
+            let closed = client.is_closed();
+            match done {
+                Ok(n) => return Ok(n.max(0) as u64),
+                Err(e) => {
+                    let error = self.target.error("cannot expire saved answers", &e);
+                    if closed || is_unavailable(&error) {
+                        self.lose(&error);
+                        if tries < GROUP_TRIES {
+                            continue;
+                        }
+                    }
+                    return Err(error);
+                }
+            }
         }
     }
 
@@ -576,7 +762,11 @@ impl Writer {
     }
 
     /// One try at a group on the current session.
-    async fn try_group(&mut self, group: &[Pending]) -> Result<Done, Failed> {
+    async fn try_group(
+        &mut self,
+        group: &[Pending],
+        answers: &Answers<'_>,
+    ) -> Result<Done, Failed> {
         // With every stream head cached, plan optimistically without looking ids up:
         // new ids are the common case, and the unique index catches the rest. A
         // refused message (possibly a retry whose own result conflicts with it) or a
@@ -591,7 +781,7 @@ impl Writer {
             let (rows, outcomes) = self.plan_group(group, &mut HashMap::new());
             if outcomes.iter().all(|o| o.is_ok()) {
                 let link = self.link.as_ref().ok_or_else(|| lost(self.no_session()))?;
-                match Self::insert(link, group, &rows).await {
+                match Self::write(link, group, &rows, answers).await {
                     Ok(()) => {
                         return Ok(Done {
                             outcomes,
@@ -616,9 +806,9 @@ impl Writer {
             }
         };
         let (rows, outcomes) = self.plan_group(group, &mut known);
-        if !rows.is_empty() {
+        if !rows.is_empty() || !answers.is_empty() {
             let link = self.link.as_ref().ok_or_else(|| lost(self.no_session()))?;
-            if let Err(e) = Self::insert(link, group, &rows).await {
+            if let Err(e) = Self::write(link, group, &rows, answers).await {
                 return Err(self.write_failed(start, group, rows, outcomes, &e));
             }
         }
@@ -630,8 +820,9 @@ impl Writer {
     }
 
     /// A write statement failed: nothing of the group is acknowledged yet. On a
-    /// live session the statement wrote nothing; a lost session leaves the group
-    /// unsettled.
+    /// live session the statement wrote nothing; a lost session leaves a group
+    /// with rows unsettled (one that only saved answers is simply written again:
+    /// an upsert twice is the same as once).
     fn write_failed(
         &mut self,
         start: ledger_store::tail::Mark,
@@ -646,10 +837,10 @@ impl Writer {
             .link
             .as_ref()
             .is_none_or(|l| l.session.client.is_closed());
-        let (Some(p), true) = (rows.first(), closed || is_unavailable(&error)) else {
+        if !(closed || is_unavailable(&error)) {
             return Failed::Refused(error);
-        };
-        let unsettled = Unsettled {
+        }
+        let unsettled = rows.first().map(|p| Unsettled {
             first_position: p.position,
             first_id: group[p.msg].0[p.req].events[p.ev].event_id,
             done: Done {
@@ -657,14 +848,14 @@ impl Writer {
                 first_position: p.position,
                 outcomes,
             },
-        };
+        });
         Failed::Lost {
             // A failure that closed the session is a lost session, whatever it said.
             error: match error {
                 e @ StoreError::Unavailable(_) => e,
                 e => StoreError::Unavailable(e.to_string()),
             },
-            unsettled: Some(unsettled),
+            unsettled,
         }
     }
 
@@ -816,16 +1007,44 @@ impl Writer {
         Ok(results)
     }
 
-    /// Writes the planned rows in one statement (its own transaction and commit).
-    async fn insert(
+    /// Writes the planned rows and the saved answers in one statement (its own
+    /// transaction and commit); a group large enough for `COPY` writes both in one
+    /// explicit transaction instead.
+    async fn write(
         link: &Link,
         group: &[Pending],
         rows: &[Planned],
+        answers: &Answers<'_>,
     ) -> Result<(), tokio_postgres::Error> {
+        let client = &link.session.client;
+        if rows.is_empty() {
+            if !answers.is_empty() {
+                client
+                    .execute(&link.stmts.save_answers, &answers.params())
+                    .await?;
+            }
+            return Ok(());
+        }
         let req = |p: &Planned| &group[p.msg].0[p.req];
         let bytes: usize = rows.iter().map(|p| req(p).events[p.ev].payload.len()).sum();
         if rows.len() >= COPY_MIN_ROWS || bytes >= COPY_MIN_BYTES {
-            return Self::copy(&link.session.client, group, rows).await;
+            if answers.is_empty() {
+                return Self::copy(client, group, rows).await;
+            }
+            client.batch_execute("BEGIN").await?;
+            let written = async {
+                Self::copy(client, group, rows).await?;
+                client
+                    .execute(&link.stmts.save_answers, &answers.params())
+                    .await?;
+                client.batch_execute("COMMIT").await
+            }
+            .await;
+            if written.is_err() && !client.is_closed() {
+                // Ends the failed transaction (a warning if COMMIT already did).
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
+            return written;
         }
         let mut positions = Vec::with_capacity(rows.len());
         let mut streams = Vec::with_capacity(rows.len());
@@ -864,10 +1083,18 @@ impl Writer {
             &hashes,
             &log_hashes,
         ];
-        link.session
-            .client
-            .execute(&link.stmts.insert, &params)
-            .await?;
+        if answers.is_empty() {
+            client.execute(&link.stmts.insert, &params).await?;
+        } else {
+            let both: Vec<&(dyn ToSql + Sync)> = params
+                .iter()
+                .chain(answers.params().iter())
+                .copied()
+                .collect();
+            client
+                .execute(&link.stmts.insert_with_answers, &both)
+                .await?;
+        }
         Ok(())
     }
 
@@ -1006,6 +1233,12 @@ fn same_error(e: &StoreError) -> StoreError {
 fn refuse_closed(m: Msg) {
     match m {
         Msg::Append { reply, .. } => {
+            let _ = reply.send(Err(StoreError::Closed));
+        }
+        Msg::Remember(a) => {
+            let _ = a.reply.send(Err(StoreError::Closed));
+        }
+        Msg::Expire { reply, .. } => {
             let _ = reply.send(Err(StoreError::Closed));
         }
         Msg::Close { reply } => {

@@ -408,3 +408,167 @@ async fn the_key_store_destroys_for_good_and_rotates_the_kek_in_one_transaction(
     .join();
     assert!(checked.is_ok(), "key store checks failed");
 }
+
+/// Revenue totals are i128: a table made while they were BIGINT is widened on
+/// connect with its rows intact, and totals beyond i64 then round-trip exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn revenue_totals_beyond_i64_round_trip_and_old_bigint_tables_are_widened() {
+    use ledger_projections::{Changes, Positions, RevenueKey, RevenueTotals, ViewStore};
+    use ledger_store_postgres::PgViewStore;
+    use ledger_types::{BroadcasterId, Currency, OfferId};
+
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    db.exec(
+        "CREATE TABLE ledger_revenue (
+            broadcaster_id UUID NOT NULL, currency TEXT NOT NULL, day BIGINT NOT NULL,
+            offer_id TEXT NOT NULL, gross_captured BIGINT NOT NULL, refunded BIGINT NOT NULL,
+            net BIGINT NOT NULL, payment_count BIGINT NOT NULL, refund_count BIGINT NOT NULL,
+            PRIMARY KEY (broadcaster_id, currency, day, offer_id))",
+    )
+    .await;
+    db.exec(
+        "INSERT INTO ledger_revenue VALUES ('00000002-0000-4000-8000-000000000001', 'EUR', 1,
+         'premium', 9223372036854775807, 0, 9223372036854775807, 1, 0)",
+    )
+    .await;
+    let url = db.url.clone();
+    // The view store's actor runs its own runtime: drive it from a plain thread.
+    std::thread::spawn(move || {
+        let key = |day| RevenueKey {
+            broadcaster_id: BroadcasterId::parse("00000002-0000-4000-8000-000000000001").unwrap(),
+            currency: Currency::parse("EUR").unwrap(),
+            day,
+            offer_id: OfferId::parse("premium").unwrap(),
+        };
+        let store = PgViewStore::connect(&url).expect("view store");
+        let old = store.load().expect("load after widening");
+        assert_eq!(
+            old.revenue.get(&key(1)).map(|t| t.gross_captured),
+            Some(i128::from(i64::MAX))
+        );
+        let big = i128::from(i64::MAX) + 3_000_000_000_000;
+        let t = RevenueTotals {
+            gross_captured: big,
+            refunded: 5,
+            net: big - 5,
+            payment_count: 4,
+            refund_count: 1,
+        };
+        store
+            .save(&Changes {
+                customers: vec![],
+                revenue: vec![(key(1), t)],
+                erasures: vec![],
+                positions: Positions {
+                    customers: 9,
+                    revenue: 9,
+                    erasures: 9,
+                },
+                log_hash: None,
+            })
+            .expect("save");
+        assert_eq!(store.load().unwrap().revenue.get(&key(1)), Some(&t));
+    })
+    .join()
+    .expect("view store thread");
+}
+
+fn answer(n: u8, body: &str) -> ledger_store::responses::SavedResponse {
+    ledger_store::responses::SavedResponse {
+        fingerprint: [n; 32],
+        status: 201,
+        content_type: Some("application/json".into()),
+        body: body.as_bytes().to_vec(),
+        saved_at: ledger_types::Timestamp::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn saved_answers_conform() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let store = db.store().await;
+    ledger_store::responses::conformance(store.as_ref()).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn saved_answers_survive_closing_and_reopening_the_store() {
+    use ledger_store::responses::ResponseStore;
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let store = db.store().await;
+    let scope = [7u8; 16];
+    let mut first = answer(1, r#"{"customer_id":"c1"}"#);
+    first.content_type = None;
+    store.remember(scope, "k1", first.clone()).await.unwrap();
+    store
+        .remember(scope, "k2", answer(2, r#"{"n":2}"#))
+        .await
+        .unwrap();
+    store.close().await;
+    drop(store);
+    let store = db.store().await;
+    assert_eq!(store.recall(scope, "k1").await.unwrap(), Some(first));
+    assert_eq!(
+        store.recall(scope, "k2").await.unwrap().map(|a| a.body),
+        Some(br#"{"n":2}"#.to_vec())
+    );
+    assert_eq!(store.recall([8u8; 16], "k1").await.unwrap(), None);
+    let rows = db
+        .raw()
+        .await
+        .query_one("SELECT count(*) FROM ledger_responses", &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(rows, 2, "the answers live in the ledger_responses table");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_saved_beside_appends_share_their_groups_and_the_last_one_wins() {
+    use ledger_store::responses::ResponseStore;
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let store = db.store().await;
+    let scope = [3u8; 16];
+    // Appends and answers queued together (the same key many times: one
+    // statement cannot upsert a row twice, so the group keeps the last).
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64u8 {
+        let s = store.clone();
+        tasks.spawn(async move {
+            s.append(req(&format!("s-{i}"), vec![event(u64::from(i))]))
+                .await
+                .map(|_| ())
+        });
+        let s = store.clone();
+        tasks.spawn(async move {
+            s.remember(scope, "same", answer(i, &format!("{{\"i\":{i}}}")))
+                .await
+        });
+        let s = store.clone();
+        tasks.spawn(async move { s.remember(scope, &format!("k{i}"), answer(i, "{}")).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap().expect("every append and answer is acknowledged");
+    }
+    assert_eq!(store.head().await.unwrap(), 64);
+    for i in 0..64u8 {
+        let got = store.recall(scope, &format!("k{i}")).await.unwrap();
+        assert_eq!(got.map(|a| a.fingerprint), Some([i; 32]));
+    }
+    assert!(store.recall(scope, "same").await.unwrap().is_some());
+    // A key PostgreSQL text cannot hold is refused alone.
+    assert!(matches!(
+        store.remember(scope, "a\0b", answer(1, "{}")).await,
+        Err(StoreError::Invalid(_))
+    ));
+    store.close().await;
+}

@@ -31,7 +31,8 @@ const SCHEMA: &str = "
     PRAGMA wal_autocheckpoint = 32768;
     CREATE TABLE IF NOT EXISTS checkpoints (
         name TEXT PRIMARY KEY,
-        position INTEGER NOT NULL
+        position INTEGER NOT NULL,
+        log_hash BLOB
     ) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS customer_views (
         customer_id TEXT PRIMARY KEY,
@@ -67,6 +68,29 @@ fn corrupt(what: &str) -> ViewStoreError {
     ViewStoreError::Corrupt(what.to_owned())
 }
 
+/// A revenue total (`i128`) as SQLite stores it: an `INTEGER` when it fits in 64
+/// bits (every total ever written before totals became `i128`, so existing files
+/// read as before), else a 16-byte big-endian two's complement `BLOB`. Not TEXT:
+/// SQLite turns a too-large integer literal in an `INTEGER` column into a `REAL`,
+/// and loses digits.
+fn total_to_sql(v: i128) -> rusqlite::types::Value {
+    match i64::try_from(v) {
+        Ok(small) => rusqlite::types::Value::Integer(small),
+        Err(_) => rusqlite::types::Value::Blob(v.to_be_bytes().to_vec()),
+    }
+}
+
+fn total_from_sql(row: &rusqlite::Row<'_>, idx: usize) -> Result<i128, ViewStoreError> {
+    use rusqlite::types::ValueRef;
+    match row.get_ref(idx).map_err(err)? {
+        ValueRef::Integer(v) => Ok(i128::from(v)),
+        ValueRef::Blob(b) => <[u8; 16]>::try_from(b)
+            .map(i128::from_be_bytes)
+            .map_err(|_| corrupt("revenue row")),
+        _ => Err(corrupt("revenue row")),
+    }
+}
+
 #[derive(Debug)]
 pub struct SqliteViewStore {
     conn: Mutex<Connection>,
@@ -79,6 +103,18 @@ impl SqliteViewStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        // Views saved before checkpoints recorded the log hash: add the column.
+        let has_hash: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('checkpoints') WHERE name = 'log_hash'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if !has_hash {
+            conn.execute_batch("ALTER TABLE checkpoints ADD COLUMN log_hash BLOB")
+                .map_err(err)?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
             read_only: false,
@@ -118,6 +154,30 @@ impl SqliteViewStore {
             .lock()
             .map_err(|_| ViewStoreError::Backend("view store lock poisoned".into()))
     }
+}
+
+/// The log hash saved with the checkpoints, if all three were saved at one
+/// position with the same hash (an older view store has no such column).
+fn checkpoint_hash(conn: &Connection) -> Result<Option<[u8; 32]>, ViewStoreError> {
+    let has_column: bool = conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('checkpoints') WHERE name = 'log_hash'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    if !has_column {
+        return Ok(None);
+    }
+    let mut stmt = conn
+        .prepare("SELECT position, log_hash FROM checkpoints")
+        .map_err(err)?;
+    let rows: Vec<(u64, Option<Vec<u8>>)> = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?)))
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    Ok(ledger_projections::agreed_checkpoint_hash(&rows))
 }
 
 fn position(conn: &Connection, name: &str) -> Result<u64, ViewStoreError> {
@@ -165,14 +225,14 @@ impl ViewStore for SqliteViewStore {
             let o: String = row.get(3).map_err(err)?;
             let key = RevenueKey {
                 broadcaster_id: BroadcasterId::parse(&b).map_err(|_| corrupt("revenue row"))?,
-                currency: Currency::parse(&c).map_err(|_| corrupt("revenue row"))?,
+                currency: Currency::from_stored(&c).map_err(|_| corrupt("revenue row"))?,
                 day: row.get(2).map_err(err)?,
                 offer_id: OfferId::parse(&o).map_err(|_| corrupt("revenue row"))?,
             };
             let totals = RevenueTotals {
-                gross_captured: row.get(4).map_err(err)?,
-                refunded: row.get(5).map_err(err)?,
-                net: row.get(6).map_err(err)?,
+                gross_captured: total_from_sql(row, 4)?,
+                refunded: total_from_sql(row, 5)?,
+                net: total_from_sql(row, 6)?,
                 payment_count: row.get::<_, i64>(7).map_err(err)?.max(0) as u64,
                 refund_count: row.get::<_, i64>(8).map_err(err)?.max(0) as u64,
             };
@@ -189,6 +249,7 @@ impl ViewStore for SqliteViewStore {
         model.customers.set_position(position(&conn, "customers")?);
         model.revenue.set_position(position(&conn, "revenue")?);
         model.erasures.set_position(position(&conn, "erasures")?);
+        model.checkpoint_hash = checkpoint_hash(&conn)?;
         // Rows loaded from disk are not changes.
         model.customers.take_dirty();
         model.revenue.take_dirty();
@@ -227,9 +288,9 @@ impl ViewStore for SqliteViewStore {
                         k.currency.as_str(),
                         k.day,
                         k.offer_id.as_str(),
-                        t.gross_captured,
-                        t.refunded,
-                        t.net,
+                        total_to_sql(t.gross_captured),
+                        total_to_sql(t.refunded),
+                        total_to_sql(t.net),
                         t.payment_count as i64,
                         t.refund_count as i64
                     ])
@@ -250,16 +311,19 @@ impl ViewStore for SqliteViewStore {
             }
             let mut put_pos = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO checkpoints (name, position) VALUES (?1, ?2)",
+                    "INSERT OR REPLACE INTO checkpoints (name, position, log_hash) VALUES (?1, ?2, ?3)",
                 )
                 .map_err(err)?;
             let p = &changes.positions;
+            let hash = changes.log_hash.as_ref().map(|h| &h[..]);
             for (name, pos) in [
                 ("customers", p.customers),
                 ("revenue", p.revenue),
                 ("erasures", p.erasures),
             ] {
-                put_pos.execute(params![name, pos as i64]).map_err(err)?;
+                put_pos
+                    .execute(params![name, pos as i64, hash])
+                    .map_err(err)?;
             }
         }
         tx.commit().map_err(err)
@@ -289,5 +353,74 @@ impl ViewStore for SqliteViewStore {
             }
         }
         tx.commit().map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_projections::Positions;
+
+    /// Revenue totals are i128: one past i64 (a BLOB) and ordinary ones (INTEGER,
+    /// as every file written before) both come back exactly.
+    #[test]
+    fn revenue_totals_beyond_i64_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteViewStore::open(&dir.path().join("views.sqlite")).unwrap();
+        let key = |day| RevenueKey {
+            broadcaster_id: BroadcasterId::parse("00000002-0000-4000-8000-000000000001").unwrap(),
+            currency: Currency::parse("EUR").unwrap(),
+            day,
+            offer_id: OfferId::parse("premium").unwrap(),
+        };
+        let big = i128::from(i64::MAX) + 3_000_000_000_000;
+        let rows = vec![
+            (
+                key(1),
+                RevenueTotals {
+                    gross_captured: big,
+                    refunded: 5,
+                    net: big - 5,
+                    payment_count: 4,
+                    refund_count: 1,
+                },
+            ),
+            (
+                key(2),
+                RevenueTotals {
+                    gross_captured: 0,
+                    refunded: 700,
+                    net: -700,
+                    payment_count: 0,
+                    refund_count: 1,
+                },
+            ),
+        ];
+        store
+            .save(&Changes {
+                customers: vec![],
+                revenue: rows.clone(),
+                erasures: vec![],
+                positions: Positions {
+                    customers: 9,
+                    revenue: 9,
+                    erasures: 9,
+                },
+                log_hash: None,
+            })
+            .unwrap();
+        let model = store.load().unwrap();
+        for (k, t) in &rows {
+            assert_eq!(model.revenue.get(k), Some(t));
+        }
+        let conn = store.conn().unwrap();
+        let kinds: Vec<String> = conn
+            .prepare("SELECT typeof(gross_captured) FROM revenue ORDER BY day")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(kinds, ["blob", "integer"]);
     }
 }

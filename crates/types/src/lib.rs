@@ -29,6 +29,24 @@ impl ParseError {
     }
 }
 
+/// The regular expression of [`is_canonical_uuid`], for the OpenAPI document.
+pub const CANONICAL_UUID_PATTERN: &str =
+    "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+
+/// Whether `s` is a UUID in its canonical spelling: `8-4-4-4-12` lower-case
+/// hexadecimal digits, 36 characters. `uuid` also accepts upper case, braces,
+/// `urn:uuid:` and the simple 32-digit form; ids that are equal but spelled apart
+/// would then reach logs, idempotency fingerprints and clients' caches as different
+/// strings, so the API accepts one spelling, the one it writes.
+pub fn is_canonical_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+        })
+}
+
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         uuid_id!($(#[$doc])* $name, $kind, Uuid::new_v4, "A fresh random id (UUID v4).");
@@ -54,8 +72,16 @@ macro_rules! uuid_id {
             pub fn as_bytes(&self) -> &[u8; 16] {
                 self.0.as_bytes()
             }
-            /// Parses the hyphenated UUID form.
+            /// Parses the canonical UUID form only: 36 characters, lower-case
+            /// hexadecimal, hyphenated `8-4-4-4-12` (what `Display` writes). See
+            /// [`is_canonical_uuid`] for why other spellings are refused.
             pub fn parse(s: &str) -> Result<Self, ParseError> {
+                if !is_canonical_uuid(s) {
+                    return Err(ParseError::invalid(
+                        $kind,
+                        "expected a UUID in canonical form (36 lower-case hexadecimal characters and hyphens)",
+                    ));
+                }
                 Uuid::parse_str(s)
                     .map(Self)
                     .map_err(|_| ParseError::invalid($kind, "expected a UUID"))
@@ -180,13 +206,41 @@ impl fmt::Debug for OfferId {
     }
 }
 
-/// An ISO 4217 currency code: three upper-case ASCII letters.
+/// An ISO 4217 currency: one of the codes of the standard's current list (taken
+/// from the maintained `iso_currency` crate, whose table is compiled in: no network
+/// at build or run time) that has minor units, so that [`exponent`](Self::exponent)
+/// says how many digits the minor units have (2 for EUR, 0 for JPY, 3 for BHD).
+///
+/// Two ways in, on purpose:
+/// - [`Currency::parse`] is strict: new input (API bodies, queries, commands) must
+///   name a real currency with minor units. `ZZZ`, `XXX` (no currency), `XTS`
+///   (testing) and the precious metals (`XAU`, ...) are refused.
+/// - [`Currency::from_stored`] (and so `Deserialize`) is tolerant: any three
+///   upper-case letters. Events are immutable and were written before the list was
+///   enforced; an old event with a code the list no longer accepts must not make the
+///   log unreadable (audit, replay and export must still work on it). Such a code
+///   has no exponent ([`Currency::is_iso`] is false).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Currency([u8; 3]);
 
 impl Currency {
+    /// A currency of the ISO 4217 list with minor units; anything else is refused.
     pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let c = Self::from_stored(s)?;
+        if c.exponent().is_some() {
+            Ok(c)
+        } else {
+            Err(ParseError::invalid(
+                "currency",
+                "expected an ISO 4217 currency code with minor units, such as EUR",
+            ))
+        }
+    }
+
+    /// Three upper-case ASCII letters, whether or not the ISO list has them: for
+    /// decoding what was stored before the list was enforced (see the type's doc).
+    pub fn from_stored(s: &str) -> Result<Self, ParseError> {
         let b = s.as_bytes();
         if b.len() == 3 && b.iter().all(u8::is_ascii_uppercase) {
             Ok(Self([b[0], b[1], b[2]]))
@@ -197,16 +251,53 @@ impl Currency {
             ))
         }
     }
+
     pub fn as_str(&self) -> &str {
         // Constructed only from ASCII upper-case letters.
         std::str::from_utf8(&self.0).unwrap_or("???")
+    }
+
+    /// The number of digits of the minor unit (2: 1999 minor units are 19.99), or
+    /// `None` for a stored code that is not an ISO 4217 currency with minor units.
+    pub fn exponent(&self) -> Option<u8> {
+        iso_currency::Currency::from_code(self.as_str())
+            .and_then(|c| c.exponent())
+            .and_then(|e| u8::try_from(e).ok())
+    }
+
+    /// Whether [`Currency::parse`] accepts this code today.
+    pub fn is_iso(&self) -> bool {
+        self.exponent().is_some()
+    }
+
+    /// Every code [`Currency::parse`] accepts, sorted (for the OpenAPI document).
+    pub fn iso_codes() -> Vec<&'static str> {
+        // Every three-letter code, asked of the table (17,576 look-ups, done once
+        // when the document is built; saves the crate's `strum` iterator feature).
+        let mut v = Vec::new();
+        for a in b'A'..=b'Z' {
+            for b in b'A'..=b'Z' {
+                for c in b'A'..=b'Z' {
+                    let code = [a, b, c];
+                    let code = std::str::from_utf8(&code).unwrap_or("");
+                    if let Some(cur) = iso_currency::Currency::from_code(code) {
+                        if cur.exponent().is_some() {
+                            v.push(cur.code());
+                        }
+                    }
+                }
+            }
+        }
+        v
     }
 }
 
 impl TryFrom<String> for Currency {
     type Error = ParseError;
+    /// Tolerant, as decoding stored events needs; new input goes through
+    /// [`Currency::parse`].
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
+        Self::from_stored(&s)
     }
 }
 
@@ -231,6 +322,11 @@ impl fmt::Debug for Currency {
 /// An amount of money: integer minor units (cents, pence, yen) plus a currency.
 /// Never a float. Amounts in events are strictly positive; signs live in the
 /// event type (capture vs refund).
+///
+/// A payment or refund is at most [`Money::MAX_AMOUNT`] minor units (10^12, ten
+/// billion euros): far above any real payment, and small enough that no sum of them
+/// can overflow the `i128` revenue totals, and that each one is exact as a JSON
+/// number in every client (below 2^53).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Money {
     minor: i64,
@@ -238,18 +334,27 @@ pub struct Money {
 }
 
 impl Money {
+    /// The largest amount of one payment or refund, in minor units: 10^12.
+    pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
     pub fn new(minor: i64, currency: Currency) -> Self {
         Self { minor, currency }
     }
-    /// A strictly positive amount, as payments and refunds require.
+    /// A strictly positive amount of at most [`Money::MAX_AMOUNT`], as payments and
+    /// refunds require.
     pub fn positive(minor: i64, currency: Currency) -> Result<Self, ParseError> {
-        if minor > 0 {
-            Ok(Self { minor, currency })
-        } else {
+        if minor <= 0 {
             Err(ParseError::invalid(
                 "amount",
                 "must be a positive integer of minor units",
             ))
+        } else if minor > Self::MAX_AMOUNT {
+            Err(ParseError::invalid(
+                "amount",
+                "must not exceed 1000000000000 minor units",
+            ))
+        } else {
+            Ok(Self { minor, currency })
         }
     }
     pub fn minor(&self) -> i64 {
@@ -337,9 +442,38 @@ mod tests {
             Currency::parse("EUR").map(|c| c.to_string()),
             Ok("EUR".into())
         );
-        for bad in ["eur", "EU", "EURO", "", "E1R"] {
+        for bad in ["eur", "EU", "EURO", "", "E1R", "ZZZ", "XXX", "XTS", "XAU"] {
             assert!(Currency::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn currencies_know_their_minor_unit_digits() {
+        let exp = |c: &str| Currency::parse(c).unwrap().exponent();
+        assert_eq!(exp("EUR"), Some(2));
+        assert_eq!(exp("JPY"), Some(0));
+        assert_eq!(exp("BHD"), Some(3));
+        let codes = Currency::iso_codes();
+        assert!(
+            codes.contains(&"NOK") && !codes.contains(&"ZZZ"),
+            "{codes:?}"
+        );
+        assert!(codes.len() > 150, "{}", codes.len());
+    }
+
+    #[test]
+    fn stored_codes_off_the_list_still_decode_but_have_no_exponent() {
+        let c: Currency = serde_json::from_str("\"ZZZ\"").unwrap();
+        assert_eq!((c.as_str(), c.exponent(), c.is_iso()), ("ZZZ", None, false));
+        assert!(serde_json::from_str::<Currency>("\"zzz\"").is_err());
+    }
+
+    #[test]
+    fn amounts_above_the_documented_maximum_are_refused() {
+        let eur = Currency::parse("EUR").unwrap();
+        assert!(Money::positive(Money::MAX_AMOUNT, eur).is_ok());
+        assert!(Money::positive(Money::MAX_AMOUNT + 1, eur).is_err());
+        assert!(Money::positive(i64::MAX, eur).is_err());
     }
 
     #[test]
@@ -358,6 +492,23 @@ mod tests {
         let c = CustomerId::new();
         assert_eq!(CustomerId::parse(&c.to_string()), Ok(c));
         assert!(CustomerId::parse("not-a-uuid").is_err());
+    }
+
+    #[test]
+    fn ids_accept_only_the_canonical_spelling() {
+        let s = "0190a5b4-7c2e-4d3f-8a1b-2c3d4e5f6a7b";
+        assert!(CustomerId::parse(s).is_ok());
+        for bad in [
+            "0190A5B4-7C2E-4D3F-8A1B-2C3D4E5F6A7B".to_owned(),
+            format!("{{{s}}}"),
+            format!("urn:uuid:{s}"),
+            s.replace('-', ""),
+            format!(" {s}"),
+            format!("{s}\n"),
+        ] {
+            assert!(CustomerId::parse(&bad).is_err(), "{bad}");
+            assert!(!is_canonical_uuid(&bad), "{bad}");
+        }
     }
 
     #[test]

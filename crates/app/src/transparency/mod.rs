@@ -516,10 +516,16 @@ fn last_recorded_head(file: &std::path::Path) -> Result<Option<SignedTreeHead>, 
 
 fn append_head(file: &std::path::Path, sth: &SignedTreeHead) -> std::io::Result<()> {
     use std::io::Write as _;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    // Private like every file in the data folder (its heads are public, but a
+    // data folder holds nothing readable by others).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(file)?;
     let mut line = serde_json::to_vec(sth).map_err(std::io::Error::other)?;
     line.push(b'\n');
     f.write_all(&line)

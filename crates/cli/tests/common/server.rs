@@ -18,6 +18,8 @@ pub struct Server {
     /// What the server wrote to stderr so far (drained by a thread, so a chatty
     /// server never blocks on a full pipe).
     pub logs: Arc<Mutex<String>>,
+    /// What it wrote to stdout so far (e.g. the demo API keys).
+    pub out: Arc<Mutex<String>>,
     drains: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -65,6 +67,11 @@ pub fn ledger(data: &Path, store: Option<&str>) -> Command {
 }
 
 pub fn start(data: &Path, port: u16, store: Option<&str>) -> Server {
+    start_with(data, port, store, &[])
+}
+
+/// [`start`] with more `serve` arguments (e.g. `--demo`).
+pub fn start_with(data: &Path, port: u16, store: Option<&str>, serve_args: &[&str]) -> Server {
     let mut child = ledger(data, store)
         .args([
             "--log-format",
@@ -73,6 +80,7 @@ pub fn start(data: &Path, port: u16, store: Option<&str>) -> Server {
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
+        .args(serve_args)
         .env("LEDGER_ADMIN_KEY", ADMIN)
         .env_remove("LEDGER_KEK")
         .env_remove("LEDGER_LISTEN")
@@ -81,12 +89,13 @@ pub fn start(data: &Path, port: u16, store: Option<&str>) -> Server {
         .spawn()
         .expect("start ledger serve");
     let logs = Arc::new(Mutex::new(String::new()));
+    let out = Arc::new(Mutex::new(String::new()));
     let mut drains = Vec::new();
     if let Some(e) = child.stderr.take() {
         drains.push(drain(e, logs.clone()));
     }
     if let Some(o) = child.stdout.take() {
-        drains.push(drain(o, Arc::new(Mutex::new(String::new()))));
+        drains.push(drain(o, out.clone()));
     }
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
@@ -106,6 +115,7 @@ pub fn start(data: &Path, port: u16, store: Option<&str>) -> Server {
         child,
         base,
         logs,
+        out,
         drains,
     }
 }

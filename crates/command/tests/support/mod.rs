@@ -186,9 +186,10 @@ pub fn update(b: BroadcasterId, patch: ProfilePatch) -> CustomerCommand {
     }
 }
 pub fn new_email() -> ProfilePatch {
-    ProfilePatch {
-        email: Some("ada@new.example".into()),
-        ..ProfilePatch::default()
+    {
+        let mut v = ProfilePatch::default();
+        v.email = Some("ada@new.example".into());
+        v
     }
 }
 pub fn login(b: BroadcasterId, ip: &str) -> CustomerCommand {

@@ -182,9 +182,10 @@ pub fn open_patch(b: BroadcasterId, at: Timestamp) -> CustomerEvent {
     CustomerEvent::ProfileUpdated(ProfileUpdated {
         broadcaster_id: b,
         at,
-        patch: Personal::Open(ProfilePatch {
-            email: Some("ada@new.example".into()),
-            ..ProfilePatch::default()
+        patch: Personal::Open({
+            let mut v = ProfilePatch::default();
+            v.email = Some("ada@new.example".into());
+            v
         }),
     })
 }
