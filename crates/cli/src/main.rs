@@ -78,7 +78,8 @@ enum Command {
         json: bool,
     },
     /// Erase a customer's personal data on behalf of a broadcaster; prints the
-    /// receipt, or the refusal with its code (exit status 3).
+    /// receipt, or the refusal with its code (exit status 3). With --json and the
+    /// tree-head signing key at hand, the receipt carries its Merkle proof.
     Anonymize {
         #[arg(long)]
         broadcaster: String,
@@ -350,6 +351,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                             v["revenue_digest_before"] = r.revenue_digest_before.clone().into();
                             v["revenue_digest_after"] = r.revenue_digest_after.clone().into();
                         }
+                        transparency::add_receipt_proof(
+                            &mut v,
+                            &ledger,
+                            &cli.data,
+                            receipt.event_position,
+                        )
+                        .await?;
                         println!("{}", serde_json::to_string_pretty(&v)?);
                     } else {
                         println!("customer {} anonymized", receipt.customer_id);

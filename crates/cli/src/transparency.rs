@@ -109,6 +109,33 @@ pub fn export_signer(data: &Path, key_file: Option<&Path>) -> Result<Option<Head
     })?))
 }
 
+/// Adds the Merkle proof of an erasure to the receipt `ledger anonymize --json`
+/// prints, as the API's receipts carry it, when the signing key is at hand
+/// (`LEDGER_SIGNING_KEY_FILE`, or DATA/signing-key.hex if it exists): the tree is
+/// built from the log for this one proof. Without a key the receipt has none.
+pub async fn add_receipt_proof(
+    receipt: &mut serde_json::Value,
+    ledger: &Ledger,
+    data: &Path,
+    position: u64,
+) -> Result<()> {
+    let key_file = std::env::var_os("LEDGER_SIGNING_KEY_FILE").map(PathBuf::from);
+    let path = key_file.unwrap_or_else(|| default_signing_key_file(data));
+    if !path.exists() {
+        return Ok(());
+    }
+    let signer =
+        HeadSigner::load(&path).with_context(|| format!("signing key {}", path.display()))?;
+    let log = TransparencyLog::new(ledger.store().clone(), signer, SigningPolicy::default());
+    let proof = log.receipt_proof(position).await?;
+    if let (Some(map), serde_json::Value::Object(extra)) =
+        (receipt.as_object_mut(), serde_json::to_value(&proof)?)
+    {
+        map.extend(extra);
+    }
+    Ok(())
+}
+
 fn public_key(file: &Path) -> Result<PublicKey> {
     PublicKey::from_file(file).with_context(|| format!("public key {}", file.display()))
 }

@@ -274,9 +274,14 @@ fn a_later_export_extends_an_earlier_one_and_a_rewritten_one_does_not() {
         let (b, c) = sample(&s.summary, "erasable", i);
         let o = run(
             &s.data,
-            &["anonymize", "--broadcaster", &b, "--customer", &c],
+            &["anonymize", "--broadcaster", &b, "--customer", &c, "--json"],
         );
         assert!(o.status.success(), "{}", stderr(&o));
+        // The operator's command prints a receipt that proves itself too.
+        let receipt = s.dir.join(format!("cli-receipt-{i}.json"));
+        std::fs::write(&receipt, &o.stdout).unwrap();
+        let (ok, v) = verify_receipt(&receipt, &s.public_key);
+        assert!(ok, "{v}");
     }
     let after = s.dir.join("after.ndjson");
     export(&s.data, &after);
