@@ -54,12 +54,39 @@ pub async fn open_log(
     .await
     {
         Ok(l) => l,
-        Err(e @ TransparencyError::HeadNotInLog { .. }) => anyhow::bail!(
-            "{e}. The log was cut back or rewritten since that head was signed and published. \
-             Investigate before serving; if a backup was restored on purpose, move {} aside to \
-             start a new series of heads (the published ones will not verify against this log)",
-            heads_file(data).display()
-        ),
+        Err(e @ TransparencyError::HeadNotInLog { .. }) => {
+            // A restored backup, or a log cut back or rewritten. Serving goes on
+            // (a restore must be able to start), but never as the old series: its
+            // heads are kept aside as evidence, the new series starts from this
+            // log, and the operator is told. Auditors who kept published heads
+            // find the same with `audit verify --signed-head`.
+            let aside = data.join(format!(
+                "tree-heads.jsonl.superseded-{}",
+                ledger_types::Timestamp::now().millis()
+            ));
+            std::fs::rename(heads_file(data), &aside)
+                .with_context(|| format!("cannot move {} aside", heads_file(data).display()))?;
+            tracing::error!(
+                code = e.code(),
+                error = %e,
+                "the log no longer holds a tree head this server signed: restored from a backup, or cut back or rewritten; the old heads are kept aside and a new series starts"
+            );
+            eprintln!(
+                "warning: {e}. The log was restored from an older backup, or cut back or rewritten, \
+                 since that head was signed. Heads published since will not verify against this \
+                 log; the old series is kept in {} and a new one starts. Tell your auditors.",
+                aside.display()
+            );
+            let signer = HeadSigner::load(&path)
+                .with_context(|| format!("signing key {}", path.display()))?;
+            TransparencyLog::open(
+                ledger.store().clone(),
+                signer,
+                policy,
+                Some(heads_file(data)),
+            )
+            .await?
+        }
         Err(e) => return Err(e.into()),
     };
     println!("tree heads signed with Ed25519 public key {public}");

@@ -9,7 +9,7 @@
 //! (a) and (b) pass plain `audit verify --from-export` (asserted below: that is the
 //! hole); `--public-key` catches both, and so does comparing with an earlier export.
 //! (c) passes plain `audit verify`; a head signed before the cut catches it, and the
-//! server refuses to start on it. Also: erasure receipts served by the real server
+//! server, at its next start, says so and sets the old series of heads aside. Also: erasure receipts served by the real server
 //! verify offline with `audit verify-receipt`, and refuse any flipped bit.
 
 mod common;
@@ -650,18 +650,52 @@ fn receipts_verify_offline_and_a_live_log_cut_back_before_erasures_is_caught_by_
     assert!(!ok);
     assert_eq!(codes(&report), ["ANCHOR_MISMATCH"], "{report}");
 
-    // And the server, which recorded the heads it signed, refuses to sign over it.
-    let o = ledger(&s.data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("LEDGER_ADMIN_KEY", ADMIN)
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
+    // And the server, which recorded the heads it signed, says so at start, keeps
+    // the old series aside as evidence, and starts a new one over this log.
+    let server = start(&s.data, None);
+    let (status, head) = call("GET", &format!("{}/v1/audit/tree-head", server.base), ADMIN);
+    assert_eq!(status, 200, "{head}");
+    // (Its log may have grown again: the forget list re-applies the erasures the
+    // cut removed, at new positions.)
     assert!(
-        stderr(&o).contains("does not hold the tree head signed at size"),
-        "{}",
-        stderr(&o)
+        head["size"].as_i64().unwrap() >= first_erasure - 1,
+        "{head}"
     );
+    assert_ne!(
+        head["root_hash"],
+        receipts[1]["signed_tree_head"]["root_hash"]
+    );
+    let pid = server.child.id().to_string();
+    let mut server = server;
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    server.child.wait().unwrap();
+    let mut logs = String::new();
+    server
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(logs.contains("TREE_HEAD_NOT_IN_LOG"), "{logs}");
+    let aside: Vec<_> = std::fs::read_dir(&s.data)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("tree-heads.jsonl.superseded-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "the old series is kept aside");
+    // Its last head is beyond the cut: the evidence of what the log held.
+    let old_series = std::fs::read_to_string(aside[0].path()).unwrap();
+    let last: Value = serde_json::from_str(old_series.lines().last().unwrap()).unwrap();
+    assert!(last["size"].as_i64().unwrap() >= first_erasure, "{last}");
 }
 
 #[test]
