@@ -83,7 +83,7 @@ pub async fn export_customer(
                     _ => None,
                 };
                 profile.clone_from(&p);
-                json!({"type": "registered", "at": x.at, "broadcaster_id": x.broadcaster_id,
+                json!({"type": "registered", "at": x.at.to_rfc3339(), "broadcaster_id": x.broadcaster_id,
                        "profile": p.as_ref().map(PlainProfile::from)})
             }
             CustomerEvent::ProfileUpdated(x) => {
@@ -94,7 +94,7 @@ pub async fn export_customer(
                 if let (Some(prof), Some(patch)) = (profile.as_mut(), p.as_ref()) {
                     patch.apply_to(prof);
                 }
-                json!({"type": "profile_updated", "at": x.at, "broadcaster_id": x.broadcaster_id,
+                json!({"type": "profile_updated", "at": x.at.to_rfc3339(), "broadcaster_id": x.broadcaster_id,
                        "changes": p.map(|p| without_password(serde_json::to_value(p).unwrap_or(Value::Null)))})
             }
             CustomerEvent::LoginRecorded(x) => {
@@ -102,34 +102,34 @@ pub async fn export_customer(
                     Some(s) if !erased => opened(kr.open::<LoginData>(c, id, s)?),
                     _ => None,
                 };
-                json!({"type": "login", "at": x.at, "broadcaster_id": x.broadcaster_id, "ip_address": l.map(|l| l.ip.clone())})
+                json!({"type": "login", "at": x.at.to_rfc3339(), "broadcaster_id": x.broadcaster_id, "ip_address": l.map(|l| l.ip.clone())})
             }
             CustomerEvent::PaymentCaptured(x) => {
                 let d = match x.payer.as_sealed() {
                     Some(s) if !erased => opened(kr.open::<PaymentData>(c, id, s)?),
                     _ => None,
                 };
-                json!({"type": "payment", "at": x.at, "payment_id": x.payment_id, "broadcaster_id": x.broadcaster_id,
+                json!({"type": "payment", "at": x.at.to_rfc3339(), "payment_id": x.payment_id, "broadcaster_id": x.broadcaster_id,
                        "offer_id": x.offer_id, "subscription_id": x.subscription_id, "amount": x.amount,
                        "ip_address": d.and_then(|d| d.ip.clone())})
             }
             CustomerEvent::PaymentRefunded(x) => {
-                json!({"type": "refund", "at": x.at, "refund_id": x.refund_id,
+                json!({"type": "refund", "at": x.at.to_rfc3339(), "refund_id": x.refund_id,
                 "payment_id": x.payment_id, "amount": x.amount})
             }
             CustomerEvent::SubscriptionStarted(x) => {
-                json!({"type": "subscription_started", "at": x.at,
+                json!({"type": "subscription_started", "at": x.at.to_rfc3339(),
                 "subscription_id": x.subscription_id, "broadcaster_id": x.broadcaster_id, "offer_id": x.offer_id})
             }
             CustomerEvent::SubscriptionTerminated(x) => {
-                json!({"type": "subscription_terminated", "at": x.at,
+                json!({"type": "subscription_terminated", "at": x.at.to_rfc3339(),
                 "subscription_id": x.subscription_id})
             }
             CustomerEvent::Linked(x) => {
-                json!({"type": "linked", "at": x.at, "broadcaster_id": x.broadcaster_id})
+                json!({"type": "linked", "at": x.at.to_rfc3339(), "broadcaster_id": x.broadcaster_id})
             }
             CustomerEvent::Anonymized(x) => {
-                json!({"type": "anonymized", "at": x.at, "request_id": x.request_id,
+                json!({"type": "anonymized", "at": x.at.to_rfc3339(), "request_id": x.request_id,
                 "broadcaster_id": x.broadcaster_id, "categories_erased": x.categories})
             }
         };

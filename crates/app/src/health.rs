@@ -4,8 +4,12 @@
 //! and write requests report a full disk; `/readyz` reads this, adds its own live
 //! probes of the stores, and answers 503 naming every failing part. A part recovers when its
 //! next operation succeeds. "Storage full" is sticky until something proves space
-//! is back (a successful write, or the serve loop's probe file), because with a
-//! full disk reads keep working and would otherwise clear it.
+//! is back, because with a full disk reads keep working and would otherwise clear
+//! it: the serve loop's probe file where the stores are local files
+//! ([`Health::with_space_probe`]), else a successful write. (On a full disk some
+//! writes still succeed, in room a failed commit left in a WAL file, so a write
+//! proves nothing where a probe can look.) When space is back, the background
+//! loops hear it ([`Health::space_returned`]) and retry at once.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -46,11 +50,25 @@ pub struct Health {
     failing: Mutex<BTreeMap<Part, Failure>>,
     /// Since when a store reported a full disk (cleared by [`Health::space_back`]).
     full_since: Mutex<Option<Instant>>,
+    /// Only [`Health::space_back`] clears a full disk, not a successful write.
+    probed: bool,
+    /// Told when a full disk is cleared.
+    space: tokio::sync::Notify,
 }
 
 impl Health {
+    /// A full disk is cleared by a successful write or [`Health::space_back`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A full disk is cleared only by [`Health::space_back`]: for a process whose
+    /// stores are files in folders a probe can write to.
+    pub fn with_space_probe() -> Self {
+        Self {
+            probed: true,
+            ..Self::default()
+        }
     }
 
     /// The part's last operation succeeded.
@@ -80,21 +98,33 @@ impl Health {
     }
 
     /// Reports a write request's result: a full disk makes the service not ready
-    /// until space is shown to be back; a successful write shows it. (Unreachable
-    /// stores are found by readiness's own probes, and refusals are the caller's
-    /// business, not the service's.)
+    /// until space is shown to be back; without a probe, a successful write shows
+    /// it. (Unreachable stores are found by readiness's own probes, and refusals
+    /// are the caller's business, not the service's.)
     pub fn observe_write<T>(&self, r: &Result<T, AppError>) {
         match r {
-            Ok(_) => self.space_back(),
+            Ok(_) if !self.probed => self.space_back(),
+            Ok(_) => {}
             Err(e) => self.note_full(e),
         }
     }
 
-    /// Space was shown to be available again (a write or a probe succeeded).
+    /// Space was shown to be available again (a probe, or a write without one).
     pub fn space_back(&self) {
-        if let Ok(mut f) = self.full_since.lock() {
-            *f = None;
+        let was_full = self
+            .full_since
+            .lock()
+            .map(|mut f| f.take().is_some())
+            .unwrap_or(false);
+        if was_full {
+            self.space.notify_waiters();
         }
+    }
+
+    /// Resolves when a full disk is cleared after this call: a loop waiting out a
+    /// backoff retries then, rather than at the end of it.
+    pub fn space_returned(&self) -> tokio::sync::futures::Notified<'_> {
+        self.space.notified()
     }
 
     /// Whether a store reported a full disk that no write has cleared since.
@@ -112,5 +142,41 @@ impl Health {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_store::StoreError;
+
+    fn full() -> Result<(), AppError> {
+        Err(AppError::Store(StoreError::Full))
+    }
+
+    #[test]
+    fn without_a_probe_a_successful_write_clears_a_full_disk() {
+        let h = Health::new();
+        h.observe_write(&full());
+        assert!(h.storage_full().is_some());
+        h.observe_write(&Ok(()));
+        assert!(h.storage_full().is_none());
+    }
+
+    #[tokio::test]
+    async fn with_a_probe_only_the_probe_clears_a_full_disk_and_wakes_the_loops() {
+        let h = Health::with_space_probe();
+        h.observe_write(&full());
+        h.observe_write(&Ok(()));
+        assert!(
+            h.storage_full().is_some(),
+            "a write on a full disk proves no space"
+        );
+        let woken = h.space_returned();
+        h.space_back();
+        assert!(h.storage_full().is_none());
+        tokio::time::timeout(std::time::Duration::from_secs(1), woken)
+            .await
+            .expect("a loop waiting for space is woken");
     }
 }

@@ -651,7 +651,8 @@ impl ReadSide {
     /// Follows the log until `stop` resolves, catching up after every commit, and
     /// never gives up: after an error (a store unreachable, a full disk) it reports
     /// the projector as failing in `health`, waits with a backoff that doubles up
-    /// to 30 s, and starts again from the last checkpoint folded in memory.
+    /// to 30 s (cut short when `health` hears space is back), and starts again from
+    /// the last checkpoint folded in memory.
     pub async fn follow(&self, stop: impl std::future::Future<Output = ()>, health: &Health) {
         tokio::pin!(stop);
         let mut backoff = std::time::Duration::from_millis(250);
@@ -675,6 +676,7 @@ impl ReadSide {
             tokio::select! {
                 _ = &mut stop => return,
                 _ = tokio::time::sleep(backoff) => {}
+                _ = health.space_returned() => {}
             }
             backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
         }

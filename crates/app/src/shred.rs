@@ -61,6 +61,8 @@ pub struct Shredder {
     /// The log position the sweep has scanned up to.
     scanned: AtomicU64,
     wake: tokio::sync::Notify,
+    /// Wakes the running sweep at once, whatever its backoff ([`Shredder::retry_now`]).
+    retry: tokio::sync::Notify,
     /// Serializes sweeps (the start-up one and the running one).
     sweeping: tokio::sync::Mutex<()>,
 }
@@ -73,6 +75,7 @@ impl Shredder {
             pending: Mutex::new(HashMap::new()),
             scanned: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
+            retry: tokio::sync::Notify::new(),
             sweeping: tokio::sync::Mutex::new(()),
         }
     }
@@ -187,6 +190,12 @@ impl Shredder {
         Ok(n)
     }
 
+    /// Makes the running sweep ([`Shredder::run`]) try again now, without waiting
+    /// out its backoff: what failed may work now (the disk has space again).
+    pub fn retry_now(&self) {
+        self.retry.notify_one();
+    }
+
     /// Sweeps until `stop` resolves: at once when woken (a destruction failed),
     /// otherwise every [`SWEEP_EVERY`]; after a failure, again after a backoff
     /// that doubles up to 10 s. `on_result` hears how each sweep went (readiness).
@@ -217,6 +226,7 @@ impl Shredder {
             tokio::select! {
                 _ = &mut stop => break,
                 _ = self.wake.notified(), if backoff <= Duration::from_millis(250) => {}
+                _ = self.retry.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }

@@ -86,6 +86,8 @@ pub struct Backends {
     /// Whether the keyring holds the real KEK (a read-only command without one
     /// gets a placeholder that opens nothing: it only reads key states).
     has_kek: bool,
+    /// The folders of the SQLite files this process writes.
+    local_folders: Vec<PathBuf>,
     /// The forget list (writing commands only).
     forget: Option<Arc<dyn ForgetList>>,
 }
@@ -280,6 +282,16 @@ impl Backends {
                 Arc::new(ledger_store_postgres::PgViewStore::connect(url)?),
             ),
         };
+        let mut local_folders = Vec::new();
+        if !read_only {
+            if let StoreKind::Sqlite(p) = &kind {
+                let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+                local_folders.push(dir.unwrap_or(Path::new(".")).to_path_buf());
+            }
+            if state.is_none() && !local_folders.iter().any(|d| d == data) {
+                local_folders.push(data.to_path_buf());
+            }
+        }
         let (sqlite, postgres) = match closer {
             Closer::Sqlite(s) => (Some(s), None),
             Closer::Postgres(p) => (None, Some(p)),
@@ -302,8 +314,16 @@ impl Backends {
             postgres,
             _lock: lock,
             has_kek,
+            local_folders,
             forget,
         })
+    }
+
+    /// The folders holding the SQLite files this process writes (the event store's,
+    /// and the data folder for keys and views); empty when every store is remote.
+    /// `serve` probes them for space after a full disk.
+    pub fn local_folders(&self) -> &[PathBuf] {
+        &self.local_folders
     }
 
     /// Where the forget list is (writing commands only).

@@ -246,7 +246,12 @@ fn init_tracing(format: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr is a file on a full disk) is
+        // dropped. With this on, tracing-subscriber reports the failure with
+        // `eprintln!`, which panics when stderr cannot be written either: a request
+        // lost its connection, and the SQLite writer thread died for good.
+        .log_internal_errors(false);
     if format == "json" {
         builder.json().init();
     } else {

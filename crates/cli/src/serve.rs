@@ -332,7 +332,15 @@ pub async fn run(
         }
     }
 
-    let health = Arc::new(Health::new());
+    // Where the stores are local files, only the space probe below clears a full
+    // disk (on a full disk some SQLite writes still succeed, in room a failed
+    // commit left in a WAL file).
+    let folders = backends.local_folders().to_vec();
+    let health = Arc::new(if folders.is_empty() {
+        Health::new()
+    } else {
+        Health::with_space_probe()
+    });
     let responses = backends.responses();
     let (ttl, capacity) = (config.idempotency_ttl, config.idempotency_capacity);
     let state = ApiState::with_services(
@@ -366,13 +374,22 @@ pub async fn run(
     let reconciler = {
         let (ledger, health, stop) = (ledger.clone(), health.clone(), stopped());
         tokio::spawn(async move {
-            ledger
-                .shredder()
-                .run(stop, |r| match r {
-                    Ok(_) => health.ok(Part::Reconciler),
-                    Err(e) => health.failed(Part::Reconciler, e),
-                })
-                .await
+            let shredder = ledger.shredder();
+            // Space back: finish pending destructions now, not after the backoff.
+            let space = async {
+                loop {
+                    health.space_returned().await;
+                    shredder.retry_now();
+                }
+            };
+            let sweeps = shredder.run(stop, |r| match r {
+                Ok(_) => health.ok(Part::Reconciler),
+                Err(e) => health.failed(Part::Reconciler, e),
+            });
+            tokio::select! {
+                () = sweeps => {}
+                () = space => {}
+            }
         })
     };
     let tree_follower = {
@@ -384,8 +401,8 @@ pub async fn run(
         tokio::spawn(async move { expire_answers(&*responses, ttl, capacity, stop).await })
     };
     let space_probe = {
-        let (health, stop, dir) = (health.clone(), stopped(), data.to_path_buf());
-        tokio::spawn(async move { probe_space(&dir, &health, stop).await })
+        let (health, stop) = (health.clone(), stopped());
+        tokio::spawn(async move { probe_space(&folders, &health, stop).await })
     };
 
     info!(%local, "serving");
@@ -432,27 +449,35 @@ async fn expire_answers(
 }
 
 /// While a store reports a full disk, tries every 2 s to write (and sync) a 1 MiB
-/// file in the data folder; once that works, space is back and readiness stops
-/// reporting `storage`. (With PostgreSQL, a later successful write clears it too.)
-async fn probe_space(dir: &Path, health: &Health, stop: impl std::future::Future<Output = ()>) {
+/// file in each of `folders` (where the SQLite files are); once that works in all,
+/// space is back and readiness stops reporting `storage`. (With no local folder,
+/// PostgreSQL, a later successful write clears it instead.)
+async fn probe_space(
+    folders: &[PathBuf],
+    health: &Health,
+    stop: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
-        if health.storage_full().is_none() {
+        if folders.is_empty() || health.storage_full().is_none() {
             continue;
         }
-        let path = dir.join(".space-probe");
+        let dirs = folders.to_vec();
         let written = tokio::task::spawn_blocking(move || {
-            use std::io::Write as _;
-            let r = std::fs::File::create(&path).and_then(|mut f| {
-                f.write_all(&vec![0u8; 1 << 20])?;
-                f.sync_all()
-            });
-            let _ = std::fs::remove_file(&path);
-            r.is_ok()
+            dirs.iter().all(|dir| {
+                use std::io::Write as _;
+                let path = dir.join(".space-probe");
+                let r = std::fs::File::create(&path).and_then(|mut f| {
+                    f.write_all(&vec![0u8; 1 << 20])?;
+                    f.sync_all()
+                });
+                let _ = std::fs::remove_file(&path);
+                r.is_ok()
+            })
         })
         .await
         .unwrap_or(false);

@@ -8,7 +8,6 @@
 
 use std::io::Write as _;
 use std::net::TcpStream;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use serde_json::{json, Value};
 
 mod common;
 
+use common::half_erased;
 use common::server::{call, free_port, ledger, start, stop, ADMIN};
 
 /// A white-label broadcaster and an API key for it.
@@ -52,37 +52,6 @@ fn register(base: &str, key: &str, n: u64) -> String {
     );
     assert_eq!(st, 201, "{r}");
     r["customer_id"].as_str().unwrap().to_owned()
-}
-
-/// Customers with a `CustomerAnonymized` in the log whose data key still exists,
-/// read straight from the files (read-only) while the server runs.
-fn half_erased(data: &Path) -> Vec<String> {
-    let ro = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
-    let events = rusqlite::Connection::open_with_flags(data.join("events.sqlite"), ro).unwrap();
-    let keys = rusqlite::Connection::open_with_flags(data.join("keys.sqlite"), ro).unwrap();
-    let mut stmt = events
-        .prepare("SELECT stream FROM events WHERE event_type = 'CustomerAnonymized'")
-        .unwrap();
-    let erased: Vec<String> = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    erased
-        .into_iter()
-        .filter_map(|stream| {
-            let id = stream.strip_prefix("customer-")?.to_owned();
-            let uuid = uuid::Uuid::parse_str(&id).ok()?;
-            let alive: bool = keys
-                .query_row(
-                    "SELECT COUNT(*) > 0 FROM data_keys WHERE customer_id = ?1",
-                    [&uuid.as_bytes()[..]],
-                    |r| r.get(0),
-                )
-                .unwrap();
-            alive.then_some(id)
-        })
-        .collect()
 }
 
 #[test]

@@ -72,6 +72,13 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
 fn db_err(e: rusqlite::Error) -> CryptoError {
     // rusqlite errors name SQL and SQLite codes, never bound values.
     use rusqlite::ErrorCode as C;
+    // As `ledger_store_sqlite::SqliteErrorKind`: growing the `-shm` file fails
+    // with SQLITE_IOERR_SHMSIZE when the disk is full.
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        if f.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE {
+            return CryptoError::Full;
+        }
+    }
     match e.sqlite_error_code() {
         Some(C::DiskFull) => CryptoError::Full,
         Some(C::DatabaseBusy | C::DatabaseLocked | C::SystemIoFailure | C::CannotOpen) => {
@@ -295,9 +302,31 @@ fn scrub_wal(conn: &Connection) -> Result<(), CryptoError> {
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
         .map_err(db_err)?;
     if busy != 0 {
-        return Err(CryptoError::Store(
-            "WAL checkpoint after rewriting keys did not complete".into(),
+        // A reader (an audit beside the server) still holds old frames: transient;
+        // the caller keeps the destruction pending and retries.
+        return Err(CryptoError::Unavailable(
+            "WAL checkpoint after rewriting keys did not complete: a reader holds the WAL".into(),
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::ffi;
+
+    #[test]
+    fn growing_the_wal_index_on_a_full_disk_is_full_not_unavailable() {
+        let e = |code| rusqlite::Error::SqliteFailure(ffi::Error::new(code), None);
+        assert!(matches!(
+            db_err(e(ffi::SQLITE_IOERR_SHMSIZE)),
+            CryptoError::Full
+        ));
+        assert!(matches!(db_err(e(ffi::SQLITE_FULL)), CryptoError::Full));
+        assert!(matches!(
+            db_err(e(ffi::SQLITE_IOERR_WRITE)),
+            CryptoError::Unavailable(_)
+        ));
+    }
 }

@@ -115,6 +115,10 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Backend(format!("cannot create data directory: {e}")))?;
         }
         let conn = schema::open_writer(path)?;
+        // The writer connection has set up the `-shm` file; give it its full size
+        // now, so that no commit needs disk space to index its frames (see
+        // `schema::reserve_shm`).
+        let shm = schema::reserve_shm(path, schema::FORCE_CHECKPOINT_WAL_BYTES);
         let (head_tx, head_rx) = watch::channel(0);
         let writer = Writer::new(conn, path, head_tx)?;
         let head = writer.head();
@@ -127,7 +131,7 @@ impl SqliteStore {
         Ok(Self {
             tx,
             head_rx,
-            readers: Arc::new(Readers::new(path.to_path_buf(), false)),
+            readers: Arc::new(Readers::new(path.to_path_buf(), false).keeping_open(shm)),
             writer: Mutex::new(Some(handle)),
             path: path.to_path_buf(),
             read_only: false,
@@ -248,12 +252,16 @@ pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// How a SQLite error should be answered (shared by the event, view and key stores).
+/// How a SQLite error should be answered (shared by the event and view stores;
+/// the key store in `ledger-crypto` classifies the same way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqliteErrorKind {
-    /// `SQLITE_FULL`: the disk (or a size limit) is full.
+    /// `SQLITE_FULL`, or `SQLITE_IOERR_SHMSIZE`: the disk (or a size limit) is
+    /// full. SQLite reports a write that runs out of space as `SQLITE_FULL`, but
+    /// growing the `-shm` file (the WAL index, 32 KiB more every 4,096 WAL frames)
+    /// as `SQLITE_IOERR_SHMSIZE`, whose only likely cause is a full disk.
     Full,
-    /// Busy, locked, an I/O error or a file that cannot be opened: may pass.
+    /// Busy, locked, another I/O error or a file that cannot be opened: may pass.
     Transient,
     Other,
 }
@@ -261,6 +269,11 @@ pub enum SqliteErrorKind {
 impl SqliteErrorKind {
     pub fn of(e: &rusqlite::Error) -> Self {
         use rusqlite::ErrorCode as C;
+        if let rusqlite::Error::SqliteFailure(f, _) = e {
+            if f.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE {
+                return Self::Full;
+            }
+        }
         match e.sqlite_error_code() {
             Some(C::DiskFull) => Self::Full,
             Some(C::DatabaseBusy | C::DatabaseLocked | C::SystemIoFailure | C::CannotOpen) => {
@@ -395,5 +408,44 @@ impl EventStore for SqliteStore {
             Ok(Err(_)) => Err(StoreError::Closed),
             Err(_) => Ok(current),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn a_full_disk_is_full_wherever_sqlite_notices_it() {
+        use rusqlite::ffi;
+        let kind = |c| SqliteErrorKind::of(&failure(c));
+        assert_eq!(kind(ffi::SQLITE_FULL), SqliteErrorKind::Full);
+        assert_eq!(kind(ffi::SQLITE_IOERR_SHMSIZE), SqliteErrorKind::Full);
+        assert_eq!(kind(ffi::SQLITE_IOERR_WRITE), SqliteErrorKind::Transient);
+        assert_eq!(kind(ffi::SQLITE_IOERR_FSYNC), SqliteErrorKind::Transient);
+        assert_eq!(kind(ffi::SQLITE_BUSY), SqliteErrorKind::Transient);
+        assert_eq!(kind(ffi::SQLITE_CONSTRAINT_UNIQUE), SqliteErrorKind::Other);
+        assert!(matches!(
+            backend(failure(ffi::SQLITE_IOERR_SHMSIZE)),
+            StoreError::Full
+        ));
+    }
+
+    #[test]
+    fn the_wal_index_is_reserved_for_a_wal_up_to_the_forced_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.sqlite");
+        let shm = dir.path().join("events.sqlite-shm");
+        let store = SqliteStore::open(&path).unwrap();
+        // 32 regions of 32 KiB index 4,062 + 31 x 4,096 frames >= 512 MiB of WAL.
+        assert_eq!(std::fs::metadata(&shm).unwrap().len(), 32 * 32 * 1024);
+        drop(store);
+        // Reopened (SQLite truncates it when the first connection attaches): again.
+        let _store = SqliteStore::open(&path).unwrap();
+        assert_eq!(std::fs::metadata(&shm).unwrap().len(), 32 * 32 * 1024);
     }
 }

@@ -26,6 +26,12 @@ pub(crate) struct Readers {
     path: std::path::PathBuf,
     idle: Mutex<Vec<Connection>>,
     immutable: bool,
+    /// The `-shm` file as `schema::reserve_shm` opened it, closed only after the
+    /// pooled connections (fields drop in order; the store joins its writer
+    /// before it drops this): closing any descriptor of a file drops every POSIX
+    /// lock the process holds on it, SQLite's included, and another process
+    /// (an auditor) would then rebuild the WAL index under the running writer.
+    _shm: Option<std::fs::File>,
 }
 
 impl Readers {
@@ -34,7 +40,14 @@ impl Readers {
             path,
             idle: Mutex::new(Vec::new()),
             immutable,
+            _shm: None,
         }
+    }
+
+    /// Keeps `shm` open as long as these readers (see the field).
+    pub(crate) fn keeping_open(mut self, shm: Option<std::fs::File>) -> Self {
+        self._shm = shm;
+        self
     }
 
     /// Runs `f` on an idle connection (or a new one), then returns it to the pool.

@@ -205,6 +205,80 @@ pub fn open_read_only(path: &Path, immutable: bool) -> rusqlite::Result<Connecti
     Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
 }
 
+/// WAL frames the first 32 KiB region of a `-shm` file indexes (SQLite's
+/// `HASHTABLE_NPAGE_ONE`); every further region indexes 4,096.
+const SHM_FIRST_REGION_FRAMES: u64 = 4062;
+const SHM_REGION_FRAMES: u64 = 4096;
+const SHM_REGION_BYTES: u64 = 32 * 1024;
+const OS_PAGE: u64 = 4096;
+
+/// Grows the `-shm` file of the open database at `db` (the WAL index) to the size
+/// a WAL of `wal_bytes` needs, allocating its pages now the way SQLite does when it
+/// grows the file itself (a zero byte at the end of every new 4 KiB page,
+/// `unixShmMap` in os_unix.c). SQLite maps regions that already exist and zeroes
+/// each hash table when it starts using it.
+///
+/// Why: SQLite grows the `-shm` file only after a commit's frames are written and
+/// synced to the WAL. On a full disk that growth fails (`SQLITE_IOERR_SHMSIZE`)
+/// and the commit is reported failed, yet its frames stay in the WAL: a crash
+/// before the next commit overwrites them makes recovery replay a write whose
+/// client was told it failed. With the index reserved at open, a WAL up to
+/// `wal_bytes` never needs disk space to be indexed. Call it once the writer
+/// connection has read the database (SQLite truncates the file when the first
+/// connection attaches).
+///
+/// Returns the file (if it could be opened, whether or not growing it worked),
+/// which the caller must keep open until SQLite has closed every connection to
+/// the database: closing a descriptor of a file releases all the POSIX locks the
+/// process holds on it, SQLite's on the `-shm` file too. Failures are logged; SQLite
+/// then grows the file itself as before.
+#[cfg(unix)]
+pub(crate) fn reserve_shm(db: &Path, wal_bytes: u64) -> Option<std::fs::File> {
+    use std::os::unix::fs::FileExt as _;
+    let frames = wal_bytes / (u64::from(PAGE_SIZE) + 24) + 1;
+    let regions = 1 + frames
+        .saturating_sub(SHM_FIRST_REGION_FRAMES)
+        .div_ceil(SHM_REGION_FRAMES);
+    let size = regions * SHM_REGION_BYTES;
+    let mut shm = db.as_os_str().to_owned();
+    shm.push("-shm");
+    let warn = |e: std::io::Error| {
+        tracing::warn!(error = %e, "could not reserve the WAL index file; SQLite grows it as needed");
+    };
+    let f = match std::fs::OpenOptions::new()
+        .write(true)
+        .open(Path::new(&shm))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            warn(e);
+            return None;
+        }
+    };
+    // From here on `f` is returned, whatever happens (see above).
+    match f.metadata() {
+        Ok(m) => {
+            // The last byte of every page that ends past the current end of the file.
+            let mut end = (m.len() / OS_PAGE + 1) * OS_PAGE;
+            while end <= size {
+                if let Err(e) = f.write_at(&[0], end - 1) {
+                    warn(e);
+                    break;
+                }
+                end += OS_PAGE;
+            }
+        }
+        Err(e) => warn(e),
+    }
+    Some(f)
+}
+
+/// Elsewhere SQLite keeps growing the index itself (see the Unix version).
+#[cfg(not(unix))]
+pub(crate) fn reserve_shm(_db: &Path, _wal_bytes: u64) -> Option<std::fs::File> {
+    None
+}
+
 /// Whether the database has a WAL file with frames in it (committed data that
 /// may not be in the main file yet).
 pub fn has_pending_wal(path: &Path) -> bool {

@@ -8,6 +8,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::Datelike as _;
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
@@ -399,22 +401,39 @@ impl Timestamp {
     pub fn day_number(&self) -> i64 {
         self.0.div_euclid(86_400_000)
     }
-    /// RFC 3339, e.g. `2026-11-29T03:16:12.000Z`.
+    /// RFC 3339 in UTC with the fraction of a second in as few digits as it needs
+    /// (none on a whole second), e.g. `2026-11-29T03:16:12Z`,
+    /// `2026-11-29T03:16:12.45Z`. This exact form is stored in views and written
+    /// in exports; years outside 0000-9999 (which RFC 3339 cannot express) are
+    /// written as milliseconds since the epoch.
     pub fn to_rfc3339(&self) -> String {
-        let nanos = i128::from(self.0) * 1_000_000;
-        match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-            Ok(t) => t
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_else(|_| self.0.to_string()),
-            Err(_) => self.0.to_string(),
+        let Some(t) = self.datetime().filter(|t| (0..=9999).contains(&t.year())) else {
+            return self.0.to_string();
+        };
+        let mut out = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+        let frac = self.0.rem_euclid(1000);
+        if frac != 0 {
+            let digits = format!("{frac:03}");
+            out.push('.');
+            out.push_str(digits.trim_end_matches('0'));
         }
+        out.push('Z');
+        out
     }
-    /// Parses an RFC 3339 timestamp.
+
+    /// This instant as a chrono UTC date and time.
+    pub fn datetime(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        chrono::DateTime::from_timestamp_millis(self.0)
+    }
+
+    /// Parses an RFC 3339 timestamp (any offset; digits past the millisecond are
+    /// cut off).
     pub fn parse_rfc3339(s: &str) -> Result<Self, ParseError> {
-        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        let t = chrono::DateTime::parse_from_rfc3339(s)
             .map_err(|_| ParseError::invalid("timestamp", "expected RFC 3339"))?;
-        let ms = t.unix_timestamp_nanos() / 1_000_000;
-        i64::try_from(ms)
+        let nanos =
+            i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos());
+        i64::try_from(nanos / 1_000_000)
             .map(Self)
             .map_err(|_| ParseError::invalid("timestamp", "out of range"))
     }
@@ -524,5 +543,35 @@ mod tests {
         let t = Timestamp::parse_rfc3339("2026-11-29T03:16:12.345Z").unwrap();
         assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Ok(t));
         assert_eq!(t.day_number(), 20_786);
+    }
+}
+
+#[cfg(test)]
+mod rfc3339_golden {
+    use super::Timestamp;
+
+    /// The RFC 3339 forms of these instants are stored in views and written in
+    /// exports: whatever formats them must give exactly these bytes.
+    #[test]
+    fn rfc3339_forms_are_byte_identical_to_the_stored_ones() {
+        let cases = [
+            (0, "1970-01-01T00:00:00Z"),
+            (1, "1970-01-01T00:00:00.001Z"),
+            (10, "1970-01-01T00:00:00.01Z"),
+            (100, "1970-01-01T00:00:00.1Z"),
+            (123, "1970-01-01T00:00:00.123Z"),
+            (1_764_385_000_000, "2025-11-29T02:56:40Z"),
+            (1_764_385_000_450, "2025-11-29T02:56:40.45Z"),
+            (-1, "1969-12-31T23:59:59.999Z"),
+            (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(Timestamp::from_millis(ms).to_rfc3339(), want, "{ms}");
+            assert_eq!(
+                Timestamp::parse_rfc3339(want).unwrap().millis(),
+                ms,
+                "{want}"
+            );
+        }
     }
 }

@@ -87,3 +87,43 @@ pub fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(&f, &dst).expect("copy");
     }
 }
+
+/// Customers with a `CustomerAnonymized` in the log, read straight from the file
+/// (read-only) while the server runs.
+pub fn erased_in_log(data: &Path) -> Vec<String> {
+    let ro = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let events = rusqlite::Connection::open_with_flags(data.join("events.sqlite"), ro).unwrap();
+    let mut stmt = events
+        .prepare("SELECT stream FROM events WHERE event_type = 'CustomerAnonymized'")
+        .unwrap();
+    let streams: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    streams
+        .into_iter()
+        .filter_map(|s| s.strip_prefix("customer-").map(str::to_owned))
+        .collect()
+}
+
+/// Customers with a `CustomerAnonymized` in the log whose data key still exists,
+/// read straight from the files (read-only) while the server runs.
+pub fn half_erased(data: &Path) -> Vec<String> {
+    let ro = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let keys = rusqlite::Connection::open_with_flags(data.join("keys.sqlite"), ro).unwrap();
+    erased_in_log(data)
+        .into_iter()
+        .filter(|id| {
+            let Ok(uuid) = uuid::Uuid::parse_str(id) else {
+                return false;
+            };
+            keys.query_row(
+                "SELECT COUNT(*) > 0 FROM data_keys WHERE customer_id = ?1",
+                [&uuid.as_bytes()[..]],
+                |r| r.get(0),
+            )
+            .unwrap()
+        })
+        .collect()
+}

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,10 +16,12 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     /// What the server wrote to stderr so far (drained by a thread, so a chatty
-    /// server never blocks on a full pipe).
+    /// server never blocks on a full pipe); empty with [`start_logging_to`].
     pub logs: Arc<Mutex<String>>,
     /// What it wrote to stdout so far (e.g. the demo API keys).
     pub out: Arc<Mutex<String>>,
+    /// Where stderr goes instead of the pipe (see [`start_logging_to`]).
+    log_file: Option<PathBuf>,
     drains: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -72,6 +74,39 @@ pub fn start(data: &Path, port: u16, store: Option<&str>) -> Server {
 
 /// [`start`] with more `serve` arguments (e.g. `--demo`).
 pub fn start_with(data: &Path, port: u16, store: Option<&str>, serve_args: &[&str]) -> Server {
+    spawn(data, port, store, serve_args, None)
+}
+
+/// [`start_with`], appending the server's stderr (its logs) to `log_file` instead
+/// of a pipe, as an operator's `2>>FILE` would; [`stop`] returns what the file
+/// holds then.
+pub fn start_logging_to(
+    data: &Path,
+    port: u16,
+    store: Option<&str>,
+    serve_args: &[&str],
+    log_file: &Path,
+) -> Server {
+    spawn(data, port, store, serve_args, Some(log_file))
+}
+
+fn spawn(
+    data: &Path,
+    port: u16,
+    store: Option<&str>,
+    serve_args: &[&str],
+    log_file: Option<&Path>,
+) -> Server {
+    let stderr = match log_file {
+        Some(f) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(f)
+                .expect("open the log file"),
+        ),
+        None => Stdio::piped(),
+    };
     let mut child = ledger(data, store)
         .args([
             "--log-format",
@@ -85,7 +120,7 @@ pub fn start_with(data: &Path, port: u16, store: Option<&str>, serve_args: &[&st
         .env_remove("LEDGER_KEK")
         .env_remove("LEDGER_LISTEN")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .expect("start ledger serve");
     let logs = Arc::new(Mutex::new(String::new()));
@@ -116,6 +151,7 @@ pub fn start_with(data: &Path, port: u16, store: Option<&str>, serve_args: &[&st
         base,
         logs,
         out,
+        log_file: log_file.map(Path::to_path_buf),
         drains,
     }
 }
@@ -144,28 +180,72 @@ pub fn stop(mut s: Server) -> String {
     for d in s.drains.drain(..) {
         let _ = d.join();
     }
-    let logs = s.logs.lock().map(|l| l.clone()).unwrap_or_default();
+    let logs = match &s.log_file {
+        Some(f) => {
+            String::from_utf8_lossy(&std::fs::read(f).expect("read the log file")).into_owned()
+        }
+        None => s.logs.lock().map(|l| l.clone()).unwrap_or_default(),
+    };
     assert!(status.success(), "exit status {status:?}; logs:\n{logs}");
     assert!(logs.contains("stopped cleanly"), "{logs}");
     logs
 }
 
 pub fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let r = try_call_with(method, url, token, body, &[]).unwrap();
+    (r.status, r.body)
+}
+
+/// An answer of [`try_call_with`].
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
+}
+
+/// [`call`] with more request headers, returning `Retry-After` too; or why no
+/// answer came (the connection failed or was closed).
+pub fn try_call_with(
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Result<Reply, ureq::Error> {
     let a = agent();
     let auth = format!("Bearer {token}");
+    fn add<B>(
+        mut r: ureq::RequestBuilder<B>,
+        h: &[(&str, &str)],
+        auth: &str,
+    ) -> ureq::RequestBuilder<B> {
+        for (k, v) in h {
+            r = r.header(*k, *v);
+        }
+        r.header("Authorization", auth)
+    }
     let res = match (method, body) {
-        ("GET", _) => a.get(url).header("Authorization", &auth).call(),
-        ("DELETE", _) => a.delete(url).header("Authorization", &auth).call(),
-        ("POST", Some(b)) => a
-            .post(url)
-            .header("Authorization", &auth)
+        ("GET", _) => add(a.get(url), headers, &auth).call(),
+        ("DELETE", _) => add(a.delete(url), headers, &auth).call(),
+        ("POST", Some(b)) => add(a.post(url), headers, &auth)
             .content_type("application/json")
             .send(b.to_string()),
-        ("POST", None) => a.post(url).header("Authorization", &auth).send_empty(),
+        ("POST", None) => add(a.post(url), headers, &auth).send_empty(),
         _ => unreachable!(),
     };
-    let mut res = res.unwrap();
+    let mut res = res?;
     let status = res.status().as_u16();
-    let text = res.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = res.body_mut().read_to_string()?;
+    Ok(Reply {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        retry_after,
+    })
 }
