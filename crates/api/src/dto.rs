@@ -577,9 +577,33 @@ pub struct ReceiptDto {
     /// erasure; equal, which proves no revenue figure changed.
     pub revenue_digest_before: Option<String>,
     pub revenue_digest_after: Option<String>,
+    /// The proof that the erasure is in the log (ADR 0014), checkable offline with
+    /// the operator's public key (`ledger audit verify-receipt`): the tree size of
+    /// `signed_tree_head`, ...
+    pub tree_size: Option<u64>,
+    /// ... the record's leaf index (`event_position - 1`), ...
+    pub leaf_index: Option<u64>,
+    /// ... its RFC 6962 audit path (hex, leaf level first), ...
+    pub inclusion_proof: Option<Vec<String>>,
+    /// ... its canonical bytes (`ledger.record.v1`, base64; ids only, no personal
+    /// data), whose leaf hash is `SHA-256(0x00 || bytes)`, ...
+    pub leaf_data: Option<String>,
+    /// ... and the signed tree head the proof leads to. All null only if the
+    /// proof could not be made at the time (the erasure itself is committed).
+    pub signed_tree_head: Option<crate::transparency::SignedTreeHeadDto>,
 }
 
 impl ReceiptDto {
+    /// Adds the Merkle proof of the erasure record to the receipt.
+    pub fn with_proof(mut self, p: &ledger_app::transparency::ReceiptProof) -> Self {
+        self.tree_size = Some(p.tree_size);
+        self.leaf_index = Some(p.leaf_index);
+        self.inclusion_proof = Some(p.inclusion_proof.iter().map(|h| h.to_hex()).collect());
+        self.leaf_data = Some(p.leaf_data.clone());
+        self.signed_tree_head = Some((&p.signed_tree_head).into());
+        self
+    }
+
     pub fn of(r: &ErasureReceipt, record: Option<&ErasureRecord>) -> Self {
         Self {
             request_id: r.request_id.to_string(),
@@ -592,6 +616,11 @@ impl ReceiptDto {
             data_key_destroyed: r.data_key_destroyed,
             revenue_digest_before: record.map(|x| x.revenue_digest_before.clone()),
             revenue_digest_after: record.map(|x| x.revenue_digest_after.clone()),
+            tree_size: None,
+            leaf_index: None,
+            inclusion_proof: None,
+            leaf_data: None,
+            signed_tree_head: None,
         }
     }
 }

@@ -89,7 +89,21 @@ async fn erase(state: &SharedState, tenant: Tenant, c: CustomerId) -> Result<Era
             } else {
                 StatusCode::ACCEPTED
             };
-            Ok((status, Json(ReceiptDto::of(&receipt, record.as_ref()))))
+            let mut dto = ReceiptDto::of(&receipt, record.as_ref());
+            // Likewise the Merkle proof: left out, never an error, if it fails.
+            match state
+                .transparency
+                .receipt_proof(receipt.event_position)
+                .await
+            {
+                Ok(p) => dto = dto.with_proof(&p),
+                Err(e) => tracing::warn!(
+                    code = e.code(),
+                    position = receipt.event_position,
+                    "receipt served without its Merkle proof"
+                ),
+            }
+            Ok((status, Json(dto)))
         }
         Err(AppError::Refused(r))
             if matches!(

@@ -3,7 +3,7 @@
 //! # What it owns
 //!
 //! - the axum [`router`], one router per feature ([`customers`], [`billing`],
-//!   [`erasure`], [`revenue`], [`audit`], [`admin`], [`ops`]) over one shared
+//!   [`erasure`], [`revenue`], [`audit`], [`transparency`], [`admin`], [`ops`]) over one shared
 //!   [`ApiState`];
 //! - the wire format: DTOs ([`dto`]), one error type and body ([`error::ApiError`]),
 //!   extractors that map every rejection to a code;
@@ -40,6 +40,7 @@ pub mod openapi;
 pub mod ops;
 pub mod personal;
 pub mod revenue;
+pub mod transparency;
 
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
@@ -53,6 +54,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use ledger_app::health::Health as ServiceHealth;
 use ledger_app::read::ReadSide;
+use ledger_app::transparency::{HeadSigner, SigningPolicy, TransparencyLog};
 use ledger_app::{Executed, Ledger};
 use ledger_command::CustomerCommand;
 use ledger_store::responses::ResponseStore;
@@ -102,6 +104,10 @@ impl Default for ApiConfig {
 pub struct Services {
     pub health: Arc<ServiceHealth>,
     pub responses: Arc<dyn ResponseStore>,
+    /// The Merkle tree over the log and the key that signs its heads (`serve`
+    /// passes the one its follower keeps up to date). `None`: a tree over the
+    /// ledger's store, caught up on demand, signed with a key made for this process.
+    pub transparency: Option<Arc<TransparencyLog>>,
 }
 
 impl Default for Services {
@@ -110,6 +116,7 @@ impl Default for Services {
         Self {
             health: Arc::new(ServiceHealth::new()),
             responses: Arc::new(ledger_store::responses::MemoryResponses::new()),
+            transparency: None,
         }
     }
 }
@@ -128,6 +135,8 @@ pub struct ApiState {
     pub health: Arc<ServiceHealth>,
     /// Where answers to idempotent writes are saved.
     pub responses: Arc<dyn ResponseStore>,
+    /// Signed tree heads and proofs (receipts, `/v1/audit/tree-head`, ...).
+    pub transparency: Arc<TransparencyLog>,
     openapi_json: String,
     /// The methods each documented path accepts (see [`allowed_methods`]).
     methods: std::collections::BTreeMap<String, Vec<Method>>,
@@ -157,7 +166,15 @@ impl ApiState {
         config: ApiConfig,
         services: Services,
     ) -> SharedState {
+        let transparency = services.transparency.unwrap_or_else(|| {
+            Arc::new(TransparencyLog::new(
+                ledger.store().clone(),
+                HeadSigner::generate(),
+                SigningPolicy::default(),
+            ))
+        });
         Arc::new(Self {
+            transparency,
             health: services.health,
             responses: services.responses,
             ledger,
@@ -351,6 +368,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(erasure::router())
         .merge(revenue::router())
         .merge(audit::router())
+        .merge(transparency::router())
         .merge(admin::router())
         .merge(ops::router())
         // The dashboard: `/` and `/assets/{file}`, static files built into the binary.
@@ -413,6 +431,7 @@ impl Modify for Security {
         erasure::preview, erasure::anonymize, erasure::delete_customer, erasure::list,
         revenue::revenue,
         audit::events, audit::verify,
+        transparency::tree_head, transparency::inclusion, transparency::consistency,
         admin::create_broadcaster, admin::create_api_key, admin::list_api_keys, admin::revoke_api_key,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
@@ -422,6 +441,8 @@ impl Modify for Security {
         RegisterCustomerRequest, UpdateProfileRequest, RecordLoginRequest, SearchRequest,
         StartSubscriptionRequest, CapturePaymentRequest, RefundPaymentRequest, MoneyDto,
         ErasurePreview, BlockerDto, ReceiptDto, ErasureList, ErasureRecordDto,
+        transparency::SignedTreeHeadDto, transparency::InclusionProofDto,
+        transparency::ConsistencyProofDto,
         RevenueResponse, RevenueRow, CreateBroadcasterRequest, BroadcasterDto,
         CreateApiKeyRequest, ApiKeyCreated, ApiKeyDto, Health, Readiness, FailingPart,
         crate::money::Total,

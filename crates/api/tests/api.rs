@@ -6,6 +6,7 @@
 //! against the OpenAPI document.
 
 mod common;
+mod transparency;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -1984,6 +1985,11 @@ async fn read_only_posts_are_never_replayed_so_erased_data_is_not_served_again()
 }
 
 #[tokio::test]
+async fn signed_tree_heads_and_proofs_verify_and_every_bad_query_has_a_code() {
+    transparency::heads_proofs_and_receipts().await;
+}
+
+#[tokio::test]
 async fn every_documented_response_is_produced_by_a_test() {
     let text = ledger_api::openapi_json();
     let parsed: utoipa::openapi::OpenApi =
@@ -2031,6 +2037,7 @@ async fn every_documented_response_is_produced_by_a_test() {
     a_key_store_failure_after_the_decision_is_finished_by_the_reconciler().await;
     an_unreachable_key_store_answers_503_with_retry_after_and_fails_readiness().await;
     a_search_sent_with_an_idempotency_key_is_never_replayed_after_erasure().await;
+    transparency::heads_proofs_and_receipts().await;
     let produced = seen().lock().unwrap().clone();
     // The one exclusion: 503 (STORE_UNAVAILABLE, TIMEOUT) and 507 (STORAGE_FULL),
     // which `CommonResponses` documents on every authenticated `/v1/` operation

@@ -24,6 +24,8 @@ pub enum Part {
     Projector,
     /// The reconciler (key destructions).
     Reconciler,
+    /// The Merkle tree follower that signs tree heads (`transparency`).
+    Transparency,
 }
 
 impl Part {
@@ -31,6 +33,7 @@ impl Part {
         match self {
             Part::Projector => "projector",
             Part::Reconciler => "reconciler",
+            Part::Transparency => "transparency",
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod read;
 pub mod search;
 mod service;
 pub mod shred;
+pub mod transparency;
 
 pub use codec::{decode_record, encode_customer_event};
 pub use service::{ErasureReceipt, Executed, Ledger};

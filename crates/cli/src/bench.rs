@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Customers in the read-side data set (100,000 make about 1.1M events).
     #[arg(long, default_value_t = 100_000)]
     customers: usize,
+    /// Run the Merkle tree follower beside the appends, as `serve` does, and
+    /// measure the tree on the scratch log (build, proofs, signed heads).
+    #[arg(long)]
+    with_tree: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +60,12 @@ struct Run {
     bulk_events_per_s: f64,
     replay_events: u64,
     replay_events_per_s: f64,
+    /// With --with-tree: how long the follower took to hold every record after the
+    /// last append.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tree_lag_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tree: Option<crate::bench_tree::TreeFigures>,
 }
 
 /// A ~300-byte JSON payload, like the peer benchmark's events.
@@ -184,8 +194,11 @@ async fn admin(url: &str, sql: &str) -> Result<()> {
     Ok(())
 }
 
-async fn one_run(scratch: &Scratch, args: &BenchArgs) -> Result<Run> {
+async fn one_run(scratch: &Scratch, args: &BenchArgs, first: bool) -> Result<Run> {
     let (store, closer) = scratch.open().await?;
+    let follower = args
+        .with_tree
+        .then(|| crate::bench_tree::Follower::start(store.clone()));
 
     let t = Instant::now();
     let mut single = writer(store.clone(), "single".into(), args.single).await?;
@@ -219,6 +232,10 @@ async fn one_run(scratch: &Scratch, args: &BenchArgs) -> Result<Run> {
         written += n;
     }
     let bulk_secs = t.elapsed().as_secs_f64();
+    let tree_lag_ms = match follower {
+        Some(f) => Some(f.finish(store.head().await?).await?),
+        None => None,
+    };
 
     let t = Instant::now();
     let mut after = 0;
@@ -230,6 +247,11 @@ async fn one_run(scratch: &Scratch, args: &BenchArgs) -> Result<Run> {
         replayed += page.len() as u64;
     }
     let replay_secs = t.elapsed().as_secs_f64();
+    let tree = if args.with_tree && first {
+        Some(crate::bench_tree::measure(store.clone()).await?)
+    } else {
+        None
+    };
     closer.close().await;
     drop(closer);
     drop(store);
@@ -245,6 +267,8 @@ async fn one_run(scratch: &Scratch, args: &BenchArgs) -> Result<Run> {
         bulk_events_per_s: args.bulk as f64 / bulk_secs,
         replay_events: replayed,
         replay_events_per_s: replayed as f64 / replay_secs,
+        tree_lag_ms,
+        tree,
     })
 }
 
@@ -268,7 +292,7 @@ pub async fn run(data: &Path, store: Option<&str>, args: BenchArgs) -> Result<()
     let scratch = Scratch::new(&kind, &dir)?;
     let mut runs = Vec::new();
     for i in 0..args.runs.max(1) {
-        let r = one_run(&scratch, &args).await?;
+        let r = one_run(&scratch, &args, i == 0).await?;
         if !args.json {
             eprintln!("run {}: {:?}", i + 1, r);
         }
@@ -282,6 +306,8 @@ pub async fn run(data: &Path, store: Option<&str>, args: BenchArgs) -> Result<()
             StoreKind::Kurrent(_) => "kurrentdb",
         },
         "runs": runs.len(),
+        "tree_follower": args.with_tree,
+        "tree": runs.first().and_then(|r| r.tree.clone()),
         "median": {
             "append_1_writer_events_per_s": m(|r| r.single_events_per_s),
             "append_1_writer_p50_ms": m(|r| r.single_p50_ms),
@@ -303,8 +329,13 @@ pub async fn run(data: &Path, store: Option<&str>, args: BenchArgs) -> Result<()
     let md = &summary["median"];
     let f = |k: &str| md[k].as_f64().unwrap_or(0.0);
     println!(
-        "ledger bench: {} store, durable appends; medians of {} runs",
+        "ledger bench: {} store, durable appends{}; medians of {} runs",
         kind.label(),
+        if args.with_tree {
+            ", Merkle tree follower running"
+        } else {
+            ""
+        },
         runs.len()
     );
     println!(
@@ -329,6 +360,25 @@ pub async fn run(data: &Path, store: Option<&str>, args: BenchArgs) -> Result<()
         f("replay_events_per_s"),
         md["replay_events"]
     );
+    if let Some(t) = runs.first().and_then(|r| r.tree.as_ref()) {
+        println!(
+            "  tree of {} records: built in {:.2}s ({:.0} records/s), {:.0} MB; follower lag after the last append {:.1} ms",
+            t.size,
+            t.build_s,
+            t.build_events_per_s,
+            t.memory_mb,
+            runs.first().and_then(|r| r.tree_lag_ms).unwrap_or(0.0)
+        );
+        println!(
+            "  inclusion proof:   mean {:.1} us  p99 {:.1} us  ({} hashes at most)",
+            t.inclusion_mean_us, t.inclusion_p99_us, t.inclusion_hashes_max
+        );
+        println!(
+            "  consistency proof: mean {:.1} us  p99 {:.1} us  ({} hashes at most)",
+            t.consistency_mean_us, t.consistency_p99_us, t.consistency_hashes_max
+        );
+        println!("  signed tree head:  mean {:.1} us", t.signed_head_mean_us);
+    }
     Ok(())
 }
 

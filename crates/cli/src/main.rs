@@ -4,9 +4,11 @@
 
 mod backends;
 mod bench;
+mod bench_tree;
 mod folder;
 mod listener;
 mod serve;
+mod transparency;
 
 use folder::Access;
 
@@ -76,7 +78,8 @@ enum Command {
         json: bool,
     },
     /// Erase a customer's personal data on behalf of a broadcaster; prints the
-    /// receipt, or the refusal with its code (exit status 3).
+    /// receipt, or the refusal with its code (exit status 3). With --json and the
+    /// tree-head signing key at hand, the receipt carries its Merkle proof.
     Anonymize {
         #[arg(long)]
         broadcaster: String,
@@ -152,6 +155,11 @@ enum Command {
         #[command(subcommand)]
         command: serve::ApiKeyCommand,
     },
+    /// The Ed25519 key that signs tree heads (ADR 0014).
+    SigningKey {
+        #[command(subcommand)]
+        command: transparency::SigningKeyCommand,
+    },
     /// The key-encryption key (operator command; stop the service first).
     Kek {
         #[command(subcommand)]
@@ -180,18 +188,47 @@ enum AuditCommand {
     Verify {
         #[arg(long)]
         json: bool,
-        /// A head recorded earlier, as POSITION:LOG_HASH; the log must still hold it.
+        /// A head recorded earlier, as POSITION:LOG_HASH; the log (or the export)
+        /// must still hold it.
         #[arg(long)]
         expect_head: Option<String>,
         /// Verify an export file offline instead of the data folder: chains,
         /// contiguity, trailer and revenue digest. Needs no data folder and no keys.
+        /// Given twice (the earlier export first), also proves the later export
+        /// extends the earlier one (Merkle consistency proof between their heads).
         #[arg(long, value_name = "FILE")]
-        from_export: Option<PathBuf>,
+        from_export: Vec<PathBuf>,
+        /// The operator's public key (64 hex characters, `ledger signing-key show`):
+        /// an export's signed tree head must verify with it and its root must be
+        /// the root recomputed from the records; with --signed-head, the same for
+        /// the data folder's log.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+        /// A signed tree head recorded earlier (JSON, as GET /v1/audit/tree-head
+        /// serves it) that the data folder's log must still hold. Needs --public-key.
+        #[arg(long, value_name = "FILE")]
+        signed_head: Option<PathBuf>,
     },
-    /// Write the whole log as NDJSON (sealed fields stay sealed).
+    /// Check an erasure receipt (JSON, as the API serves it) offline against the
+    /// operator's public key: its signed tree head, its leaf, and the inclusion
+    /// proof from the leaf to the signed root. Needs no data folder.
+    VerifyReceipt {
+        #[arg(long, value_name = "FILE")]
+        receipt: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the whole log as NDJSON (sealed fields stay sealed), with a signed
+    /// tree head of the exported records in the trailer.
     Export {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// The tree-head signing key [default: DATA/signing-key.hex if it exists;
+        /// without a key the trailer has no signed head].
+        #[arg(long, env = "LEDGER_SIGNING_KEY_FILE", value_name = "FILE")]
+        signing_key: Option<PathBuf>,
     },
 }
 
@@ -319,6 +356,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                             v["revenue_digest_before"] = r.revenue_digest_before.clone().into();
                             v["revenue_digest_after"] = r.revenue_digest_after.clone().into();
                         }
+                        transparency::add_receipt_proof(
+                            &mut v,
+                            &ledger,
+                            &cli.data,
+                            receipt.event_position,
+                        )
+                        .await?;
                         println!("{}", serde_json::to_string_pretty(&v)?);
                     } else {
                         println!("customer {} anonymized", receipt.customer_id);
@@ -359,46 +403,36 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 AuditCommand::Verify {
                     json,
                     expect_head,
-                    from_export: Some(file),
+                    from_export,
+                    public_key,
+                    signed_head,
                 },
-        } => {
-            if expect_head.is_some() {
-                anyhow::bail!("--expect-head applies to the data folder, not to --from-export");
-            }
-            if !file.is_file() {
-                anyhow::bail!("no export file at {}", file.display());
-            }
-            let f = std::fs::File::open(&file)
-                .with_context(|| format!("cannot open {}", file.display()))?;
-            let report = ledger_app::export::verify_export(std::io::BufReader::new(f))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("offline verification of {}", file.display());
-                println!("  events:         {}", report.events);
-                println!("  erasures:       {}", report.erasures);
-                println!(
-                    "  head:           {}:{}",
-                    report.head_position, report.head_log_hash
-                );
-                println!("  revenue digest: {}", report.revenue_digest);
-                print_problems(report.ok, &report.problems);
-            }
-            Ok(if report.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        } if !from_export.is_empty() => transparency::verify_exports(
+            &from_export,
+            expect_head.as_deref(),
+            public_key.as_deref(),
+            signed_head.as_deref(),
+            json,
+        ),
         Command::Audit {
-            command: AuditCommand::Export { out },
+            command:
+                AuditCommand::VerifyReceipt {
+                    receipt,
+                    public_key,
+                    json,
+                },
+        } => transparency::verify_receipt(&receipt, &public_key, json),
+        Command::Audit {
+            command: AuditCommand::Export { out, signing_key },
         } => {
+            let signer = transparency::export_signer(&cli.data, signing_key.as_deref())?;
             let backends = open(Access::Read, "audit export").await?;
             let ledger = backends.reader(false)?;
             let f = std::fs::File::create(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
             let mut w = std::io::BufWriter::new(f);
-            let report = ledger_app::export::export(&ledger, &mut w).await?;
+            let report =
+                ledger_app::export::export_signed(&ledger, &mut w, signer.as_ref()).await?;
             w.into_inner()
                 .map_err(|e| anyhow::anyhow!("cannot write {}: {}", out.display(), e.error()))?
                 .sync_all()?;
@@ -417,7 +451,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 AuditCommand::Verify {
                     json,
                     expect_head,
-                    from_export: None,
+                    from_export: _,
+                    public_key,
+                    signed_head,
                 },
         } => {
             let anchor = expect_head
@@ -450,7 +486,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Some(r) => r.limit(),
                 None => ledger.store().head().await?,
             };
-            let mut report = audit::verify(&ledger, read.as_ref(), anchor, at).await?;
+            let report = audit::verify(&ledger, read.as_ref(), anchor, at).await?;
+            let mut report = transparency::check_live_head(
+                report,
+                &ledger,
+                signed_head.as_deref(),
+                public_key.as_deref(),
+            )
+            .await?;
             if let Some((code, detail)) = views_ahead {
                 report.ok = false;
                 report.problems.push(audit::Problem {
@@ -476,20 +519,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 for c in &report.checks {
                     println!("  checked: {c}");
                 }
-                if report.ok {
-                    println!("result: OK, no discrepancy");
-                } else {
-                    println!("result: {} DISCREPANCIES", report.problems.len());
-                    for p in &report.problems {
-                        println!(
-                            "  {} at position {} stream {}: {}",
-                            p.code,
-                            p.position.map_or("-".into(), |x| x.to_string()),
-                            p.stream.as_deref().unwrap_or("-"),
-                            p.detail
-                        );
-                    }
-                }
+                transparency::print_problems(report.ok, &report.problems);
             }
             Ok(if report.ok {
                 ExitCode::SUCCESS
@@ -671,6 +701,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::ApiKey { command } => serve::api_key(command, &cli.data, store).await,
+        Command::SigningKey { command } => transparency::signing_key(command, &cli.data),
         Command::Kek {
             command: KekCommand::Rotate { new_kek_file },
         } => {
@@ -710,23 +741,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-fn print_problems(ok: bool, problems: &[audit::Problem]) {
-    if ok {
-        println!("result: OK, no discrepancy");
-        return;
-    }
-    println!("result: {} DISCREPANCIES", problems.len());
-    for p in problems {
-        println!(
-            "  {} at position {} stream {}: {}",
-            p.code,
-            p.position.map_or("-".into(), |x| x.to_string()),
-            p.stream.as_deref().unwrap_or("-"),
-            p.detail
-        );
     }
 }
 

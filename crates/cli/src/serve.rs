@@ -22,6 +22,7 @@ use ledger_api::auth::{new_token, ADMIN_KEY_PREFIX};
 use ledger_api::{AdminKey, ApiConfig, ApiKeys, ApiState, Services};
 use ledger_app::demo;
 use ledger_app::health::{Health, Part};
+use ledger_app::transparency::SigningPolicy;
 use ledger_store::responses::ResponseStore;
 
 use crate::backends::{Backends, StoreKind};
@@ -66,6 +67,25 @@ pub struct ServeArgs {
     /// than a proxy's upstream keep-alive [default: 75].
     #[arg(long, env = "LEDGER_IDLE_TIMEOUT_SECS")]
     idle_timeout_secs: Option<u64>,
+    #[command(flatten)]
+    signing: SigningArgs,
+}
+
+/// Signed tree heads (ADR 0014).
+#[derive(Debug, Args)]
+pub struct SigningArgs {
+    /// File holding the Ed25519 key that signs tree heads, as 64 hex characters
+    /// [default: DATA/signing-key.hex, created with mode 0600 on first run; move it
+    /// out of the data folder in production, like the KEK].
+    #[arg(long, env = "LEDGER_SIGNING_KEY_FILE")]
+    signing_key: Option<PathBuf>,
+    /// Sign a tree head once the log has grown by this many records [default: 1000].
+    #[arg(long, env = "LEDGER_SIGN_EVERY_EVENTS")]
+    sign_every_events: Option<u64>,
+    /// Sign a tree head at least this often while the log grows, in seconds
+    /// [default: 10].
+    #[arg(long, env = "LEDGER_SIGN_EVERY_SECS")]
+    sign_every_secs: Option<u64>,
 }
 
 /// The config file. Every field is optional; flags and environment win.
@@ -83,6 +103,9 @@ struct FileConfig {
     max_connections: Option<usize>,
     header_read_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
+    signing_key: Option<PathBuf>,
+    sign_every_events: Option<u64>,
+    sign_every_secs: Option<u64>,
 }
 
 fn read_config(path: &Path) -> Result<FileConfig> {
@@ -245,6 +268,28 @@ pub async fn run(
     };
 
     let read = Arc::new(backends.read_side().await?);
+    let transparency = Arc::new(
+        crate::transparency::open_log(
+            &ledger,
+            data,
+            args.signing.signing_key.or(file.signing_key).as_deref(),
+            SigningPolicy {
+                every_events: args
+                    .signing
+                    .sign_every_events
+                    .or(file.sign_every_events)
+                    .unwrap_or(SigningPolicy::default().every_events)
+                    .max(1),
+                every: args
+                    .signing
+                    .sign_every_secs
+                    .or(file.sign_every_secs)
+                    .map_or(SigningPolicy::default().every, Duration::from_secs),
+                ..SigningPolicy::default()
+            },
+        )
+        .await?,
+    );
     let keys = Arc::new(ApiKeys::open(&data.join("api-keys.jsonl"))?);
     let admin = admin_key(data)?;
 
@@ -307,6 +352,7 @@ pub async fn run(
         Services {
             health: health.clone(),
             responses: responses.clone(),
+            transparency: Some(transparency.clone()),
         },
     );
     let app = ledger_api::router(state);
@@ -346,6 +392,10 @@ pub async fn run(
             }
         })
     };
+    let tree_follower = {
+        let (t, health, stop) = (transparency.clone(), health.clone(), stopped());
+        tokio::spawn(async move { t.follow(stop, &health).await })
+    };
     let expiry = {
         let stop = stopped();
         tokio::spawn(async move { expire_answers(&*responses, ttl, capacity, stop).await })
@@ -359,7 +409,7 @@ pub async fn run(
     crate::listener::serve(listener, app, limits, shutdown_signal()).await;
 
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(projector, reconciler, space_probe, expiry);
+    let _ = tokio::join!(projector, reconciler, space_probe, expiry, tree_follower);
     // Persist what the projector folded last, then commit everything queued.
     if let Err(e) = read.catch_up().await {
         warn!(code = e.code(), "final read model catch-up failed");

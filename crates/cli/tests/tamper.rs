@@ -62,15 +62,6 @@ fn audit_after(p: &Pristine, name: &str, edit: impl FnOnce(&Connection)) -> serd
     report
 }
 
-fn codes(report: &serde_json::Value) -> Vec<String> {
-    report["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["code"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 fn head(conn: &Connection) -> i64 {
     conn.query_row("SELECT max(position) FROM events", [], |r| r.get(0))
         .unwrap()

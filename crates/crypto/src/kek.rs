@@ -168,7 +168,9 @@ impl Kek {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Creates `path` (and its folder) holding `bytes` and a line feed, readable by the
+/// owner only (mode 0600), synced; fails if it exists. For key files.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }

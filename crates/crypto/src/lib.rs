@@ -16,7 +16,7 @@ mod keyring;
 mod keystore;
 mod seal;
 
-pub use kek::{check_kek, rotate_kek, Kek, KekSource, Rotation};
+pub use kek::{check_kek, rotate_kek, write_private, Kek, KekSource, Rotation};
 pub use keyring::{Keyring, Opened};
 pub use keystore::{KeyState, KeyStore, Rewrap, SqliteKeyStore, WrappedKey};
 pub use seal::{open_block, seal_block, DataKey};

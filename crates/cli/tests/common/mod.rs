@@ -49,6 +49,16 @@ pub fn sample(summary: &serde_json::Value, list: &str, i: usize) -> (String, Str
     )
 }
 
+/// The problem codes of an audit report (`--json`), in order.
+pub fn codes(report: &serde_json::Value) -> Vec<String> {
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Every file under `dir`, recursively.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
