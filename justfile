@@ -25,3 +25,7 @@ bench *ARGS:
 
 fmt:
     cargo fmt --all
+
+# Rerun every benchmark the README quotes and print its tables (with date and machine).
+figures:
+    scripts/readme-figures.sh
