@@ -119,27 +119,32 @@ pub struct ConsistencyProofDto {
 #[into_params(parameter_in = Query)]
 pub struct TreeHeadQuery {
     /// A past tree size (default: the latest signed head).
-    pub size: Option<String>,
+    #[param(minimum = 0)]
+    pub size: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
-    /// Log position of the record (>= 1).
-    pub position: Option<String>,
+    /// Log position of the record.
+    #[param(minimum = 1)]
+    pub position: u64,
     /// Tree size (default: the latest signed head's size).
-    pub size: Option<String>,
+    #[param(minimum = 0)]
+    pub size: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {
-    /// The earlier tree size (>= 1).
-    pub from: Option<String>,
+    /// The earlier tree size.
+    #[param(minimum = 1)]
+    pub from: u64,
     /// The later tree size (default: the latest signed head's size).
-    pub to: Option<String>,
+    #[param(minimum = 0)]
+    pub to: Option<u64>,
 }
 
 fn invalid_query(parameter: &'static str, reason: &'static str) -> ApiError {
@@ -151,33 +156,27 @@ fn invalid_query(parameter: &'static str, reason: &'static str) -> ApiError {
     .with_details(json!({ "parameter": parameter, "reason": reason }))
 }
 
-fn number(v: Option<&str>, parameter: &'static str) -> Result<Option<u64>, ApiError> {
-    v.map(|s| {
-        s.parse::<u64>()
-            .map_err(|_| invalid_query(parameter, "must be a non-negative integer"))
-    })
-    .transpose()
-}
-
-/// A required parameter that must be at least 1 (a position, an earlier size).
-fn required(v: Option<u64>, parameter: &'static str) -> Result<u64, ApiError> {
-    match v {
-        None => Err(invalid_query(parameter, "is required")),
-        Some(0) => Err(invalid_query(parameter, "must be at least 1")),
-        Some(n) => Ok(n),
+/// A parameter that must be at least 1 (a position, an earlier size). A missing
+/// or non-numeric one is refused by the query extractor (`INVALID_QUERY`).
+fn at_least_one(v: u64, parameter: &'static str) -> Result<u64, ApiError> {
+    if v == 0 {
+        return Err(invalid_query(parameter, "must be at least 1"));
     }
+    Ok(v)
 }
 
 fn tree_error(e: TransparencyError) -> ApiError {
     match e {
+        // Well-formed, but no tree of that size exists (yet): not found, like any
+        // resource that is not there.
         TransparencyError::SizeBeyondTree { requested, size } => ApiError::new(
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
             "SIZE_BEYOND_TREE",
             format!("size {requested} is beyond the {size} records in the log"),
         )
         .with_details(json!({ "requested": requested, "tree_size": size })),
         TransparencyError::NoSuchProof(p) => ApiError::new(
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
             "NO_SUCH_PROOF",
             format!("no such proof: {p}"),
         ),
@@ -191,7 +190,8 @@ fn tree_error(e: TransparencyError) -> ApiError {
     params(TreeHeadQuery),
     responses(
         (status = 200, description = "A signed tree head", body = SignedTreeHeadDto),
-        (status = 400, description = "INVALID_QUERY (not a number, unknown parameter) or SIZE_BEYOND_TREE", body = ErrorBody),
+        (status = 400, description = "INVALID_QUERY (not a number, unknown parameter)", body = ErrorBody),
+        (status = 404, description = "SIZE_BEYOND_TREE: no tree of that size (yet)", body = ErrorBody),
         (status = 401, description = "Missing or invalid admin or broadcaster key", body = ErrorBody),
         (status = 503, description = "STORE_UNAVAILABLE: the log cannot be read now (Retry-After)", body = ErrorBody),
     ),
@@ -203,7 +203,7 @@ pub async fn tree_head(
     ApiQuery(q): ApiQuery<TreeHeadQuery>,
 ) -> Result<Json<SignedTreeHeadDto>, ApiError> {
     let t = &state.transparency;
-    let sth = match number(q.size.as_deref(), "size")? {
+    let sth = match q.size {
         None => t.latest_covering(0).await,
         Some(n) => t.signed_head_at(n).await,
     }
@@ -216,7 +216,8 @@ pub async fn tree_head(
     params(InclusionQuery),
     responses(
         (status = 200, description = "The inclusion proof", body = InclusionProofDto),
-        (status = 400, description = "INVALID_QUERY (position missing, 0 or not a number; unknown parameter), SIZE_BEYOND_TREE, or NO_SUCH_PROOF (position beyond the size)", body = ErrorBody),
+        (status = 400, description = "INVALID_QUERY (position missing, 0 or not a number; unknown parameter)", body = ErrorBody),
+        (status = 404, description = "SIZE_BEYOND_TREE (no tree of that size yet) or NO_SUCH_PROOF (position beyond the size)", body = ErrorBody),
         (status = 401, description = "Missing or invalid admin or broadcaster key", body = ErrorBody),
         (status = 503, description = "STORE_UNAVAILABLE: the log cannot be read now (Retry-After)", body = ErrorBody),
     ),
@@ -227,8 +228,8 @@ pub async fn inclusion(
     _who: Auditor,
     ApiQuery(q): ApiQuery<InclusionQuery>,
 ) -> Result<Json<InclusionProofDto>, ApiError> {
-    let position = required(number(q.position.as_deref(), "position")?, "position")?;
-    let size = number(q.size.as_deref(), "size")?;
+    let position = at_least_one(q.position, "position")?;
+    let size = q.size;
     let i = state
         .transparency
         .inclusion(position, size)
@@ -248,7 +249,8 @@ pub async fn inclusion(
     params(ConsistencyQuery),
     responses(
         (status = 200, description = "The consistency proof", body = ConsistencyProofDto),
-        (status = 400, description = "INVALID_QUERY (from missing, 0 or not a number; unknown parameter), SIZE_BEYOND_TREE, or NO_SUCH_PROOF (from > to)", body = ErrorBody),
+        (status = 400, description = "INVALID_QUERY (from missing, 0 or not a number; unknown parameter)", body = ErrorBody),
+        (status = 404, description = "SIZE_BEYOND_TREE (no tree of that size yet) or NO_SUCH_PROOF (from > to)", body = ErrorBody),
         (status = 401, description = "Missing or invalid admin or broadcaster key", body = ErrorBody),
         (status = 503, description = "STORE_UNAVAILABLE: the log cannot be read now (Retry-After)", body = ErrorBody),
     ),
@@ -259,8 +261,8 @@ pub async fn consistency(
     _who: Auditor,
     ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyProofDto>, ApiError> {
-    let from = required(number(q.from.as_deref(), "from")?, "from")?;
-    let to = number(q.to.as_deref(), "to")?;
+    let from = at_least_one(q.from, "from")?;
+    let to = q.to;
     let p = state
         .transparency
         .consistency(from, to)

@@ -129,7 +129,8 @@ pub async fn heads_proofs_and_receipts() {
     .verify(&past.head(), &latest.head())
     .unwrap();
 
-    // Refusals: 400 with a code, 401 without a key.
+    // Refusals: 400 for a malformed query, 404 for a tree or proof that does not
+    // exist, each with its code; 401 without a key.
     let beyond = latest.size + 1000;
     for (path, code) in [
         ("/v1/audit/tree-head?size=x".to_owned(), "INVALID_QUERY"),
@@ -169,7 +170,12 @@ pub async fn heads_proofs_and_receipts() {
         ),
     ] {
         let r = get(path.clone(), Some(admin.clone())).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.text);
+        let status = if code == "INVALID_QUERY" {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(r.status, status, "{path}: {}", r.text);
         assert_eq!(r.body["code"], code, "{path}: {}", r.text);
     }
     for path in [
