@@ -163,26 +163,46 @@ fn admin_key(data: &Path) -> Result<AdminKey> {
     Ok(key)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// The future of SIGTERM or SIGINT. The handlers are installed when this is
+/// called, not when the future is first polled: a signal that arrives once the
+/// server answers requests is always a graceful shutdown, never the default
+/// action that kills the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        #[cfg(unix)]
+        {
+            let (mut term, mut int) = (term, int);
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = term => {},
+                _ = int => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        info!("shutdown signal received: finishing in-flight requests");
     }
-    info!("shutdown signal received: finishing in-flight requests");
 }
 
 pub async fn run(
@@ -293,6 +313,9 @@ pub async fn run(
     let keys = Arc::new(ApiKeys::open(&data.join("api-keys.jsonl"))?);
     let admin = admin_key(data)?;
 
+    // Before the socket exists, so no request can be answered before a SIGTERM
+    // is handled gracefully.
+    let shutdown = shutdown_signal();
     let listener =
         crate::listener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
@@ -406,7 +429,7 @@ pub async fn run(
     };
 
     info!(%local, "serving");
-    crate::listener::serve(listener, app, limits, shutdown_signal()).await;
+    crate::listener::serve(listener, app, limits, shutdown).await;
 
     let _ = stop_tx.send(true);
     let _ = tokio::join!(projector, reconciler, space_probe, expiry, tree_follower);

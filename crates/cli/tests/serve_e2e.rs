@@ -207,3 +207,15 @@ fn story(data: &Path, store: Option<&str>) {
         assert_eq!(hits, 0, "plaintext email in a PostgreSQL table");
     }
 }
+
+/// The signal handlers are in place before the first request can be answered: a
+/// SIGTERM right after the first `/healthz` answer is a graceful stop (exit 0,
+/// "stopped cleanly"), never the default action that kills the process.
+#[test]
+fn a_sigterm_right_after_the_first_answer_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..5 {
+        let s = start(&dir.path().join("data"), free_port(), None);
+        stop(s);
+    }
+}
