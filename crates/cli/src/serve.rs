@@ -202,10 +202,12 @@ fn settings(args: &ServeArgs, store: Option<&str>, env_prefix: &str) -> Result<S
             layers.merge(Toml::file_exact(path))
         };
     }
-    let env = Env::prefixed(env_prefix).filter_map(|name| {
-        ENV.iter()
-            .find(|(n, _)| name == *n)
-            .map(|(_, key)| (*key).into())
+    let prefix = env_prefix.to_owned();
+    let env = Env::prefixed(env_prefix).filter_map(move |name| {
+        let (var, key) = ENV.iter().find(|(n, _)| name == *n)?;
+        // An empty variable counts as unset, as with clap's `env`.
+        let set = std::env::var_os(format!("{prefix}{var}")).is_some_and(|v| !v.is_empty());
+        set.then(|| (*key).into())
     });
     layers = layers.merge(env).merge(Serialized::defaults(args));
     if let Some(s) = store {
@@ -741,14 +743,19 @@ mod tests {
     }
 
     #[test]
-    fn addresses_from_the_environment_stay_strings() {
+    fn addresses_from_the_environment_stay_strings_and_an_empty_one_is_unset() {
         let _lock = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let p = "LEDGER_TEST_ADDRESSES_";
-        for addr in ["[::1]:8080", "0.0.0.0:8080", "127.0.0.1:0"] {
-            std::env::set_var(format!("{p}LISTEN"), addr);
+        for (given, got) in [
+            ("[::1]:8080", "[::1]:8080"),
+            ("0.0.0.0:8080", "0.0.0.0:8080"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            ("", "127.0.0.1:8080"),
+        ] {
+            std::env::set_var(format!("{p}LISTEN"), given);
             let s = settings(&args(&[]), None, p);
             std::env::remove_var(format!("{p}LISTEN"));
-            assert_eq!(s.unwrap().listen, addr);
+            assert_eq!(s.unwrap().listen, got, "{given:?}");
         }
     }
 
