@@ -14,7 +14,7 @@
 //!    (`[A-Za-z0-9._-]{1,64}`), so nothing personal rides in it into the logs; else
 //!    a new UUID v4. `SetRequestId` keeps whatever header it finds and calls its
 //!    `MakeRequestId` only when there is none, so the rule is a tiny step in front
-//!    of it ([`keep_short_request_id`]) that drops a header that is not such a
+//!    of it (`keep_short_request_id`) that drops a header that is not such a
 //!    token; tower-http's `MakeRequestUuid` then makes the new one. Every answer
 //!    carries the id, the timeout's and the body limit's included.
 //! 3. **Span and access log** ([`TraceLayer`]): one `request` span with the request
@@ -23,7 +23,7 @@
 //!    term); handlers' own spans are its children. One line when the answer's head
 //!    is ready: `warn` "request failed" for a 5xx, else `debug` "request done",
 //!    with the status and the microseconds. No header, no URI, no body.
-//! 4. **Metrics** ([`count`]): requests and latency by route template, method and
+//! 4. **Metrics** (`count`): requests and latency by route template, method and
 //!    status, into the state's recorder ([`crate::metrics`]).
 //! 5. **Compression** ([`CompressionLayer`], gzip and br, only those compiled in):
 //!    JSON and NDJSON answers (and the dashboard's files), when the client accepts
@@ -32,7 +32,7 @@
 //!    an encoder copies its input into windows and buffers that are freed without
 //!    being cleared, and the point of `PersonalJson` is that no copy of an opened
 //!    profile outlives the request (`crates/cli/tests/memory_residue.rs`).
-//! 6. **Our error bodies** ([`error_bodies`]): tower-http's timeout answers an
+//! 6. **Our error bodies** (`error_bodies`): tower-http's timeout answers an
 //!    empty response and its body limit a `text/plain` 413; this maps them to the
 //!    API's `{code, message, details}`: `503 TIMEOUT` with `Retry-After`, and
 //!    `413 BODY_TOO_LARGE`.
