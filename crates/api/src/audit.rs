@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use ledger_store::{EventStore, RecordedEvent};
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
@@ -141,7 +142,10 @@ pub async fn events(
             let done = page.len() < PAGE;
             Some((Ok::<_, std::io::Error>(chunk), (store, last, None, done)))
         },
-    );
+    )
+    // Ended for good: the compression layer's reader polls once more after the end,
+    // which `unfold` alone answers with a panic.
+    .fuse();
     Ok((
         [(CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(stream),

@@ -4,8 +4,6 @@
 //! A refused erasure is `409` with the first blocker's code and **every** blocker in
 //! `details.blockers` (the aggregate stops at the first; the dashboard wants all).
 
-use std::sync::atomic::Ordering;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -79,7 +77,7 @@ async fn erase(state: &SharedState, tenant: Tenant, c: CustomerId) -> Result<Era
         Ok(receipt) => {
             if !receipt.repeat {
                 state.read_your_write().await;
-                state.metrics.erasures.fetch_add(1, Ordering::Relaxed);
+                state.metrics.erasures.increment(1);
             }
             // The receipt's digests come from the read model; a failed catch-up
             // leaves them out rather than failing a committed erasure.
@@ -113,10 +111,7 @@ async fn erase(state: &SharedState, tenant: Tenant, c: CustomerId) -> Result<Era
                     | Refusal::ActiveSubscription { .. }
             ) =>
         {
-            state
-                .metrics
-                .erasure_refusals
-                .fetch_add(1, Ordering::Relaxed);
+            state.metrics.erasure_refusals.increment(1);
             let all = blockers(state, tenant, c)
                 .await
                 .map(|(_, l)| l)

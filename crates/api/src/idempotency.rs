@@ -259,10 +259,7 @@ pub async fn layer(State(state): State<SharedState>, req: Request, next: Next) -
     let scope = *b.as_bytes();
     match state.responses.recall(scope, &key.1).await {
         Ok(Some(saved)) if saved.fingerprint == fingerprint => {
-            state
-                .metrics
-                .idempotent_replays
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state.metrics.idempotent_replays.increment(1);
             return replay(saved);
         }
         Ok(Some(_)) => return key_reused().into_response(),

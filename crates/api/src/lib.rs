@@ -9,8 +9,9 @@
 //!   extractors that map every rejection to a code;
 //! - who may call what ([`auth`]): broadcaster API keys scoped to one tenant, and a
 //!   separate admin key;
-//! - production behaviour: idempotency keys ([`idempotency`]), body limit, timeout,
-//!   request ids, per-request tracing spans, Prometheus [`metrics`];
+//! - production behaviour: idempotency keys ([`idempotency`]); request ids, the
+//!   per-request span and access log, compression, timeout and body limit, from
+//!   tower-http ([`layers`]); Prometheus [`metrics`] through the `metrics` facade;
 //! - the OpenAPI 3.1 document, generated from the handlers ([`ApiDoc`]), with the
 //!   responses common to a kind of operation added in one place ([`openapi`]).
 //!
@@ -34,6 +35,7 @@ pub mod dto;
 pub mod erasure;
 pub mod error;
 pub mod idempotency;
+pub mod layers;
 pub mod metrics;
 pub mod money;
 pub mod openapi;
@@ -43,12 +45,11 @@ pub mod revenue;
 pub mod transparency;
 
 use std::str::FromStr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -59,7 +60,6 @@ use ledger_app::{Executed, Ledger};
 use ledger_command::CustomerCommand;
 use ledger_store::responses::ResponseStore;
 use ledger_types::CustomerId;
-use tracing::Instrument as _;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -68,6 +68,7 @@ use crate::openapi::{CommonResponses, RequestFields};
 pub use auth::{AdminKey, ApiKeys};
 pub use error::{ApiError, ErrorBody};
 pub use idempotency::Idempotency;
+pub use layers::REQUEST_ID;
 pub use metrics::Metrics;
 
 use crate::dto::*;
@@ -199,9 +200,7 @@ impl ApiState {
         let r = self.ledger.execute(c, cmd).await;
         self.health.observe_write(&r);
         let ex = r?;
-        self.metrics
-            .appends
-            .fetch_add(ex.appended as u64, Ordering::Relaxed);
+        self.metrics.appends.increment(ex.appended as u64);
         if ex.appended > 0 {
             self.read_your_write().await;
         }
@@ -231,74 +230,6 @@ pub fn parse_id<T: FromStr>(s: &str, field: &'static str) -> Result<T, ApiError>
         return Err(ApiError::invalid_id(field));
     }
     T::from_str(s).map_err(|_| ApiError::invalid_id(field))
-}
-
-/// The request id of a request: the client's `x-request-id` if it is a short token
-/// (so nothing personal rides in it into the logs), else a new UUID.
-#[derive(Debug, Clone)]
-pub struct RequestIdValue(pub String);
-
-pub const REQUEST_ID: &str = "x-request-id";
-
-fn request_id(req: &Request) -> String {
-    req.headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            (1..=64).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        })
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
-}
-
-fn method_label(m: &Method) -> &'static str {
-    match *m {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
-    }
-}
-
-/// Request id, span, timeout, metrics and the access log line, around every route.
-pub async fn observe(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = method_label(req.method());
-    let rid = request_id(&req);
-    req.extensions_mut().insert(RequestIdValue(rid.clone()));
-    let span = tracing::info_span!("request", request_id = %rid, method, route = %route);
-    let res =
-        match tokio::time::timeout(state.config.timeout, next.run(req).instrument(span.clone()))
-            .await
-        {
-            Ok(r) => r,
-            Err(_) => ApiError::unavailable("TIMEOUT", "the request took too long").into_response(),
-        };
-    let mut res = res;
-    let status = res.status().as_u16();
-    let elapsed = started.elapsed();
-    state.metrics.observe(&route, method, status, elapsed);
-    span.in_scope(|| {
-        let micros = elapsed.as_micros() as u64;
-        if res.status().is_server_error() {
-            tracing::warn!(status, micros, "request failed");
-        } else {
-            tracing::debug!(status, micros, "request done");
-        }
-    });
-    if let Ok(v) = HeaderValue::from_str(&rid) {
-        res.headers_mut().insert(REQUEST_ID, v);
-    }
-    res
 }
 
 /// The methods of every path of the OpenAPI document (HEAD with GET, as axum
@@ -359,10 +290,10 @@ async fn no_method() -> ApiError {
     )
 }
 
-/// The whole API.
+/// The whole API: the feature routers, the method check and idempotency keys, in
+/// the production layers of [`layers`].
 pub fn router(state: SharedState) -> Router {
-    let limit = state.config.body_limit;
-    Router::new()
+    let routes = Router::new()
         .merge(customers::router())
         .merge(billing::router())
         .merge(erasure::router())
@@ -382,10 +313,8 @@ pub fn router(state: SharedState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             allowed_methods,
-        ))
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        ));
+    layers::around(routes, &state).with_state(state)
 }
 
 struct Security;

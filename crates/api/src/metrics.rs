@@ -1,46 +1,77 @@
-//! Prometheus metrics, hand-rolled with atomics (no metrics framework): requests by
-//! route template and status, a latency histogram per route, appended events,
-//! erasures, idempotent replays, and the projection lag computed at scrape time.
+//! Prometheus metrics through the [`metrics`] facade, kept and rendered by
+//! `metrics-exporter-prometheus` (ADR 0020): requests by route template, method and
+//! status, a latency histogram per route, appended events, erasures, refusals,
+//! idempotent replays, and the gauges read at scrape time (log head, read model
+//! position, projection lag, pending key destructions).
 //!
-//! Labels are route templates (`/v1/customers/{id}`) and status codes, never a
-//! concrete path: ids (and anything else a client puts in a URL) stay out.
+//! Labels are route templates (`/v1/customers/{id}`), methods and status codes,
+//! never a concrete path: ids (and anything else a client puts in a URL) stay out.
+//!
+//! # One recorder per [`Metrics`]
+//!
+//! The facade's recorder is process-global, and the in-process API tests build many
+//! `ApiState`s in one process, each asserting on its own counts. So each
+//! [`Metrics`] owns its own [`PrometheusRecorder`]:
+//!
+//! - the counters and gauges without per-request labels are registered once, at
+//!   construction, and kept as handles ([`Counter`], [`Gauge`]); updating them
+//!   needs no recorder in scope;
+//! - the per-request series (labels known only per request) are registered through
+//!   [`metrics::with_local_recorder`] with this recorder, for the length of one
+//!   synchronous call;
+//! - `/metrics` renders this recorder's [`PrometheusHandle`] (the exporter's HTTP
+//!   listener is not compiled in).
+//!
+//! `ledger serve` also makes its state's recorder the global one
+//! ([`Metrics::install_global`]), so a `metrics::counter!` anywhere in the process
+//! (another crate, a background task) lands in the same exposition.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
+
+use metrics::{Counter, Gauge};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-#[derive(Debug, Default)]
-struct RouteStats {
-    /// Counts by status code (index = status - 100).
-    by_status: Vec<AtomicU64>,
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
+const REQUESTS: &str = "ledger_http_requests_total";
+const DURATION: &str = "ledger_http_request_duration_seconds";
 
-impl RouteStats {
-    fn new() -> Self {
-        Self {
-            by_status: (0..500).map(|_| AtomicU64::new(0)).collect(),
-            ..Default::default()
-        }
-    }
-}
+/// The exporter keeps each latency sample until it is folded into its histogram,
+/// at a scrape or at an upkeep: one upkeep every this many requests bounds that
+/// memory when nothing scrapes.
+const UPKEEP_EVERY: u64 = 4096;
 
-#[derive(Debug, Default)]
+/// The metrics of one API state; see the module doc.
 pub struct Metrics {
-    routes: RwLock<HashMap<(String, &'static str), Arc<RouteStats>>>,
-    pub appends: AtomicU64,
-    pub erasures: AtomicU64,
-    pub erasure_refusals: AtomicU64,
-    pub idempotent_replays: AtomicU64,
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+    requests_seen: AtomicU64,
+    /// Events appended to the log by API commands.
+    pub appends: Counter,
+    /// Customers anonymized through the API (idempotent repeats not counted).
+    pub erasures: Counter,
+    /// Erasure requests refused with a blocker.
+    pub erasure_refusals: Counter,
+    /// Write requests answered from saved idempotent answers.
+    pub idempotent_replays: Counter,
+    log_head: Gauge,
+    read_model_position: Gauge,
+    projection_lag: Gauge,
+    pending_destructions: Gauge,
+    oldest_pending_destruction: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 /// Figures read at scrape time.
@@ -52,153 +83,109 @@ pub struct Gauges {
     pub oldest_pending_destruction_seconds: f64,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        Self::default()
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(DURATION.to_owned()), &BUCKETS)
+            .expect("the latency buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        let recorder = Arc::new(recorder);
+        metrics::with_local_recorder(&*recorder, || {
+            metrics::describe_counter!(
+                REQUESTS,
+                "HTTP requests by route template, method and status."
+            );
+            metrics::describe_histogram!(DURATION, "Request latency by route template.");
+            let counter = |name: &'static str, help: &'static str| {
+                metrics::describe_counter!(name, help);
+                metrics::counter!(name)
+            };
+            let gauge = |name: &'static str, help: &'static str| {
+                metrics::describe_gauge!(name, help);
+                metrics::gauge!(name)
+            };
+            Self {
+                appends: counter(
+                    "ledger_events_appended_total",
+                    "Events appended to the log by API commands.",
+                ),
+                erasures: counter(
+                    "ledger_erasures_total",
+                    "Customers anonymized through the API (idempotent repeats not counted).",
+                ),
+                erasure_refusals: counter(
+                    "ledger_erasure_refusals_total",
+                    "Erasure requests refused with a blocker.",
+                ),
+                idempotent_replays: counter(
+                    "ledger_idempotent_replays_total",
+                    "Write requests answered from the idempotency cache.",
+                ),
+                log_head: gauge(
+                    "ledger_log_head_position",
+                    "Position of the last event in the log.",
+                ),
+                read_model_position: gauge(
+                    "ledger_read_model_position",
+                    "Position the read model has folded up to.",
+                ),
+                projection_lag: gauge(
+                    "ledger_projection_lag_events",
+                    "Events in the log not yet folded into the read model.",
+                ),
+                pending_destructions: gauge(
+                    "ledger_pending_destructions",
+                    "Erasures whose data key is not destroyed yet.",
+                ),
+                oldest_pending_destruction: gauge(
+                    "ledger_oldest_pending_destruction_seconds",
+                    "Age of the oldest pending key destruction (0 if none).",
+                ),
+                recorder: recorder.clone(),
+                handle,
+                requests_seen: AtomicU64::new(0),
+            }
+        })
     }
 
-    fn route(&self, route: &str, method: &'static str) -> Option<Arc<RouteStats>> {
-        if let Some(r) = self.routes.read().ok()?.get(&(route.to_owned(), method)) {
-            return Some(r.clone());
-        }
-        let mut w = self.routes.write().ok()?;
-        Some(
-            w.entry((route.to_owned(), method))
-                .or_insert_with(|| Arc::new(RouteStats::new()))
-                .clone(),
-        )
-    }
-
-    /// Records one finished request.
+    /// Records one finished request: `route` is a route template (or `unmatched`).
     pub fn observe(&self, route: &str, method: &'static str, status: u16, elapsed: Duration) {
-        let Some(r) = self.route(route, method) else {
-            return;
-        };
-        if let Some(c) = r.by_status.get(usize::from(status.saturating_sub(100))) {
-            c.fetch_add(1, Ordering::Relaxed);
+        metrics::with_local_recorder(&*self.recorder, || {
+            let route = route.to_owned();
+            metrics::counter!(REQUESTS, "route" => route.clone(), "method" => method, "status" => status.to_string())
+                .increment(1);
+            metrics::histogram!(DURATION, "route" => route, "method" => method)
+                .record(elapsed.as_secs_f64());
+        });
+        if self.requests_seen.fetch_add(1, Ordering::Relaxed) % UPKEEP_EVERY == UPKEEP_EVERY - 1 {
+            self.handle.run_upkeep();
         }
-        let secs = elapsed.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                r.buckets[i].fetch_add(1, Ordering::Relaxed);
-                break;
-            }
-        }
-        r.count.fetch_add(1, Ordering::Relaxed);
-        r.sum_micros
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition format (0.0.4).
+    /// The Prometheus text exposition format (0.0.4), with the gauges set to `g`.
     pub fn render(&self, g: Gauges) -> String {
-        let mut out = String::with_capacity(4096);
-        let routes: Vec<((String, &'static str), Arc<RouteStats>)> = self
-            .routes
-            .read()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
-        let mut routes = routes;
-        routes.sort_by(|a, b| a.0.cmp(&b.0));
+        self.log_head.set(g.log_head as f64);
+        self.read_model_position.set(g.read_model_position as f64);
+        self.projection_lag
+            .set(g.log_head.saturating_sub(g.read_model_position) as f64);
+        self.pending_destructions.set(g.pending_destructions as f64);
+        self.oldest_pending_destruction
+            .set(g.oldest_pending_destruction_seconds);
+        self.handle.render()
+    }
 
-        out.push_str("# HELP ledger_http_requests_total HTTP requests by route template, method and status.\n");
-        out.push_str("# TYPE ledger_http_requests_total counter\n");
-        for ((route, method), r) in &routes {
-            for (i, c) in r.by_status.iter().enumerate() {
-                let n = c.load(Ordering::Relaxed);
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "ledger_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{}\"}} {n}",
-                        i + 100
-                    );
-                }
-            }
-        }
-        out.push_str(
-            "# HELP ledger_http_request_duration_seconds Request latency by route template.\n",
-        );
-        out.push_str("# TYPE ledger_http_request_duration_seconds histogram\n");
-        for ((route, method), r) in &routes {
-            let mut cum = 0u64;
-            for (i, b) in BUCKETS.iter().enumerate() {
-                cum += r.buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "ledger_http_request_duration_seconds_bucket{{route=\"{route}\",method=\"{method}\",le=\"{b}\"}} {cum}"
-                );
-            }
-            let count = r.count.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "ledger_http_request_duration_seconds_bucket{{route=\"{route}\",method=\"{method}\",le=\"+Inf\"}} {count}"
-            );
-            let sum = r.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "ledger_http_request_duration_seconds_sum{{route=\"{route}\",method=\"{method}\"}} {sum}"
-            );
-            let _ = writeln!(
-                out,
-                "ledger_http_request_duration_seconds_count{{route=\"{route}\",method=\"{method}\"}} {count}"
-            );
-        }
-        let counters = [
-            (
-                "ledger_events_appended_total",
-                "Events appended to the log by API commands.",
-                &self.appends,
-            ),
-            (
-                "ledger_erasures_total",
-                "Customers anonymized through the API (idempotent repeats not counted).",
-                &self.erasures,
-            ),
-            (
-                "ledger_erasure_refusals_total",
-                "Erasure requests refused with a blocker.",
-                &self.erasure_refusals,
-            ),
-            (
-                "ledger_idempotent_replays_total",
-                "Write requests answered from the idempotency cache.",
-                &self.idempotent_replays,
-            ),
-        ];
-        for (name, help, c) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {}", c.load(Ordering::Relaxed));
-        }
-        let gauges = [
-            (
-                "ledger_log_head_position",
-                "Position of the last event in the log.",
-                g.log_head,
-            ),
-            (
-                "ledger_read_model_position",
-                "Position the read model has folded up to.",
-                g.read_model_position,
-            ),
-            (
-                "ledger_projection_lag_events",
-                "Events in the log not yet folded into the read model.",
-                g.log_head.saturating_sub(g.read_model_position),
-            ),
-        ];
-        for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP ledger_pending_destructions Erasures whose data key is not destroyed yet.\n# TYPE ledger_pending_destructions gauge\nledger_pending_destructions {}",
-            g.pending_destructions
-        );
-        let _ = writeln!(
-            out,
-            "# HELP ledger_oldest_pending_destruction_seconds Age of the oldest pending key destruction (0 if none).\n# TYPE ledger_oldest_pending_destruction_seconds gauge\nledger_oldest_pending_destruction_seconds {}",
-            g.oldest_pending_destruction_seconds
-        );
-        out
+    /// Makes this recorder the process's global one, so that the facade's macros
+    /// called outside this crate report here too. Only the first call in a process
+    /// succeeds (`false` after).
+    pub fn install_global(&self) -> bool {
+        metrics::set_global_recorder(self.recorder.clone()).is_ok()
     }
 }
 
@@ -219,11 +206,33 @@ mod tests {
         });
         assert!(text.contains(
             "ledger_http_requests_total{route=\"/v1/customers/{id}\",method=\"GET\",status=\"404\"} 1"
+        ), "{text}");
+        assert!(text.contains("le=\"0.0005\"} 1"), "{text}");
+        assert!(text.contains("le=\"+Inf\"} 2"), "{text}");
+        assert!(text.contains("ledger_projection_lag_events 3"), "{text}");
+        assert!(text.contains("ledger_pending_destructions 2"), "{text}");
+        assert!(
+            text.contains("ledger_oldest_pending_destruction_seconds 1.5"),
+            "{text}"
+        );
+        // Every series is there from the start, with its help line.
+        assert!(text.contains("ledger_erasures_total 0"), "{text}");
+        assert!(text.contains(
+            "# HELP ledger_http_request_duration_seconds Request latency by route template."
         ));
-        assert!(text.contains("le=\"0.0005\"} 1"));
-        assert!(text.contains("le=\"+Inf\"} 2"));
-        assert!(text.contains("ledger_projection_lag_events 3"));
-        assert!(text.contains("ledger_pending_destructions 2"));
-        assert!(text.contains("ledger_oldest_pending_destruction_seconds 1.5"));
+        assert!(text.contains("# TYPE ledger_http_request_duration_seconds histogram"));
+    }
+
+    #[test]
+    fn two_states_in_one_process_count_apart() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.appends.increment(3);
+        a.observe("/healthz", "GET", 200, Duration::from_millis(1));
+        let tb = b.render(Gauges::default());
+        assert!(tb.contains("ledger_events_appended_total 0"), "{tb}");
+        assert!(!tb.contains("route=\"/healthz\""), "{tb}");
+        let ta = a.render(Gauges::default());
+        assert!(ta.contains("ledger_events_appended_total 3"), "{ta}");
+        assert!(ta.contains("status=\"200\"} 1"), "{ta}");
     }
 }

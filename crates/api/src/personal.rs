@@ -8,6 +8,10 @@
 //! [`PersonalJson`] measures the JSON first, serializes it once into a buffer of
 //! exactly that size, drops (zeroizes) the value it came from, and gives the
 //! server bytes that are zeroized when the last reference goes, after the write.
+//!
+//! The answer carries the [`Personal`] mark, which keeps it out of compression
+//! (`crate::layers`): an encoder would copy the JSON into its own buffers, which
+//! are freed without being cleared.
 
 use axum::body::Body;
 use axum::http::header::CONTENT_TYPE;
@@ -22,6 +26,11 @@ use crate::error::ApiError;
 /// A JSON response holding personal data; see the module doc.
 #[derive(Debug)]
 pub struct PersonalJson<T: Serialize>(pub T);
+
+/// The mark (a response extension) of an answer that holds opened personal data:
+/// never compressed, never copied into another buffer on its way out.
+#[derive(Debug, Clone, Copy)]
+pub struct Personal;
 
 /// Counts the bytes a serialization writes.
 struct Counter(usize);
@@ -59,6 +68,7 @@ impl<T: Serialize> IntoResponse for PersonalJson<T> {
         let mut res = Response::new(Body::from(Bytes::from_owner(Cleared(buf))));
         res.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        res.extensions_mut().insert(Personal);
         res
     }
 }

@@ -6,6 +6,7 @@
 //! against the OpenAPI document.
 
 mod common;
+mod layers;
 mod transparency;
 
 use std::sync::atomic::Ordering;
@@ -1388,24 +1389,27 @@ async fn a_slow_request_times_out_with_the_error_body() {
         ledger_api::AdminKey::from_token(&h.admin),
         config,
     );
-    let app = axum::Router::new()
-        .route(
-            "/slow",
-            axum::routing::get(|| async {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                "late"
-            }),
-        )
-        .layer(axum::middleware::from_fn_with_state(
-            state,
-            ledger_api::observe,
-        ));
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            "late"
+        }),
+    );
+    let app = ledger_api::layers::around(app, &state);
     let req = axum::http::Request::builder()
         .uri("/slow")
         .body(axum::body::Body::empty())
         .unwrap();
     let res = tower::ServiceExt::oneshot(app, req).await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers().get("retry-after").unwrap(), "1");
+    assert_eq!(res.headers().get("x-request-id").unwrap().len(), 36);
+    let text = state.metrics.render(Default::default());
+    assert!(
+        text.contains("route=\"/slow\",method=\"GET\",status=\"503\"} 1"),
+        "the timeout is counted with its status: {text}"
+    );
     let body: Value = serde_json::from_slice(
         &axum::body::to_bytes(res.into_body(), usize::MAX)
             .await

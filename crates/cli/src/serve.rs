@@ -3,9 +3,10 @@
 //!
 //! Configuration, highest precedence first: command-line flags, environment
 //! variables (`LEDGER_LISTEN`, `LEDGER_STORE`, ...), the optional config file
-//! (`--config FILE`, TOML or JSON by extension), built-in defaults. With none of
-//! them, `ledger serve` stores everything in `./ledger-data` and listens on
-//! 127.0.0.1:8080.
+//! (`--config FILE`, TOML or JSON by extension; an unknown key is refused, named),
+//! built-in defaults. The layers are merged by `figment` ([`settings`]; ADR 0020).
+//! With none of them, `ledger serve` stores everything in `./ledger-data` and
+//! listens on 127.0.0.1:8080.
 //!
 //! Shutdown on SIGTERM or SIGINT: stop accepting, finish in-flight requests, stop
 //! the projector, close the event store (everything acknowledged is committed).
@@ -16,8 +17,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
+use figment::providers::{Env, Format as _, Json, Serialized, Toml};
+use figment::Figment;
 use ledger_api::auth::{new_token, ADMIN_KEY_PREFIX};
 use ledger_api::{AdminKey, ApiConfig, ApiKeys, ApiState, Services};
 use ledger_app::demo;
@@ -27,96 +30,194 @@ use ledger_store::responses::ResponseStore;
 
 use crate::backends::{Backends, StoreKind};
 use crate::folder::Access;
+use crate::listener::Limits;
 use ledger_types::BroadcasterId;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-#[derive(Debug, Args)]
+/// The flags of `ledger serve`. Each setting is also an environment variable and a
+/// config file key ([`ENV`], [`Settings`]); a flag given wins over both.
+#[derive(Debug, Args, Serialize)]
 pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "LEDGER_LISTEN")]
+    /// Address to listen on; env LEDGER_LISTEN, config key `listen` [default:
+    /// 127.0.0.1:8080].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<String>,
-    /// Optional configuration file (TOML, or JSON if it ends in .json).
+    /// Optional configuration file (TOML, or JSON if it ends in .json); unknown keys
+    /// are refused.
     #[arg(long, env = "LEDGER_CONFIG")]
+    #[serde(skip)]
     config: Option<PathBuf>,
     /// Fill an empty store with the demo data set first, and print one API key per
     /// demo broadcaster.
     #[arg(long)]
+    #[serde(skip)]
     demo: bool,
-    /// Customers in the demo data set.
-    #[arg(long, env = "LEDGER_DEMO_CUSTOMERS")]
+    /// Customers in the demo data set; env LEDGER_DEMO_CUSTOMERS, config key
+    /// `demo_customers` [default: 10000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     demo_customers: Option<usize>,
-    /// Largest request body, in bytes [default: 65536].
-    #[arg(long, env = "LEDGER_BODY_LIMIT")]
+    /// Largest request body, in bytes; env LEDGER_BODY_LIMIT, config key
+    /// `body_limit` [default: 65536].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     body_limit: Option<usize>,
-    /// Request timeout in seconds [default: 30].
-    #[arg(long, env = "LEDGER_REQUEST_TIMEOUT_SECS")]
+    /// Request timeout in seconds; env LEDGER_REQUEST_TIMEOUT_SECS, config key
+    /// `request_timeout_secs` [default: 30].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     request_timeout_secs: Option<u64>,
-    /// How long answers to writes sent with an Idempotency-Key are kept, in
-    /// seconds [default: 86400].
-    #[arg(long, env = "LEDGER_IDEMPOTENCY_TTL_SECS")]
+    /// How long answers to writes sent with an Idempotency-Key are kept, in seconds;
+    /// env LEDGER_IDEMPOTENCY_TTL_SECS, config key `idempotency_ttl_secs`
+    /// [default: 86400].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     idempotency_ttl_secs: Option<u64>,
     /// Most connections open at once; keep it below the open-files limit
-    /// (LimitNOFILE) minus what the stores need [default: 768].
-    #[arg(long, env = "LEDGER_MAX_CONNECTIONS")]
+    /// (LimitNOFILE) minus what the stores need; env LEDGER_MAX_CONNECTIONS, config
+    /// key `max_connections` [default: 768].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_connections: Option<usize>,
-    /// Seconds a connection has to send a complete request head [default: 10].
-    #[arg(long, env = "LEDGER_HEADER_READ_TIMEOUT_SECS")]
+    /// Seconds a connection has to send a complete request head; env
+    /// LEDGER_HEADER_READ_TIMEOUT_SECS, config key `header_read_timeout_secs`
+    /// [default: 10].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     header_read_timeout_secs: Option<u64>,
     /// Seconds a kept-alive connection may wait for its next request; keep it longer
-    /// than a proxy's upstream keep-alive [default: 75].
-    #[arg(long, env = "LEDGER_IDLE_TIMEOUT_SECS")]
+    /// than a proxy's upstream keep-alive; env LEDGER_IDLE_TIMEOUT_SECS, config key
+    /// `idle_timeout_secs` [default: 75].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     idle_timeout_secs: Option<u64>,
     #[command(flatten)]
+    #[serde(flatten)]
     signing: SigningArgs,
 }
 
 /// Signed tree heads (ADR 0014).
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize)]
 pub struct SigningArgs {
-    /// File holding the Ed25519 key that signs tree heads, as 64 hex characters
-    /// [default: DATA/signing-key.hex, created with mode 0600 on first run; move it
-    /// out of the data folder in production, like the KEK].
-    #[arg(long, env = "LEDGER_SIGNING_KEY_FILE")]
+    /// File holding the Ed25519 key that signs tree heads, as 64 hex characters; env
+    /// LEDGER_SIGNING_KEY_FILE, config key `signing_key` [default:
+    /// DATA/signing-key.hex, created with mode 0600 on first run; move it out of the
+    /// data folder in production, like the KEK].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     signing_key: Option<PathBuf>,
-    /// Sign a tree head once the log has grown by this many records [default: 1000].
-    #[arg(long, env = "LEDGER_SIGN_EVERY_EVENTS")]
+    /// Sign a tree head once the log has grown by this many records; env
+    /// LEDGER_SIGN_EVERY_EVENTS, config key `sign_every_events` [default: 1000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     sign_every_events: Option<u64>,
-    /// Sign a tree head at least this often while the log grows, in seconds
-    /// [default: 10].
-    #[arg(long, env = "LEDGER_SIGN_EVERY_SECS")]
+    /// Sign a tree head at least this often while the log grows, in seconds; env
+    /// LEDGER_SIGN_EVERY_SECS, config key `sign_every_secs` [default: 10].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     sign_every_secs: Option<u64>,
 }
 
-/// The config file. Every field is optional; flags and environment win.
-#[derive(Debug, Default, Deserialize)]
+/// Every setting of `ledger serve`, once the layers are merged; its field names are
+/// the config file's keys, and a key that is none of them is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<String>,
+struct Settings {
+    listen: String,
+    /// Where the stores are (`--store` is a global flag); `None`: the data folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
     store: Option<String>,
-    demo_customers: Option<usize>,
-    body_limit: Option<usize>,
-    request_timeout_secs: Option<u64>,
-    idempotency_capacity: Option<usize>,
-    idempotency_ttl_secs: Option<u64>,
-    ready_max_lag: Option<u64>,
-    max_connections: Option<usize>,
-    header_read_timeout_secs: Option<u64>,
-    idle_timeout_secs: Option<u64>,
+    demo_customers: usize,
+    body_limit: usize,
+    request_timeout_secs: u64,
+    idempotency_capacity: usize,
+    idempotency_ttl_secs: u64,
+    ready_max_lag: u64,
+    max_connections: usize,
+    header_read_timeout_secs: u64,
+    idle_timeout_secs: u64,
+    /// `None`: `DATA/signing-key.hex`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     signing_key: Option<PathBuf>,
-    sign_every_events: Option<u64>,
-    sign_every_secs: Option<u64>,
+    sign_every_events: u64,
+    sign_every_secs: u64,
 }
 
-fn read_config(path: &Path) -> Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text)
-            .with_context(|| format!("invalid config file {}", path.display()))
-    } else {
-        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+impl Default for Settings {
+    fn default() -> Self {
+        let api = ApiConfig::default();
+        let signing = SigningPolicy::default();
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            store: None,
+            demo_customers: 10_000,
+            body_limit: api.body_limit,
+            request_timeout_secs: api.timeout.as_secs(),
+            idempotency_capacity: api.idempotency_capacity,
+            idempotency_ttl_secs: api.idempotency_ttl.as_secs(),
+            ready_max_lag: api.ready_max_lag,
+            max_connections: Limits::DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout_secs: Limits::DEFAULT_HEADER_READ_TIMEOUT_SECS,
+            idle_timeout_secs: Limits::DEFAULT_IDLE_TIMEOUT_SECS,
+            signing_key: None,
+            sign_every_events: signing.every_events,
+            sign_every_secs: signing.every.as_secs(),
+        }
     }
+}
+
+/// The environment variables of the settings (after the `LEDGER_` prefix) and the
+/// keys they set. The other `LEDGER_*` variables (`LEDGER_DATA`, `LEDGER_KEK`,
+/// `LEDGER_ADMIN_KEY`, `LEDGER_LOG`, ...) are not settings of this layer and are
+/// left alone. `idempotency_capacity` and `ready_max_lag` are file-only.
+const ENV: &[(&str, &str)] = &[
+    ("LISTEN", "listen"),
+    ("STORE", "store"),
+    ("DEMO_CUSTOMERS", "demo_customers"),
+    ("BODY_LIMIT", "body_limit"),
+    ("REQUEST_TIMEOUT_SECS", "request_timeout_secs"),
+    ("IDEMPOTENCY_TTL_SECS", "idempotency_ttl_secs"),
+    ("MAX_CONNECTIONS", "max_connections"),
+    ("HEADER_READ_TIMEOUT_SECS", "header_read_timeout_secs"),
+    ("IDLE_TIMEOUT_SECS", "idle_timeout_secs"),
+    ("SIGNING_KEY_FILE", "signing_key"),
+    ("SIGN_EVERY_EVENTS", "sign_every_events"),
+    ("SIGN_EVERY_SECS", "sign_every_secs"),
+];
+
+/// The settings: defaults, then the config file, then the environment variables
+/// named `{env_prefix}{ENV name}`, then the flags (`store`: the global `--store`,
+/// which clap has already taken from `LEDGER_STORE` if the flag is not given).
+fn settings(args: &ServeArgs, store: Option<&str>, env_prefix: &str) -> Result<Settings> {
+    let mut layers = Figment::from(Serialized::defaults(Settings::default()));
+    if let Some(path) = &args.config {
+        if !path.is_file() {
+            bail!("cannot read config file {}", path.display());
+        }
+        layers = if path.extension().is_some_and(|e| e == "json") {
+            layers.merge(Json::file_exact(path))
+        } else {
+            layers.merge(Toml::file_exact(path))
+        };
+    }
+    let prefix = env_prefix.to_owned();
+    let env = Env::prefixed(env_prefix).filter_map(move |name| {
+        let (var, key) = ENV.iter().find(|(n, _)| name == *n)?;
+        // An empty variable counts as unset, as with clap's `env`.
+        let set = std::env::var_os(format!("{prefix}{var}")).is_some_and(|v| !v.is_empty());
+        set.then(|| (*key).into())
+    });
+    layers = layers.merge(env).merge(Serialized::defaults(args));
+    if let Some(s) = store {
+        layers = layers.merge(Serialized::default("store", s));
+    }
+    // figment's message names the key and where it came from (the file, the
+    // variable); keys and these values are not personal data.
+    layers
+        .extract()
+        .map_err(|e| anyhow!("invalid configuration: {e}"))
 }
 
 fn write_private(path: &Path, text: &str) -> Result<()> {
@@ -213,43 +314,24 @@ pub async fn run(
     store: Option<&str>,
     state_store: Option<&str>,
 ) -> Result<ExitCode> {
-    let file = match &args.config {
-        Some(p) => read_config(p)?,
-        None => FileConfig::default(),
-    };
-    let listen = args
+    let conf = settings(&args, store, "LEDGER_")?;
+    let addr: SocketAddr = conf
         .listen
-        .or(file.listen)
-        .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-    let addr: SocketAddr = listen
         .parse()
-        .with_context(|| format!("--listen {listen}: expected IP:PORT"))?;
-    let defaults = ApiConfig::default();
+        .with_context(|| format!("--listen {}: expected IP:PORT", conf.listen))?;
     let config = ApiConfig {
-        body_limit: args
-            .body_limit
-            .or(file.body_limit)
-            .unwrap_or(defaults.body_limit),
-        timeout: args
-            .request_timeout_secs
-            .or(file.request_timeout_secs)
-            .map_or(defaults.timeout, Duration::from_secs),
-        idempotency_capacity: file
-            .idempotency_capacity
-            .unwrap_or(defaults.idempotency_capacity),
-        idempotency_ttl: args
-            .idempotency_ttl_secs
-            .or(file.idempotency_ttl_secs)
-            .map_or(defaults.idempotency_ttl, Duration::from_secs),
-        ready_max_lag: file.ready_max_lag.unwrap_or(defaults.ready_max_lag),
+        body_limit: conf.body_limit,
+        timeout: Duration::from_secs(conf.request_timeout_secs),
+        idempotency_capacity: conf.idempotency_capacity,
+        idempotency_ttl: Duration::from_secs(conf.idempotency_ttl_secs),
+        ready_max_lag: conf.ready_max_lag,
     };
-    let limits = crate::listener::Limits::new(
-        args.max_connections.or(file.max_connections),
-        args.header_read_timeout_secs
-            .or(file.header_read_timeout_secs),
-        args.idle_timeout_secs.or(file.idle_timeout_secs),
+    let limits = Limits::new(
+        Some(conf.max_connections),
+        Some(conf.header_read_timeout_secs),
+        Some(conf.idle_timeout_secs),
     )?;
-    let store_url = store.map(str::to_owned).or(file.store);
+    let store_url = conf.store.clone();
     let backends = Backends::open(
         store_url.as_deref(),
         state_store,
@@ -263,10 +345,7 @@ pub async fn run(
     let ledger = backends.ledger().await?;
 
     let demo_data = if args.demo {
-        let n = args
-            .demo_customers
-            .or(file.demo_customers)
-            .unwrap_or(10_000);
+        let n = conf.demo_customers;
         let data_set = demo::generate(2026, n);
         if ledger.store().head().await? == 0 {
             eprintln!("filling the empty store with the demo data set ({n} customers)...");
@@ -292,19 +371,10 @@ pub async fn run(
         crate::transparency::open_log(
             &ledger,
             data,
-            args.signing.signing_key.or(file.signing_key).as_deref(),
+            conf.signing_key.as_deref(),
             SigningPolicy {
-                every_events: args
-                    .signing
-                    .sign_every_events
-                    .or(file.sign_every_events)
-                    .unwrap_or(SigningPolicy::default().every_events)
-                    .max(1),
-                every: args
-                    .signing
-                    .sign_every_secs
-                    .or(file.sign_every_secs)
-                    .map_or(SigningPolicy::default().every, Duration::from_secs),
+                every_events: conf.sign_every_events.max(1),
+                every: Duration::from_secs(conf.sign_every_secs),
                 ..SigningPolicy::default()
             },
         )
@@ -378,6 +448,9 @@ pub async fn run(
             transparency: Some(transparency.clone()),
         },
     );
+    // The state's recorder is the process's too: the `metrics` macros anywhere in
+    // the process report into what `/metrics` renders (ADR 0020).
+    state.metrics.install_global();
     let app = ledger_api::router(state);
 
     // The background loops: the projector and the reconciler restart by themselves
@@ -595,4 +668,146 @@ pub async fn api_key(cmd: ApiKeyCommand, data: &Path, store: Option<&str>) -> Re
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn args(argv: &[&str]) -> ServeArgs {
+        Cli::try_parse_from(std::iter::once("serve").chain(argv.iter().copied()))
+            .expect("valid flags")
+            .serve
+    }
+
+    /// Why the settings with this config file are refused.
+    fn refused(config: &Path) -> String {
+        settings(
+            &args(&["--config", config.to_str().unwrap()]),
+            None,
+            "LEDGER_TEST_REFUSED_",
+        )
+        .unwrap_err()
+        .to_string()
+    }
+
+    /// The tests that set variables use a prefix of their own, one at a time.
+    static ENV_LOCK: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn with_nothing_given_the_defaults_are_the_documented_ones() {
+        let s = settings(&args(&[]), None, "LEDGER_TEST_NONE_").unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(
+            (s.listen.as_str(), s.body_limit, s.request_timeout_secs),
+            ("127.0.0.1:8080", 65_536, 30)
+        );
+        assert_eq!(
+            (
+                s.max_connections,
+                s.header_read_timeout_secs,
+                s.idle_timeout_secs
+            ),
+            (768, 10, 75)
+        );
+        assert_eq!((s.sign_every_events, s.sign_every_secs), (1000, 10));
+        assert_eq!((s.idempotency_capacity, s.ready_max_lag), (1_000_000, 1000));
+    }
+
+    #[test]
+    fn a_file_value_is_overridden_by_the_environment_which_is_overridden_by_a_flag() {
+        let _lock = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ledger.toml");
+        std::fs::write(
+            &file,
+            "listen = \"10.0.0.1:1000\"\nbody_limit = 1000\nrequest_timeout_secs = 7\n\
+             store = \"sqlite:///from/file\"\nsigning_key = \"/from/file.hex\"\n\
+             ready_max_lag = 5\n",
+        )
+        .unwrap();
+        let p = "LEDGER_TEST_LAYERS_";
+        std::env::set_var(format!("{p}LISTEN"), "10.0.0.2:2000");
+        std::env::set_var(format!("{p}BODY_LIMIT"), "2000");
+        std::env::set_var(format!("{p}SIGNING_KEY_FILE"), "/from/env.hex");
+        std::env::set_var(format!("{p}DATA"), "not a setting: left alone");
+        let config = file.to_str().unwrap();
+        let s = settings(
+            &args(&["--config", config, "--listen", "10.0.0.3:3000"]),
+            None,
+            p,
+        );
+        let only_env = settings(&args(&["--config", config]), Some("sqlite:///flag"), p);
+        for k in ["LISTEN", "BODY_LIMIT", "SIGNING_KEY_FILE", "DATA"] {
+            std::env::remove_var(format!("{p}{k}"));
+        }
+        let (s, only_env) = (s.unwrap(), only_env.unwrap());
+        // Flag over environment over file over default.
+        assert_eq!(s.listen, "10.0.0.3:3000");
+        assert_eq!(only_env.listen, "10.0.0.2:2000");
+        assert_eq!(s.body_limit, 2000);
+        assert_eq!(s.signing_key.as_deref(), Some(Path::new("/from/env.hex")));
+        assert_eq!(s.request_timeout_secs, 7);
+        assert_eq!(s.ready_max_lag, 5);
+        assert_eq!(s.idle_timeout_secs, 75);
+        // The global --store (or LEDGER_STORE, through clap) over the file.
+        assert_eq!(s.store.as_deref(), Some("sqlite:///from/file"));
+        assert_eq!(only_env.store.as_deref(), Some("sqlite:///flag"));
+    }
+
+    #[test]
+    fn addresses_from_the_environment_stay_strings_and_an_empty_one_is_unset() {
+        let _lock = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let p = "LEDGER_TEST_ADDRESSES_";
+        for (given, got) in [
+            ("[::1]:8080", "[::1]:8080"),
+            ("0.0.0.0:8080", "0.0.0.0:8080"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            ("", "127.0.0.1:8080"),
+        ] {
+            std::env::set_var(format!("{p}LISTEN"), given);
+            let s = settings(&args(&[]), None, p);
+            std::env::remove_var(format!("{p}LISTEN"));
+            assert_eq!(s.unwrap().listen, got, "{given:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("ledger.toml", "listen = \"127.0.0.1:1\"\nbody_limt = 5\n"),
+            (
+                "ledger.json",
+                "{\"listen\": \"127.0.0.1:1\", \"body_limt\": 5}",
+            ),
+        ] {
+            let file = dir.path().join(name);
+            std::fs::write(&file, text).unwrap();
+            let e = refused(&file);
+            assert!(e.contains("body_limt"), "{e}");
+            assert!(e.contains(name), "the file is named: {e}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_type_or_a_missing_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ledger.toml");
+        std::fs::write(&file, "body_limit = \"big\"\n").unwrap();
+        let e = refused(&file);
+        assert!(e.contains("body_limit"), "{e}");
+        let e = refused(&dir.path().join("missing.toml"));
+        assert!(e.contains("cannot read config file"), "{e}");
+    }
 }
