@@ -306,14 +306,26 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// The global store flags `serve` takes (`--store`, `--state-store`, `--read-store`).
+#[derive(Debug, Clone, Copy)]
+pub struct Stores<'a> {
+    pub store: Option<&'a str>,
+    pub state_store: Option<&'a str>,
+    pub read_store: Option<&'a str>,
+}
+
 pub async fn run(
     args: ServeArgs,
     data: &Path,
     kek_file: Option<&Path>,
     forget_list: Option<&Path>,
-    store: Option<&str>,
-    state_store: Option<&str>,
+    stores: Stores<'_>,
 ) -> Result<ExitCode> {
+    let Stores {
+        store,
+        state_store,
+        read_store,
+    } = stores;
     let conf = settings(&args, store, "LEDGER_")?;
     let addr: SocketAddr = conf
         .listen
@@ -335,6 +347,7 @@ pub async fn run(
     let backends = Backends::open(
         store_url.as_deref(),
         state_store,
+        read_store,
         data,
         kek_file,
         forget_list,
