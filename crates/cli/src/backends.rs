@@ -73,6 +73,14 @@ impl StoreKind {
     }
 }
 
+/// The global store flags: `--store`, `--state-store`, `--read-store`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stores<'a> {
+    pub store: Option<&'a str>,
+    pub state_store: Option<&'a str>,
+    pub read_store: Option<&'a str>,
+}
+
 /// The opened backends of one ledger process.
 #[derive(Debug)]
 pub struct Backends {
@@ -188,15 +196,14 @@ impl Backends {
     /// [`Access::Read`], and opening every store read-only for [`Access::Read`].
     /// `what` names the command (recorded in the lock file).
     pub async fn open(
-        url: Option<&str>,
-        state_url: Option<&str>,
-        read_url: Option<&str>,
+        stores: Stores<'_>,
         data: &Path,
         kek_file: Option<&Path>,
         forget_list: Option<&Path>,
         access: Access,
         what: &str,
     ) -> Result<Self> {
+        let (url, state_url, read_url) = (stores.store, stores.state_store, stores.read_store);
         folder::prepare(data, access)?;
         let forget: Option<Arc<dyn ForgetList>> = match access {
             Access::Read => None,

@@ -301,17 +301,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let store = cli.store.as_deref();
     let state_store = cli.state_store.as_deref();
     let read_store = cli.read_store.as_deref();
+    let stores = backends::Stores {
+        store,
+        state_store,
+        read_store,
+    };
     let open = |access: Access, what: &'static str| {
-        backends::Backends::open(
-            store,
-            state_store,
-            read_store,
-            &cli.data,
-            kek_file,
-            forget_list,
-            access,
-            what,
-        )
+        backends::Backends::open(stores, &cli.data, kek_file, forget_list, access, what)
     };
     match cli.command {
         Command::Demo {
@@ -679,14 +675,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             bench::run(&cli.data, store, args).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => {
-            let stores = serve::Stores {
-                store,
-                state_store,
-                read_store,
-            };
-            serve::run(args, &cli.data, kek_file, forget_list, stores).await
-        }
+        Command::Serve(args) => serve::run(args, &cli.data, kek_file, forget_list, stores).await,
         Command::RestoreCheck { json } => {
             let backends = open(Access::Write, "restore-check").await?;
             let (_, report) = backends.ledger_checked().await?;

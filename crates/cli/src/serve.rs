@@ -28,7 +28,7 @@ use ledger_app::health::{Health, Part};
 use ledger_app::transparency::SigningPolicy;
 use ledger_store::responses::ResponseStore;
 
-use crate::backends::{Backends, StoreKind};
+use crate::backends::{Backends, StoreKind, Stores};
 use crate::folder::Access;
 use crate::listener::Limits;
 use ledger_types::BroadcasterId;
@@ -306,14 +306,6 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// The global store flags `serve` takes (`--store`, `--state-store`, `--read-store`).
-#[derive(Debug, Clone, Copy)]
-pub struct Stores<'a> {
-    pub store: Option<&'a str>,
-    pub state_store: Option<&'a str>,
-    pub read_store: Option<&'a str>,
-}
-
 pub async fn run(
     args: ServeArgs,
     data: &Path,
@@ -321,11 +313,7 @@ pub async fn run(
     forget_list: Option<&Path>,
     stores: Stores<'_>,
 ) -> Result<ExitCode> {
-    let Stores {
-        store,
-        state_store,
-        read_store,
-    } = stores;
+    let store = stores.store;
     let conf = settings(&args, store, "LEDGER_")?;
     let addr: SocketAddr = conf
         .listen
@@ -345,9 +333,10 @@ pub async fn run(
     )?;
     let store_url = conf.store.clone();
     let backends = Backends::open(
-        store_url.as_deref(),
-        state_store,
-        read_store,
+        Stores {
+            store: store_url.as_deref(),
+            ..stores
+        },
         data,
         kek_file,
         forget_list,
