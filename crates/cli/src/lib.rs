@@ -56,6 +56,12 @@ struct Cli {
     /// `postgres://` URL (default: SQLite files in --data).
     #[arg(long, global = true, env = "LEDGER_STATE_STORE")]
     state_store: Option<String>,
+    /// A streaming replica of the PostgreSQL --store (a `postgres://` URL) that
+    /// serves the read side's catch-up and the audit's replay; each page read there
+    /// is confirmed on the primary (or read from it), so nothing the primary lacks
+    /// is ever shown.
+    #[arg(long, global = true, env = "LEDGER_READ_STORE")]
+    read_store: Option<String>,
     /// The forget list: every decided erasure, kept OUTSIDE the data folder so that
     /// restoring an old backup cannot bring an erased customer back (checked at
     /// every start of a writing command). Default: beside the data folder,
@@ -302,16 +308,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let forget_list = cli.forget_list.as_deref();
     let store = cli.store.as_deref();
     let state_store = cli.state_store.as_deref();
+    let read_store = cli.read_store.as_deref();
+    let stores = backends::Stores {
+        store,
+        state_store,
+        read_store,
+    };
     let open = |access: Access, what: &'static str| {
-        backends::Backends::open(
-            store,
-            state_store,
-            &cli.data,
-            kek_file,
-            forget_list,
-            access,
-            what,
-        )
+        backends::Backends::open(stores, &cli.data, kek_file, forget_list, access, what)
     };
     match cli.command {
         Command::Demo {
@@ -679,9 +683,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             bench::run(&cli.data, store, args).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => {
-            serve::run(args, &cli.data, kek_file, forget_list, store, state_store).await
-        }
+        Command::Serve(args) => serve::run(args, &cli.data, kek_file, forget_list, stores).await,
         Command::RestoreCheck { json } => {
             let backends = open(Access::Write, "restore-check").await?;
             let (_, report) = backends.ledger_checked().await?;
