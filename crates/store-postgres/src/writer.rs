@@ -89,6 +89,9 @@ const MAX_CACHED_HEADS: usize = 500_000;
 /// How many sessions one group may meet: a group that lost its session is planned
 /// once more on a new one; losing that too answers it `Unavailable`.
 const GROUP_TRIES: u32 = 2;
+/// Sessions tried, with the reconnect backoff between them (50 ms doubling: about
+/// 3 s in all), to learn whether a group whose commit answer was lost committed.
+const SETTLE_TRIES: u32 = 7;
 /// At most this long (or `lock_wait` if shorter) a new session waits for the writer
 /// lock: a killed session's backend releases it within milliseconds of ending.
 const RELOCK_WAIT: Duration = Duration::from_secs(2);
@@ -747,7 +750,17 @@ impl Writer {
     /// is final. The new session reloaded the log end either way.
     async fn settle(&mut self, u: &Unsettled) -> Result<bool, StoreError> {
         let position = to_i64(u.first_position)?;
-        let link = self.connected().await?;
+        // The outcome is unknown until a session answers, and planning the group
+        // again could write it twice: a server that is not back yet is waited for
+        // (with the reconnect backoff), not taken as the answer.
+        let mut attempts = 0;
+        let link = loop {
+            attempts += 1;
+            match self.connected().await {
+                Err(e) if is_unavailable(&e) && attempts < SETTLE_TRIES => continue,
+                r => break r?,
+            }
+        };
         let row = link
             .session
             .client
