@@ -176,6 +176,7 @@ pub async fn verify(
                     _ => {}
                 },
                 Ok(DomainEvent::Broadcaster(..)) => broadcasters += 1,
+                Ok(DomainEvent::ErasureRequest(..)) => {}
                 Err(e) => problems.push(Problem {
                     code: "SCHEMA_INVALID",
                     position: Some(r.position),
