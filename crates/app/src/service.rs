@@ -130,6 +130,8 @@ pub struct Ledger {
     /// Erasure requests: their deadlines, and the index that lists them.
     pub(crate) policy: ErasurePolicy,
     pub(crate) requests: Arc<RequestIndex>,
+    /// Whether erasures share key-store transactions (group commit; the default).
+    grouped_destruction: bool,
 }
 
 /// A loaded customer: its state, the stream version and its erasure's position.
@@ -149,7 +151,16 @@ impl Ledger {
             broadcasters: Default::default(),
             forget: None,
             policy: ErasurePolicy::default(),
+            grouped_destruction: true,
         }
+    }
+
+    /// Whether concurrent erasures destroy their keys in one key-store transaction
+    /// (`true`, the default: [`Shredder::destroy_grouped`]) or one transaction each
+    /// (`false`: what `ledger bench --erasures` compares it with).
+    pub fn with_grouped_destruction(mut self, grouped: bool) -> Self {
+        self.grouped_destruction = grouped;
+        self
     }
 
     /// Sets how long erasure requests have before they are due.
@@ -441,7 +452,12 @@ impl Ledger {
             }
         }
         failpoint::hit(failpoint::AFTER_ANONYMIZE_APPEND);
-        let destroyed = match self.shredder.destroy(vec![customer]).await {
+        let destruction = if self.grouped_destruction {
+            self.shredder.destroy_grouped(vec![customer]).await
+        } else {
+            self.shredder.destroy(vec![customer]).await
+        };
+        let destroyed = match destruction {
             Ok(n) => {
                 if !repeat {
                     info!(%customer, position, keys_destroyed = n, "customer anonymized");
