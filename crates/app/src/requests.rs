@@ -33,7 +33,7 @@
 //! the requests were received, and follows the log from the last position it
 //! folded ([`RequestIndex::catch_up`]). It is rebuilt at start by reading the log,
 //! as the reconciler's first sweep does; request events are few next to the
-//! customers' and hold no personal data (ADR 0021).
+//! customers' and hold no personal data (ADR 0023).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -489,7 +489,7 @@ pub async fn run(
         })
     };
     // Deferred erasure requests complete by themselves once the customer's last
-    // subscription ends (ADR 0021).
+    // subscription ends (ADR 0023).
     let erasure_process = {
         let (ledger, health, stop) = (ledger.clone(), health.clone(), stopped());
         tokio::spawn(async move {
