@@ -31,7 +31,7 @@
 //!    data** (those built by [`crate::personal::PersonalJson`], which marks them):
 //!    an encoder copies its input into windows and buffers that are freed without
 //!    being cleared, and the point of `PersonalJson` is that no copy of an opened
-//!    profile outlives the request (`crates/cli/tests/memory_residue.rs`).
+//!    profile outlives the request (`tests/tests/memory_residue.rs`).
 //! 6. **Our error bodies** (`error_bodies`): tower-http's timeout answers an
 //!    empty response and its body limit a `text/plain` 413; this maps them to the
 //!    API's `{code, message, details}`: `503 TIMEOUT` with `Retry-After`, and

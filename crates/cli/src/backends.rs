@@ -3,6 +3,9 @@
 //! - no URL, or `sqlite://PATH`: the embedded default. Events, keys and
 //!   projections in SQLite files in the data folder (events at PATH if given).
 //! - `postgres://...`: events, keys and projections in that PostgreSQL database.
+//!   A multi-host URL (`postgres://u@h1:p1,h2:p2,h3:p3/db?target_session_attrs=read-write`)
+//!   follows the primary of a cluster; `--read-store` may name a streaming replica
+//!   for the read side's catch-up and the audit's replay.
 //! - `esdb://...`, `kurrentdb://...` (and `+discover` forms): events in a KurrentDB
 //!   (EventStoreDB) cluster; keys and projections in `--state-store` (a
 //!   `postgres://` URL) or, by default, in SQLite files in the data folder.
@@ -68,6 +71,14 @@ impl StoreKind {
             StoreKind::Kurrent(_) => "kurrentdb",
         }
     }
+}
+
+/// The global store flags: `--store`, `--state-store`, `--read-store`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stores<'a> {
+    pub store: Option<&'a str>,
+    pub state_store: Option<&'a str>,
+    pub read_store: Option<&'a str>,
 }
 
 /// The opened backends of one ledger process.
@@ -185,14 +196,14 @@ impl Backends {
     /// [`Access::Read`], and opening every store read-only for [`Access::Read`].
     /// `what` names the command (recorded in the lock file).
     pub async fn open(
-        url: Option<&str>,
-        state_url: Option<&str>,
+        stores: Stores<'_>,
         data: &Path,
         kek_file: Option<&Path>,
         forget_list: Option<&Path>,
         access: Access,
         what: &str,
     ) -> Result<Self> {
+        let (url, state_url, read_url) = (stores.store, stores.state_store, stores.read_store);
         folder::prepare(data, access)?;
         let forget: Option<Arc<dyn ForgetList>> = match access {
             Access::Read => None,
@@ -218,6 +229,20 @@ impl Backends {
         let quiet = access == Access::Read && lock.is_some();
         let immutable = |p: &Path| quiet && !ledger_store_sqlite::schema::has_pending_wal(p);
         let kind = StoreKind::parse(url, data)?;
+        let replica = match (&kind, read_url) {
+            (_, None) => None,
+            (StoreKind::Postgres(_), Some(r))
+                if r.starts_with("postgres://") || r.starts_with("postgresql://") =>
+            {
+                Some(r)
+            }
+            (StoreKind::Postgres(_), Some(_)) => {
+                bail!("--read-store must be a postgres:// URL (a streaming replica of --store)")
+            }
+            (_, Some(_)) => {
+                bail!("--read-store needs a postgres:// --store (it names a replica of it)")
+            }
+        };
         let kek = load_kek(data, kek_file, access)?;
         let has_kek = kek.is_some();
         let kek = kek.unwrap_or_else(Kek::generate);
@@ -234,12 +259,26 @@ impl Backends {
             // Beside a running server (which holds the writer lock): no lock, no
             // migration, nothing written.
             (StoreKind::Postgres(url), true) => {
-                let s = Arc::new(
-                    ledger_store_postgres::PostgresReader::connect(url)
-                        .await
-                        .context("cannot open the PostgreSQL event store read-only")?,
-                );
+                let s = match replica {
+                    None => ledger_store_postgres::PostgresReader::connect(url).await,
+                    Some(r) => {
+                        ledger_store_postgres::PostgresReader::connect_with_replica(url, r).await
+                    }
+                };
+                let s = Arc::new(s.context("cannot open the PostgreSQL event store read-only")?);
                 (s as Arc<dyn EventStore>, Closer::Nothing)
+            }
+            (StoreKind::Postgres(url), false) if replica.is_some() => {
+                let options = ledger_store_postgres::PostgresOptions {
+                    read_replica: replica.map(str::to_owned),
+                    ..Default::default()
+                };
+                let s = Arc::new(
+                    ledger_store_postgres::PostgresStore::connect_with(url, options)
+                        .await
+                        .context("cannot open the PostgreSQL event store")?,
+                );
+                (s.clone() as Arc<dyn EventStore>, Closer::Postgres(s))
             }
             _ => open_event_store(&kind).await?,
         };

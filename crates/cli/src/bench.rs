@@ -135,23 +135,20 @@ impl Scratch {
             StoreKind::Kurrent(_) => {
                 anyhow::bail!("ledger bench measures sqlite and postgres stores; KurrentDB is not benchmarked here (no server)")
             }
-            StoreKind::Postgres(url) => {
-                let (base, _db) = url
-                    .split('?')
-                    .next()
-                    .and_then(|u| u.rsplit_once('/'))
-                    .context("--store postgres:// URL needs a database name")?;
-                Scratch::Postgres {
-                    admin_url: url.clone(),
-                    database: format!("{base}/ledger_bench_{}", std::process::id()),
-                }
-            }
+            StoreKind::Postgres(url) => Scratch::Postgres {
+                admin_url: url.clone(),
+                database: scratch_url(url, &format!("ledger_bench_{}", std::process::id()))?,
+            },
         })
     }
 
     fn db_name(&self) -> Option<&str> {
         match self {
-            Scratch::Postgres { database, .. } => database.rsplit_once('/').map(|(_, d)| d),
+            Scratch::Postgres { database, .. } => database
+                .split('?')
+                .next()
+                .and_then(|u| u.rsplit_once('/'))
+                .map(|(_, d)| d),
             Scratch::Sqlite(_) => None,
         }
     }
@@ -190,6 +187,24 @@ impl Scratch {
         }
         Ok(())
     }
+}
+
+/// `url` naming database `db` instead, keeping its options (a multi-host URL's
+/// `target_session_attrs=read-write` must survive, or the scratch store could land
+/// on a standby).
+fn scratch_url(url: &str, db: &str) -> Result<String> {
+    let (before, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let (base, _db) = before
+        .rsplit_once('/')
+        .filter(|(b, _)| b.contains("://") && !b.ends_with('/'))
+        .context("--store postgres:// URL needs a database name")?;
+    Ok(match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    })
 }
 
 /// Runs one statement on the server the bench URL names (scratch databases).
@@ -747,4 +762,29 @@ async fn fold_in_memory(store: &Arc<dyn EventStore>) -> Result<f64> {
     }
     reader.await??;
     Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scratch_database_keeps_the_hosts_and_options_of_the_url() {
+        let url = "postgres://u@h1:1,h2:2/ledger?target_session_attrs=read-write";
+        let scratch = scratch_url(url, "ledger_bench_7").unwrap();
+        assert_eq!(
+            scratch,
+            "postgres://u@h1:1,h2:2/ledger_bench_7?target_session_attrs=read-write"
+        );
+        let s = Scratch::Postgres {
+            admin_url: url.into(),
+            database: scratch,
+        };
+        assert_eq!(s.db_name(), Some("ledger_bench_7"));
+        assert_eq!(
+            scratch_url("postgres://u@h/db", "x").unwrap(),
+            "postgres://u@h/x"
+        );
+        assert!(scratch_url("postgres://u@h", "x").is_err());
+    }
 }

@@ -28,7 +28,7 @@ use ledger_app::health::{Health, Part};
 use ledger_app::transparency::SigningPolicy;
 use ledger_store::responses::ResponseStore;
 
-use crate::backends::{Backends, StoreKind};
+use crate::backends::{Backends, StoreKind, Stores};
 use crate::folder::Access;
 use crate::listener::Limits;
 use ledger_types::BroadcasterId;
@@ -311,9 +311,9 @@ pub async fn run(
     data: &Path,
     kek_file: Option<&Path>,
     forget_list: Option<&Path>,
-    store: Option<&str>,
-    state_store: Option<&str>,
+    stores: Stores<'_>,
 ) -> Result<ExitCode> {
+    let store = stores.store;
     let conf = settings(&args, store, "LEDGER_")?;
     let addr: SocketAddr = conf
         .listen
@@ -333,8 +333,10 @@ pub async fn run(
     )?;
     let store_url = conf.store.clone();
     let backends = Backends::open(
-        store_url.as_deref(),
-        state_store,
+        Stores {
+            store: store_url.as_deref(),
+            ..stores
+        },
         data,
         kek_file,
         forget_list,

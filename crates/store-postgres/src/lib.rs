@@ -103,11 +103,13 @@
 mod backoff;
 mod condition;
 mod read;
+mod replica;
 mod schema;
 mod state;
 mod target;
 mod writer;
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,9 +124,11 @@ use tokio::sync::{mpsc, oneshot, watch, Mutex as AsyncMutex};
 use tokio::task::JoinHandle;
 
 use crate::read::Readers;
+use crate::replica::Replica;
 use crate::target::Target;
 use crate::writer::{Msg, SavedAnswer, Writer};
 
+pub use crate::replica::ReplicaReads;
 pub use crate::schema::WRITER_LOCK;
 pub use crate::state::{PgKeyStore, PgViewStore};
 
@@ -138,7 +142,7 @@ pub use ledger_store::{
 const QUEUE_CAPACITY: usize = 4096;
 
 /// Connection options beyond the URL.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresOptions {
     /// How long `connect` keeps trying to take the writer lock before it fails.
     /// Covers a predecessor in this process that was dropped but whose connection
@@ -146,6 +150,21 @@ pub struct PostgresOptions {
     pub lock_wait: Duration,
     /// Most read connections open at once (reads beyond that wait for one).
     pub read_connections: usize,
+    /// A streaming replica of the database to serve `read_all` from (the read
+    /// side's catch-up), each page confirmed on the primary (see
+    /// [`ReplicaReads`]). Stream reads (the command side) stay on the primary.
+    pub read_replica: Option<String>,
+}
+
+impl fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The replica URL may hold a password: only whether there is one.
+        f.debug_struct("PostgresOptions")
+            .field("lock_wait", &self.lock_wait)
+            .field("read_connections", &self.read_connections)
+            .field("read_replica", &self.read_replica.is_some())
+            .finish()
+    }
 }
 
 impl Default for PostgresOptions {
@@ -153,8 +172,19 @@ impl Default for PostgresOptions {
         Self {
             lock_wait: Duration::from_secs(5),
             read_connections: 8,
+            read_replica: None,
         }
     }
+}
+
+/// The replica's read pool for `url`, if one is given.
+fn replica(url: Option<&str>, connections: usize) -> Result<Option<Replica>, StoreError> {
+    url.map(|u| {
+        let target = Arc::new(Target::parse(u)?);
+        tracing::info!(replica = %target.label(), "read_all is served from a replica, confirmed on the primary");
+        Ok(Replica::new(Readers::new(target, connections, false)))
+    })
+    .transpose()
 }
 
 /// An [`EventStore`] in a PostgreSQL database, with one locked writer and group
@@ -172,6 +202,7 @@ pub struct PostgresStore {
     /// Whether the writer has a session (false while it reconnects).
     writer_up: Arc<AtomicBool>,
     target: Arc<Target>,
+    replica: Option<Replica>,
 }
 
 impl PostgresStore {
@@ -185,6 +216,10 @@ impl PostgresStore {
     /// [`connect`](Self::connect) with explicit options.
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
         let target = Arc::new(Target::parse(url)?);
+        let replica = replica(
+            options.read_replica.as_deref(),
+            options.read_connections.max(1),
+        )?;
         let (head_tx, head_rx) = watch::channel(0);
         let writer_up = Arc::new(AtomicBool::new(false));
         let writer = Writer::start(
@@ -209,7 +244,13 @@ impl PostgresStore {
             writer: AsyncMutex::new(Some(handle)),
             writer_up,
             target,
+            replica,
         })
+    }
+
+    /// What the replica (`read_replica`) served so far; `None` without one.
+    pub fn replica_reads(&self) -> Option<ReplicaReads> {
+        self.replica.as_ref().map(Replica::reads)
     }
 
     /// `host:port/database`, for messages (never holds the password).
@@ -266,6 +307,7 @@ pub(crate) fn to_i64(v: u64) -> Result<i64, StoreError> {
 #[derive(Debug)]
 pub struct PostgresReader {
     readers: Readers,
+    replica: Option<Replica>,
 }
 
 /// How often [`PostgresReader::wait_for_head`](EventStore::wait_for_head) reads
@@ -302,9 +344,25 @@ impl PostgresReader {
         Ok(reader)
     }
 
+    /// [`connect`](Self::connect) to the primary at `url`, serving `read_all`
+    /// (the audit's replay) from the replica at `replica_url`: each page is
+    /// confirmed on the primary, or read there if the replica cannot serve it, so
+    /// the replay shows exactly the primary's log (see [`ReplicaReads`]).
+    pub async fn connect_with_replica(url: &str, replica_url: &str) -> Result<Self, StoreError> {
+        let mut reader = Self::connect(url).await?;
+        reader.replica = replica(Some(replica_url), 2)?;
+        Ok(reader)
+    }
+
+    /// What the replica served so far; `None` without one.
+    pub fn replica_reads(&self) -> Option<ReplicaReads> {
+        self.replica.as_ref().map(Replica::reads)
+    }
+
     fn with(target: Arc<Target>, connections: usize) -> Self {
         Self {
             readers: Readers::new(target, connections, false),
+            replica: None,
         }
     }
 
@@ -348,7 +406,10 @@ impl EventStore for PostgresReader {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.readers.read_all(after, limit).await
+        match &self.replica {
+            Some(r) => r.read_all(&self.readers, after, limit).await,
+            None => self.readers.read_all(after, limit).await,
+        }
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
@@ -449,12 +510,26 @@ impl EventStore for PostgresStore {
         self.readers.read_stream(stream, from_version).await
     }
 
+    /// Records up to the acknowledged head only: a record on the server but past
+    /// the head is one whose commit was not answered yet, or one left visible on
+    /// the primary alone by a session that died waiting for the synchronous
+    /// standby (which the writer confirms durable before it moves the head, see
+    /// `target::barrier`). With a `read_replica`, pages come from the replica when
+    /// the primary confirms them.
     async fn read_all(
         &self,
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.readers.read_all(after, limit).await
+        let head = *self.head_rx.borrow();
+        let limit = limit.min(usize::try_from(head.saturating_sub(after)).unwrap_or(usize::MAX));
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        match &self.replica {
+            Some(r) => r.read_all(&self.readers, after, limit).await,
+            None => self.readers.read_all(after, limit).await,
+        }
     }
 
     /// The last committed position; [`StoreError::Unavailable`] while the writer

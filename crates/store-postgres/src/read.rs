@@ -38,6 +38,7 @@ struct ReadConn {
     read_all: Statement,
     read_stream: Statement,
     head: Statement,
+    log_hash_at: Statement,
     /// Only where the store's schema is this binary's (the writer migrated it):
     /// a read-only reader may face a database without the answers table.
     recall: Option<Statement>,
@@ -123,6 +124,10 @@ impl Readers {
             .prepare("SELECT COALESCE(max(position), 0) FROM events")
             .await
             .map_err(err)?;
+        let log_hash_at = client
+            .prepare("SELECT log_hash FROM events WHERE position = $1")
+            .await
+            .map_err(err)?;
         let recall = if self.answers {
             Some(
                 client
@@ -141,6 +146,7 @@ impl Readers {
             read_all,
             read_stream,
             head,
+            log_hash_at,
             recall,
         })
     }
@@ -308,6 +314,24 @@ impl Readers {
             .and_then(|r| r.try_get(0).ok())
             .ok_or_else(|| integrity(0, "the log end could not be read"))?;
         Ok(head.max(0) as u64)
+    }
+
+    /// The log hash stored at `position`, if there is a record there.
+    pub(crate) async fn log_hash_at(
+        &self,
+        position: Position,
+    ) -> Result<Option<Hash32>, StoreError> {
+        let rows = self
+            .query(|c| Some(&c.log_hash_at), &[&to_i64(position)?])
+            .await?;
+        rows.first()
+            .map(|r| {
+                let h: &[u8] = r
+                    .try_get(0)
+                    .map_err(|_| integrity(position, "malformed log hash"))?;
+                hash32(h, position, "log hash")
+            })
+            .transpose()
     }
 
     /// The answer saved under `(scope, key)`, if any.

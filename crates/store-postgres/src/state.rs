@@ -16,6 +16,11 @@
 //! reads, and a repeated `destroy` may count 0 keys present where the first,
 //! unanswered, attempt deleted them); otherwise it is answered `Unavailable`.
 //!
+//! Every new writing session first waits until what it sees is durable on the
+//! synchronous standbys too (`target::barrier`), so that a repeated call is never
+//! answered from a commit that lives on the primary alone (one whose session died
+//! while waiting for the standby), which a fail-over would lose.
+//!
 //! Key destruction is real for the live tables: the row is deleted, a tombstone is
 //! written, and the table is vacuumed at once so the dead tuple's space is marked
 //! free. PostgreSQL cannot overwrite freed space the way SQLite's `secure_delete`
@@ -151,10 +156,14 @@ impl Opener {
     async fn prepare(&self, client: &Client) -> Result<(), Failure> {
         let (tables, what) = match self.mode {
             Mode::Create(schema) => {
-                return client
+                client
                     .batch_execute(schema)
                     .await
-                    .map_err(|e| self.target.failure("cannot create the tables", &e));
+                    .map_err(|e| self.target.failure("cannot create the tables", &e))?;
+                // A destruction whose session died while its commit waited for the
+                // synchronous standby is visible here but on the primary alone: a
+                // repeat of it on this session must not be answered from that.
+                return target::barrier(client, &self.target).await;
             }
             Mode::ReadOnly { tables, what } => (tables, what),
         };

@@ -39,7 +39,12 @@
 //!
 //! A group whose write statement lost its answer with the session may or may not
 //! have committed. The writer reconnects (the lock guarantees the old session is
-//! gone, so what it sees is final) and reads the first planned position: holding
+//! gone, so what it sees is final; with a multi-host URL the new session may be on
+//! another server, the new primary after a fail-over, where the lock is free and
+//! the old primary can no longer commit) and, before it reads anything, waits until
+//! everything it can see is durable on the synchronous standbys too
+//! (`target::barrier`: a commit whose session died while waiting for the standby
+//! stays visible on the primary alone). Then it reads the first planned position: holding
 //! the group's first event id, the group committed and is answered as planned;
 //! otherwise nothing was written and the group is planned again. A group meets at
 //! most [`GROUP_TRIES`] sessions; if it cannot be settled it is answered
@@ -65,7 +70,7 @@ use tokio_postgres::{Client, Statement};
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::backoff::{self, Backoff, OPEN_TIMEOUT};
+use crate::backoff::{self, Backoff};
 use crate::condition::Condition;
 use crate::target::{self, Session, Target};
 use crate::{schema, to_i64};
@@ -376,6 +381,10 @@ impl Writer {
         let opened = async {
             let client = &session.client;
             schema::prepare_writer(client, target, lock_wait, lock_held).await?;
+            // Under the lock (so no lost session of ours can still commit): what this
+            // session sees from now on, the log end and any group to settle, is
+            // durable, also on a synchronous standby (see `target::barrier`).
+            target::barrier(client, target).await?;
             let prep = |sql: String| async move {
                 client
                     .prepare(&sql)
@@ -582,12 +591,12 @@ impl Writer {
         }
         let relock = self.lock_wait.min(RELOCK_WAIT);
         let open = Self::open(&self.target, relock, Condition::Unavailable);
-        let opened = match tokio::time::timeout(OPEN_TIMEOUT + relock, open).await {
+        let limit = self.target.open_timeout() + relock;
+        let opened = match tokio::time::timeout(limit, open).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::Unavailable(format!(
-                "opening a writer session at {} took longer than {:?}",
+                "opening a writer session at {} took longer than {limit:?}",
                 self.target.label(),
-                OPEN_TIMEOUT + relock
             ))),
         };
         match opened {

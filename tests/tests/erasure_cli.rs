@@ -1,7 +1,7 @@
 //! The erasure rules through the real binary: receipts, refusals with their codes,
 //! idempotent repeats, and a crash between the decision and the key destruction.
 
-mod common;
+use ledger_system_tests as common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

@@ -3,7 +3,7 @@
 //! records swapped, the last record of a stream removed, and (with an anchor the
 //! auditor recorded) a truncated tail.
 
-mod common;
+use ledger_system_tests as common;
 
 use common::*;
 use rusqlite::{params, Connection};

@@ -7,6 +7,7 @@
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// A scratch database (its URL may hold a password: `Debug` shows its name only).
 pub struct TestDatabase {
     admin: String,
     name: String,
@@ -30,6 +31,14 @@ async fn exec(url: &str, sql: &str) -> Result<(), String> {
     drop(client);
     let _ = task.await;
     r
+}
+
+impl std::fmt::Debug for TestDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDatabase")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TestDatabase {

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-mod common;
+use ledger_system_tests as common;
 
 use common::server::{
     call, free_port, start, start_logging_to, start_with, stop, try_call_with, Reply, Server,

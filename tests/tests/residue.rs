@@ -3,12 +3,11 @@
 //! no file either, so a copy of the data folder taken after erasure cannot open
 //! their data.
 
-mod common;
+use ledger_system_tests as common;
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use aho_corasick::AhoCorasick;
 use common::*;
 use ledger_app::demo;
 use ledger_crypto::{KeyState, KeyStore, SqliteKeyStore};
@@ -22,20 +21,10 @@ fn scannable(s: &str) -> bool {
             .any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
 }
 
-/// Returns the needles found in any file under `dir` or in `extra`.
+/// The needles found in any file under `dir` or in `extra` (what the commands printed).
 fn scan(dir: &Path, needles: &[Vec<u8>], extra: &[u8]) -> Vec<String> {
-    let ac = AhoCorasick::new(needles).expect("automaton");
-    let mut found = Vec::new();
-    let mut check = |bytes: &[u8], what: String| {
-        for m in ac.find_overlapping_iter(bytes) {
-            found.push(format!("{} (needle #{})", what, m.pattern().as_usize()));
-        }
-    };
-    for f in files(dir) {
-        let bytes = std::fs::read(&f).expect("read");
-        check(&bytes, f.display().to_string());
-    }
-    check(extra, "ledger output".into());
+    let mut found = scan_files(dir, needles);
+    found.extend(scan_bytes(extra, "ledger output", needles));
     found
 }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-mod common;
+use ledger_system_tests as common;
 
 use common::server::{agent, free_port, Server, ADMIN};
 

@@ -14,30 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-mod common;
+use ledger_system_tests as common;
 
 use common::half_erased;
-use common::server::{call, free_port, ledger, start, stop, ADMIN};
-
-/// A white-label broadcaster and an API key for it.
-fn tenant(base: &str, name: &str) -> (String, String) {
-    let (st, b) = call(
-        "POST",
-        &format!("{base}/v1/admin/broadcasters"),
-        ADMIN,
-        Some(json!({"name": name, "integration": "white_label"})),
-    );
-    assert_eq!(st, 201, "{b}");
-    let id = b["broadcaster_id"].as_str().unwrap().to_owned();
-    let (st, k) = call(
-        "POST",
-        &format!("{base}/v1/admin/broadcasters/{id}/api-keys"),
-        ADMIN,
-        Some(json!({})),
-    );
-    assert_eq!(st, 201, "{k}");
-    (id, k["token"].as_str().unwrap().to_owned())
-}
+use common::server::{call, free_port, ledger, start, stop, tenant};
 
 fn register(base: &str, key: &str, n: u64) -> String {
     let (st, r) = call(

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -23,6 +22,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use ledger_app::demo;
 use ledger_command::{Customer, CustomerCommand};
 use ledger_events::Integration;
+use ledger_system_tests::ledger;
+use ledger_system_tests::server::{agent, call, free_port, wait_ok};
 use ledger_types::BroadcasterId;
 use serde_json::{json, Value};
 
@@ -40,14 +41,6 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn which(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     for dir in std::env::split_paths(&path) {
@@ -59,41 +52,6 @@ fn which(names: &[&str]) -> Option<PathBuf> {
         }
     }
     None
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
-}
-
-fn get_json(url: &str, token: &str) -> (u16, Value) {
-    let mut res = agent()
-        .get(url)
-        .header("Authorization", &format!("Bearer {token}"))
-        .call()
-        .unwrap();
-    let status = res.status().as_u16();
-    let text = res.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-fn wait_http_ok(url: &str, what: &str) {
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = agent().get(url).call() {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{what} did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The script and style the page links, with their content types.
@@ -304,17 +262,12 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
     let data = dir.path().join("data");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ledger"))
-        .arg("--data")
-        .arg(&data)
+    let mut child = ledger(&data)
         .args(["serve", "--demo", "--demo-customers"])
         .arg(DEMO_CUSTOMERS.to_string())
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("LEDGER_ADMIN_KEY", ADMIN)
         .env("LEDGER_LOG", "debug")
-        .env_remove("LEDGER_KEK")
-        .env_remove("LEDGER_LISTEN")
-        .env_remove("LEDGER_CONFIG")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
         .spawn()
@@ -345,7 +298,7 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
             break;
         }
     }
-    wait_http_ok(&format!("{base}/healthz"), "ledger serve");
+    wait_ok(&format!("{base}/healthz"), "ledger serve");
 
     // The page and its assets: types, caching and the CSP, served by the binary.
     let mut page = agent().get(format!("{base}/")).call().unwrap();
@@ -386,9 +339,11 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
         .expect("a white-label demo broadcaster with every kind of customer");
     // The API agrees with the picks.
     let preview = |c: &Pick| {
-        get_json(
+        call(
+            "GET",
             &format!("{base}/v1/customers/{}/erasure-preview", c.id),
             &token,
+            None,
         )
     };
     let (st, p) = preview(&erasable);
@@ -410,7 +365,7 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
             .any(|b| b["code"] == "SHARED_ACROSS_BROADCASTERS"),
         "{p}"
     );
-    let (_, revenue_before) = get_json(&format!("{base}/v1/revenue"), &token);
+    let (_, revenue_before) = call("GET", &format!("{base}/v1/revenue"), &token, None);
     let digest_before = revenue_before["digest"].as_str().unwrap().to_owned();
 
     // ---------------------------------------------------------------- browser
@@ -425,7 +380,7 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
             .spawn()
             .expect("start chromedriver"),
     );
-    wait_http_ok(&format!("{driver_url}/status"), "chromedriver");
+    wait_ok(&format!("{driver_url}/status"), "chromedriver");
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), json!("chrome"));
     caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
@@ -545,7 +500,12 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
     let prefix = ["m", "a", "s", "e", "l", "k", "b", "c", "h", "j"]
         .into_iter()
         .find(|q| {
-            let (_, page) = get_json(&format!("{base}/v1/customers?q={q}&limit=10"), &token);
+            let (_, page) = call(
+                "GET",
+                &format!("{base}/v1/customers?q={q}&limit=10"),
+                &token,
+                None,
+            );
             page["next_cursor"].is_string()
         })
         .expect("a name prefix with more than one page of customers");
@@ -739,7 +699,7 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
     );
     assert!(summary.contains("Tombstone"), "{summary}");
     assert!(summary.contains("Revenue digest unchanged"), "{summary}");
-    let (_, erasures) = get_json(&format!("{base}/v1/erasures"), &token);
+    let (_, erasures) = call("GET", &format!("{base}/v1/erasures"), &token, None);
     let rid = erasures["items"][0]["request_id"]
         .as_str()
         .unwrap()
@@ -756,7 +716,12 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
     shots.take(&c, "tombstone").await;
     js(&c, "document.getElementById('receipt').scrollIntoView();").await;
     shots.take(&c, "receipt-revenue-unchanged").await;
-    let (_, s) = get_json(&format!("{base}/v1/customers/{}", erasable.id), &token);
+    let (_, s) = call(
+        "GET",
+        &format!("{base}/v1/customers/{}", erasable.id),
+        &token,
+        None,
+    );
     assert_eq!(s["status"], "erased");
 
     // 10. The erased customer's email finds nothing.

@@ -7,31 +7,12 @@ use std::path::Path;
 
 use serde_json::json;
 
-mod common;
+use ledger_system_tests as common;
 
-use common::server::{call, free_port, ledger, start, stop, ADMIN};
+use common::server::{call, free_port, ledger, start, stop, tenant};
 use common::{copy_dir, stderr};
 
 const ERASED: usize = 20;
-
-fn tenant(base: &str) -> String {
-    let (st, b) = call(
-        "POST",
-        &format!("{base}/v1/admin/broadcasters"),
-        ADMIN,
-        Some(json!({"name": "Restore Stream", "integration": "white_label"})),
-    );
-    assert_eq!(st, 201, "{b}");
-    let id = b["broadcaster_id"].as_str().unwrap().to_owned();
-    let (st, k) = call(
-        "POST",
-        &format!("{base}/v1/admin/broadcasters/{id}/api-keys"),
-        ADMIN,
-        Some(json!({})),
-    );
-    assert_eq!(st, 201, "{k}");
-    k["token"].as_str().unwrap().to_owned()
-}
 
 /// How many of `customers` the API still serves with personal data.
 fn readable(base: &str, key: &str, customers: &[String]) -> usize {
@@ -59,7 +40,7 @@ fn restoring_a_backup_from_before_twenty_erasures_brings_none_of_them_back() {
 
     // Customers are registered; the folder is backed up (server stopped).
     let s = start(&data, port, None);
-    let key = tenant(&s.base);
+    let (_, key) = tenant(&s.base, "Restore Stream");
     let customers: Vec<String> = (0..ERASED)
         .map(|n| {
             let (st, r) = call(
@@ -159,7 +140,7 @@ fn a_key_store_older_than_the_log_costs_one_customer_its_profile_not_the_server_
     let data = tmp.path().join("data");
     let port = free_port();
     let s = start(&data, port, None);
-    let key = tenant(&s.base);
+    let (_, key) = tenant(&s.base, "Restore Stream");
     stop(s);
     let old_keys = tmp.path().join("keys-before.sqlite");
     std::fs::copy(data.join("keys.sqlite"), &old_keys).unwrap();
@@ -226,7 +207,7 @@ fn views_restored_ahead_of_the_log_are_found_out_and_folded_again_so_no_payment_
     let old_log = tmp.path().join("old-log");
     let port = free_port();
     let s = start(&data, port, None);
-    let key = tenant(&s.base);
+    let (_, key) = tenant(&s.base, "Restore Stream");
     let (st, r) = call(
         "POST",
         &format!("{}/v1/customers", s.base),
@@ -296,7 +277,7 @@ fn views_folded_from_another_log_are_found_out_by_the_hash_at_their_checkpoint()
     // Two stores with the same number of events but different contents.
     for (dir, minor) in [(&a, 1_000), (&b, 7_000)] {
         let s = start(dir, port, None);
-        let key = tenant(&s.base);
+        let (_, key) = tenant(&s.base, "Restore Stream");
         let (st, r) = call(
             "POST",
             &format!("{}/v1/customers", s.base),

@@ -10,9 +10,9 @@ use std::io::{Read as _, Seek as _, SeekFrom};
 
 use serde_json::json;
 
-mod common;
+use ledger_system_tests as common;
 
-use common::server::{call, free_port, start, stop, try_call_with, ADMIN};
+use common::server::{call, free_port, start, stop, tenant, try_call_with};
 
 /// The customer's personal values, by field. Long and distinctive, so that a hit
 /// is the value and not a coincidence.
@@ -109,22 +109,7 @@ fn after_erasure_the_servers_memory_holds_none_of_the_customers_opened_values() 
 
     // An earlier process registers the customer.
     let s = start(&data, port, None);
-    let (st, b) = call(
-        "POST",
-        &format!("{}/v1/admin/broadcasters", s.base),
-        ADMIN,
-        Some(json!({"name": "Memscan Stream", "integration": "white_label"})),
-    );
-    assert_eq!(st, 201, "{b}");
-    let bid = b["broadcaster_id"].as_str().unwrap().to_owned();
-    let (st, k) = call(
-        "POST",
-        &format!("{}/v1/admin/broadcasters/{bid}/api-keys", s.base),
-        ADMIN,
-        Some(json!({})),
-    );
-    assert_eq!(st, 201, "{k}");
-    let key = k["token"].as_str().unwrap().to_owned();
+    let (_, key) = tenant(&s.base, "Memscan Stream");
     let v = |f: &str| FIELDS.iter().find(|(n, _)| *n == f).unwrap().1;
     let (st, r) = call(
         "POST",

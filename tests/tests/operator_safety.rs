@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-mod common;
+use ledger_system_tests as common;
 
 use common::server::{call, free_port, ledger, start, stop, ADMIN};
 use common::{demo, files, sample, stderr, stdout};

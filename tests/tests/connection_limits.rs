@@ -22,13 +22,15 @@
 #![cfg(target_os = "linux")]
 
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ledger_system_tests::server::free_port;
+use ledger_system_tests::{clear_ledger_env, ledger_bin};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -50,14 +52,6 @@ const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: ledger\r\nConnection: cl
 fn say(line: &str) {
     // Straight to stderr: the harness swallows eprintln! of a passing test.
     let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The soft open-files limit of process `pid` (Linux).
@@ -111,16 +105,10 @@ fn start(data: &Path) -> Server {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut cmd = Command::new("sh");
-    // Only what this test sets: no LEDGER_* from the caller's environment.
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("LEDGER_") {
-            cmd.env_remove(k);
-        }
-    }
-    let mut child = cmd
+    let mut child = clear_ledger_env(&mut cmd)
         .arg("-c")
         .arg(format!("ulimit -n {SERVER_NOFILE} && exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_ledger"))
+        .arg(ledger_bin())
         .arg("--data")
         .arg(data)
         .args([

@@ -7,25 +7,12 @@ use std::path::Path;
 
 use serde_json::json;
 
-mod common;
+use ledger_system_tests as common;
 
-use common::server::{call, free_port, ledger, start, stop, ADMIN};
+use common::scan_files;
+use common::server::{call, free_port, ledger, start, stop, tenant, ADMIN};
 
 const EMAIL: &str = "ada.e2e@example.com";
-
-fn scan_for(data: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    for e in std::fs::read_dir(data).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            let bytes = std::fs::read(&p).unwrap();
-            if bytes.windows(needle.len()).any(|w| w == needle) {
-                hits.push(p.display().to_string());
-            }
-        }
-    }
-    hits
-}
 
 #[test]
 fn the_whole_story_over_http_survives_a_sigterm_restart() {
@@ -49,22 +36,7 @@ fn story(data: &Path, store: Option<&str>) {
     let base = s.base.clone();
 
     // The operator creates a white-label broadcaster and its key.
-    let (st, b) = call(
-        "POST",
-        &format!("{base}/v1/admin/broadcasters"),
-        ADMIN,
-        Some(json!({"name": "E2E Stream", "integration": "white_label"})),
-    );
-    assert_eq!(st, 201, "{b}");
-    let bid = b["broadcaster_id"].as_str().unwrap().to_owned();
-    let (st, k) = call(
-        "POST",
-        &format!("{base}/v1/admin/broadcasters/{bid}/api-keys"),
-        ADMIN,
-        Some(json!({})),
-    );
-    assert_eq!(st, 201);
-    let key = k["token"].as_str().unwrap().to_owned();
+    let (bid, key) = tenant(&base, "E2E Stream");
 
     // The CLI issues a key while the server runs; the server accepts it at once.
     let out = ledger(&data, store)
@@ -185,7 +157,7 @@ fn story(data: &Path, store: Option<&str>) {
     stop(s);
 
     // No file the service wrote holds the erased customer's email in plaintext.
-    assert!(scan_for(&data, EMAIL.as_bytes()).is_empty());
+    assert!(scan_files(&data, &[EMAIL]).is_empty());
     // On PostgreSQL: no key left in the live table, no plaintext in any table.
     if let Some(url) = store {
         let c = uuid::Uuid::parse_str(&c).unwrap();

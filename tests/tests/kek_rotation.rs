@@ -2,7 +2,7 @@
 //! KEK file replaced, sealed data still readable, the old KEK refused at start, and
 //! an erasure after the rotation still honoured.
 
-mod common;
+use ledger_system_tests as common;
 
 use common::*;
 

@@ -3,7 +3,7 @@
 //! made after erasure holds no personal string of the erased customers, and every
 //! kind of edit to an export fails `audit verify --from-export`.
 
-mod common;
+use ledger_system_tests as common;
 
 use std::collections::HashMap;
 use std::path::Path;

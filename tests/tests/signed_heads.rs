@@ -12,14 +12,11 @@
 //! server, at its next start, says so and sets the old series of heads aside. Also: erasure receipts served by the real server
 //! verify offline with `audit verify-receipt`, and refuse any flipped bit.
 
-mod common;
+use ledger_system_tests as common;
 
-use std::io::Read as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
+use common::server::{call, free_port, start_with, stop, Server, ADMIN};
 use common::*;
 use ledger_store::chain::RecordFields;
 use ledger_store::ZERO_HASH;
@@ -27,7 +24,6 @@ use serde_json::Value;
 
 /// A fixed tree-head signing key (the Ed25519 seed), so the tests can also sign.
 const SIGNING_KEY: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
-const ADMIN: &str = "lka_signed-heads-admin-key-0123456789abcdef";
 
 struct Setup {
     _tmp: tempfile::TempDir,
@@ -318,80 +314,9 @@ fn a_later_export_extends_an_earlier_one_and_a_rewritten_one_does_not() {
 
 // ------------------------------------------------------------ the live server
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
+/// `ledger serve` signing a head every second.
 fn start(data: &Path, store: Option<&str>) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = ledger(data);
-    if let Some(url) = store {
-        cmd.args(["--store", url]);
-    }
-    let child = cmd
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--sign-every-secs", "1"])
-        .env("LEDGER_ADMIN_KEY", ADMIN)
-        .env_remove("LEDGER_SIGNING_KEY_FILE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ledger serve");
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while !agent()
-        .get(format!("{base}/healthz"))
-        .call()
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "server did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server { child, base }
-}
-
-fn stop(mut s: Server) {
-    let pid = s.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = s.child.wait().unwrap();
-    let mut logs = String::new();
-    if let Some(mut e) = s.child.stderr.take() {
-        e.read_to_string(&mut logs).unwrap();
-    }
-    assert!(status.success(), "{logs}");
-}
-
-fn call(method: &str, url: &str, token: &str) -> (u16, Value) {
-    let a = agent();
-    let auth = format!("Bearer {token}");
-    let res = match method {
-        "GET" => a.get(url).header("Authorization", &auth).call(),
-        _ => a.delete(url).header("Authorization", &auth).call(),
-    }
-    .unwrap();
-    let status = res.status().as_u16();
-    let body = res.into_body().read_to_string().unwrap();
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    start_with(data, free_port(), store, &["--sign-every-secs", "1"])
 }
 
 fn api_key(data: &Path, store: Option<&str>, broadcaster: &str) -> String {
@@ -441,7 +366,12 @@ fn receipts_verify_offline_and_a_live_log_cut_back_before_erasures_is_caught_by_
     let server = start(&s.data, None);
 
     // Before the erasures: the head the operator published.
-    let (status, head_before) = call("GET", &format!("{}/v1/audit/tree-head", server.base), ADMIN);
+    let (status, head_before) = call(
+        "GET",
+        &format!("{}/v1/audit/tree-head", server.base),
+        ADMIN,
+        None,
+    );
     assert_eq!(status, 200, "{head_before}");
     let before_size = head_before["size"].as_u64().unwrap();
     let head_before_file = s.dir.join("head-before.json");
@@ -456,6 +386,7 @@ fn receipts_verify_offline_and_a_live_log_cut_back_before_erasures_is_caught_by_
             "DELETE",
             &format!("{}/v1/customers/{c}", server.base),
             &token,
+            None,
         );
         assert_eq!(status, 200, "{receipt}");
         let pos = receipt["event_position"].as_u64().unwrap();
@@ -466,12 +397,14 @@ fn receipts_verify_offline_and_a_live_log_cut_back_before_erasures_is_caught_by_
             "GET",
             &format!("{}/v1/audit/tree-head", server.base),
             &token,
+            None,
         );
         assert_eq!(status, 200, "{head}");
         let (status, _) = call(
             "GET",
             &format!("{}/v1/audit/proofs/inclusion?position={pos}", server.base),
             &token,
+            None,
         );
         assert_eq!(status, 200);
         receipts.push(receipt);
@@ -487,7 +420,7 @@ fn receipts_verify_offline_and_a_live_log_cut_back_before_erasures_is_caught_by_
         ("proofs/consistency?from=9&to=5", "NO_SUCH_PROOF"),
         ("tree-head?size=99999999", "SIZE_BEYOND_TREE"),
     ] {
-        let (status, body) = call("GET", &format!("{}/v1/audit/{q}", server.base), ADMIN);
+        let (status, body) = call("GET", &format!("{}/v1/audit/{q}", server.base), ADMIN, None);
         let want = if code == "INVALID_QUERY" { 400 } else { 404 };
         assert_eq!(
             (status, body["code"].as_str()),
@@ -499,13 +432,19 @@ fn receipts_verify_offline_and_a_live_log_cut_back_before_erasures_is_caught_by_
         call(
             "GET",
             &format!("{}/v1/audit/tree-head", server.base),
-            "nope"
+            "nope",
+            None
         )
         .0,
         401
     );
     // The earlier head is a prefix of the current one.
-    let (_, now) = call("GET", &format!("{}/v1/audit/tree-head", server.base), ADMIN);
+    let (_, now) = call(
+        "GET",
+        &format!("{}/v1/audit/tree-head", server.base),
+        ADMIN,
+        None,
+    );
     let (status, proof) = call(
         "GET",
         &format!(
@@ -513,6 +452,7 @@ fn receipts_verify_offline_and_a_live_log_cut_back_before_erasures_is_caught_by_
             server.base, now["size"]
         ),
         ADMIN,
+        None,
     );
     assert_eq!(status, 200, "{proof}");
     stop(server);
@@ -655,7 +595,12 @@ fn receipts_verify_offline_and_a_live_log_cut_back_before_erasures_is_caught_by_
     // And the server, which recorded the heads it signed, says so at start, keeps
     // the old series aside as evidence, and starts a new one over this log.
     let server = start(&s.data, None);
-    let (status, head) = call("GET", &format!("{}/v1/audit/tree-head", server.base), ADMIN);
+    let (status, head) = call(
+        "GET",
+        &format!("{}/v1/audit/tree-head", server.base),
+        ADMIN,
+        None,
+    );
     assert_eq!(status, 200, "{head}");
     // (Its log may have grown again: the forget list re-applies the erasures the
     // cut removed, at new positions.)
@@ -667,22 +612,7 @@ fn receipts_verify_offline_and_a_live_log_cut_back_before_erasures_is_caught_by_
         head["root_hash"],
         receipts[1]["signed_tree_head"]["root_hash"]
     );
-    let pid = server.child.id().to_string();
-    let mut server = server;
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    server.child.wait().unwrap();
-    let mut logs = String::new();
-    server
-        .child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = stop(server);
     assert!(logs.contains("TREE_HEAD_NOT_IN_LOG"), "{logs}");
     let aside: Vec<_> = std::fs::read_dir(&s.data)
         .unwrap()
@@ -724,9 +654,15 @@ fn the_tree_follows_a_postgresql_log_and_its_receipts_verify_offline() {
         "DELETE",
         &format!("{}/v1/customers/{c}", server.base),
         &token,
+        None,
     );
     assert_eq!(status, 200, "{receipt}");
-    let (status, head) = call("GET", &format!("{}/v1/audit/tree-head", server.base), ADMIN);
+    let (status, head) = call(
+        "GET",
+        &format!("{}/v1/audit/tree-head", server.base),
+        ADMIN,
+        None,
+    );
     assert_eq!(status, 200, "{head}");
     assert!(head["size"].as_u64().unwrap() >= receipt["event_position"].as_u64().unwrap());
     stop(server);

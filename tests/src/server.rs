@@ -1,5 +1,4 @@
 //! A `ledger serve` child process on a free port, and HTTP calls to it.
-#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -12,6 +11,7 @@ use serde_json::Value;
 /// The admin key every test server is started with (`LEDGER_ADMIN_KEY`).
 pub const ADMIN: &str = "lka_e2e-admin-key-0123456789abcdefghijklmnop";
 
+#[derive(Debug)]
 pub struct Server {
     pub child: Child,
     pub base: String,
@@ -43,6 +43,20 @@ fn drain(
     })
 }
 
+/// Waits (up to a minute) until `GET url` answers 200; `what` names it in the
+/// failure.
+pub fn wait_ok(url: &str, what: &str) {
+    let started = Instant::now();
+    while !agent().get(url).call().is_ok_and(|r| r.status() == 200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what} did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A loopback port free now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -51,6 +65,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// An HTTP client that returns every status as an answer (30 s per request).
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -59,15 +74,16 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
+/// `ledger --data DATA [--store URL]` (see [`crate::ledger`]).
 pub fn ledger(data: &Path, store: Option<&str>) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ledger"));
-    c.arg("--data").arg(data).env_remove("LEDGER_STORE");
+    let mut c = crate::ledger(data);
     if let Some(url) = store {
         c.args(["--store", url]);
     }
     c
 }
 
+/// `ledger serve` on `port` (see [`start_with`]).
 pub fn start(data: &Path, port: u16, store: Option<&str>) -> Server {
     start_with(data, port, store, &[])
 }
@@ -117,8 +133,6 @@ fn spawn(
         ])
         .args(serve_args)
         .env("LEDGER_ADMIN_KEY", ADMIN)
-        .env_remove("LEDGER_KEK")
-        .env_remove("LEDGER_LISTEN")
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
@@ -133,19 +147,7 @@ fn spawn(
         drains.push(drain(o, out.clone()));
     }
     let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = agent().get(format!("{base}/healthz")).call() {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "server did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_ok(&format!("{base}/healthz"), "the server");
     Server {
         child,
         base,
@@ -191,6 +193,31 @@ pub fn stop(mut s: Server) -> String {
     logs
 }
 
+/// A new white-label broadcaster named `name`, registered with the admin key, and
+/// an API key for it: (broadcaster id, token).
+pub fn tenant(base: &str, name: &str) -> (String, String) {
+    let (st, b) = call(
+        "POST",
+        &format!("{base}/v1/admin/broadcasters"),
+        ADMIN,
+        Some(serde_json::json!({"name": name, "integration": "white_label"})),
+    );
+    assert_eq!(st, 201, "{b}");
+    let id = b["broadcaster_id"]
+        .as_str()
+        .expect("broadcaster id")
+        .to_owned();
+    let (st, k) = call(
+        "POST",
+        &format!("{base}/v1/admin/broadcasters/{id}/api-keys"),
+        ADMIN,
+        Some(serde_json::json!({})),
+    );
+    assert_eq!(st, 201, "{k}");
+    (id, k["token"].as_str().expect("token").to_owned())
+}
+
+/// One request with a bearer token: the status and the JSON body (`null` if none).
 pub fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
     let r = try_call_with(method, url, token, body, &[]).unwrap();
     (r.status, r.body)
