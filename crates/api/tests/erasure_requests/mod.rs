@@ -297,6 +297,19 @@ pub async fn requests_complete_defer_refuse_cancel_and_extend() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["status"], "completed");
+
+    // The metrics count requests by state, and none is overdue.
+    let m = h.call(Method::GET, "/metrics", None, None).await;
+    for line in [
+        "ledger_erasure_requests{status=\"completed\"} 1",
+        "ledger_erasure_requests{status=\"refused\"} 1",
+        "ledger_erasure_requests{status=\"cancelled\"} 1",
+        "ledger_erasure_requests{status=\"open\"} 0",
+        "ledger_erasure_requests_overdue 0",
+        "ledger_oldest_open_erasure_request_seconds 0",
+    ] {
+        assert!(m.text.contains(line), "{line}: {}", m.text);
+    }
 }
 
 /// The platform operator erases a shared account: refused while any broadcaster
