@@ -149,6 +149,31 @@ fn operator_story(data: &Path, store: Option<&str>) {
     assert_eq!(summary["status"], "erased");
     stop(s);
 
+    // The CLI lists and shows it, read from the log.
+    let out = ledger(data, store)
+        .args(["erasure-requests", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["request_id"], done["request_id"]);
+    assert_eq!(listed[0]["reference"], "OPS-12");
+    let id = done["request_id"].as_str().unwrap();
+    let out = ledger(data, store)
+        .args(["erasure-requests", "show", id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(shown["receipt"]["erased_by"]["kind"], "operator");
+    let out = ledger(data, store)
+        .args(["erasure-requests", "list", "--status", "lost"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+
     let report = audit(data, store);
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["erasure_requests"]["total"], 1, "{report}");
