@@ -211,15 +211,21 @@ impl ApiKeys {
         self.keys.read().map(|k| k.file_len != len).unwrap_or(false)
     }
 
-    fn lookup(&self, h: &[u8; 32]) -> Option<BroadcasterId> {
+    fn lookup(&self, h: &[u8; 32]) -> Option<(BroadcasterId, Uuid)> {
         let k = self.keys.read().ok()?;
         let id = k.by_hash.get(h)?;
         let info = k.info.get(id)?;
-        (!info.revoked).then_some(info.broadcaster_id)
+        (!info.revoked).then_some((info.broadcaster_id, info.key_id))
     }
 
     /// The broadcaster a token belongs to, if the token is a live key.
     pub fn authenticate(&self, token: &str) -> Option<BroadcasterId> {
+        self.authenticate_key(token).map(|(b, _)| b)
+    }
+
+    /// The broadcaster a token belongs to and the key's id, if the token is a live
+    /// key.
+    pub fn authenticate_key(&self, token: &str) -> Option<(BroadcasterId, Uuid)> {
         if !token.starts_with(API_KEY_PREFIX) || token.len() > 128 {
             return None;
         }
@@ -236,8 +242,8 @@ impl ApiKeys {
         {
             let _ = self.reload();
         }
-        if let Some(b) = self.lookup(&h) {
-            return Some(b);
+        if let Some(found) = self.lookup(&h) {
+            return Some(found);
         }
         if self.changed_on_disk() && self.reload().is_ok() {
             return self.lookup(&h);
@@ -390,6 +396,20 @@ fn bearer(parts: &Parts) -> Option<&str> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tenant(pub BroadcasterId);
 
+/// The broadcaster and key id of a request's broadcaster API key, or 401.
+fn broadcaster_key(parts: &mut Parts, state: &SharedState) -> Result<KeyedTenant, ApiError> {
+    let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+    let (b, key_id) = state
+        .keys
+        .authenticate_key(token)
+        .ok_or_else(ApiError::unauthorized)?;
+    parts.extensions.insert(Tenant(b));
+    Ok(KeyedTenant {
+        broadcaster_id: b,
+        key_id,
+    })
+}
+
 impl FromRequestParts<SharedState> for Tenant {
     type Rejection = ApiError;
 
@@ -397,13 +417,84 @@ impl FromRequestParts<SharedState> for Tenant {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
+        broadcaster_key(parts, state).map(|k| Tenant(k.broadcaster_id))
+    }
+}
+
+/// The calling broadcaster and the id of the API key it used (recorded as the
+/// actor of an erasure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyedTenant {
+    pub broadcaster_id: BroadcasterId,
+    pub key_id: Uuid,
+}
+
+impl KeyedTenant {
+    /// The actor the events record.
+    pub fn actor(&self) -> ledger_events::Actor {
+        ledger_events::Actor::Broadcaster {
+            broadcaster_id: self.broadcaster_id,
+            key_id: Some(ledger_types::KeyId::from_uuid(self.key_id)),
+        }
+    }
+}
+
+impl FromRequestParts<SharedState> for KeyedTenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        broadcaster_key(parts, state)
+    }
+}
+
+/// Who calls an operation open to broadcasters and to the platform operator
+/// (erasure requests): a broadcaster with the id of the API key it used, or the
+/// operator with the admin key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    Broadcaster {
+        broadcaster_id: BroadcasterId,
+        key_id: Uuid,
+    },
+    Operator,
+}
+
+impl Caller {
+    /// The actor the events record.
+    pub fn actor(&self) -> ledger_events::Actor {
+        match *self {
+            Caller::Broadcaster {
+                broadcaster_id,
+                key_id,
+            } => KeyedTenant {
+                broadcaster_id,
+                key_id,
+            }
+            .actor(),
+            Caller::Operator => ledger_events::Actor::Operator,
+        }
+    }
+}
+
+impl FromRequestParts<SharedState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
-        let b = state
-            .keys
-            .authenticate(token)
-            .ok_or_else(ApiError::unauthorized)?;
-        parts.extensions.insert(Tenant(b));
-        Ok(Tenant(b))
+        if token.starts_with(ADMIN_KEY_PREFIX) && state.admin.matches(token) {
+            return Ok(Caller::Operator);
+        }
+        let k = broadcaster_key(parts, state)?;
+        Ok(Caller::Broadcaster {
+            broadcaster_id: k.broadcaster_id,
+            key_id: k.key_id,
+        })
     }
 }
 
@@ -431,6 +522,17 @@ impl FromRequestParts<SharedState> for Admin {
 /// which runs before the handler's extractor).
 pub fn tenant_of(parts: &Parts, keys: &Arc<ApiKeys>) -> Option<BroadcasterId> {
     bearer(parts).and_then(|t| keys.authenticate(t))
+}
+
+/// The scope under which the idempotency layer keeps a request's answers: the
+/// broadcaster of its API key, or, for the admin key, the nil id (no broadcaster
+/// has it), so the operator's writes are retried safely too.
+pub fn idempotency_scope(parts: &Parts, state: &SharedState) -> Option<BroadcasterId> {
+    let token = bearer(parts)?;
+    if token.starts_with(ADMIN_KEY_PREFIX) && state.admin.matches(token) {
+        return Some(BroadcasterId::from_uuid(Uuid::nil()));
+    }
+    state.keys.authenticate(token)
 }
 
 #[cfg(test)]

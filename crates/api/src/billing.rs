@@ -117,10 +117,20 @@ pub async fn start_subscription(
     let c = customer_id(&id)?;
     let sid = optional_id::<SubscriptionId>(body.subscription_id.as_deref(), "subscription_id")?
         .unwrap_or_default();
+    let ends_at = body
+        .ends_at
+        .as_deref()
+        .map(|t| {
+            Timestamp::parse_rfc3339(t).map_err(|_| {
+                ApiError::invalid_input("ends_at", "expected an RFC 3339 date and time")
+            })
+        })
+        .transpose()?;
     let cmd = CustomerCommand::StartSubscription {
         broadcaster_id: tenant.0,
         subscription_id: sid,
         offer_id: offer(&body.offer_id)?,
+        ends_at,
         at: Timestamp::now(),
     };
     let ex = state.execute(c, &cmd).await?;

@@ -11,7 +11,8 @@ use std::fmt;
 
 use ledger_app::read::CustomerSummary;
 use ledger_app::ErasureReceipt;
-use ledger_events::{Answer, PersonalCategory, Precondition, Profile};
+use ledger_command::ErasureRequest;
+use ledger_events::{Actor, Answer, PersonalCategory, Precondition, Profile};
 use ledger_projections::{ErasureRecord, RevenueTotals, SubscriptionView};
 use ledger_types::{BroadcasterId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,10 @@ objects_only!(
     CreateBroadcasterRequest,
     CreateApiKeyRequest,
     SearchRequest,
+    FileErasureRequest,
+    TerminateAndEraseRequest,
+    ExtendErasureRequest,
+    OperatorAnonymizeRequest,
 );
 serialize_inherent!(AnswerDto, MoneyDto);
 
@@ -200,6 +205,11 @@ pub struct StartSubscriptionRequest {
     pub subscription_id: Option<String>,
     #[schema(pattern = "^[a-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     pub offer_id: String,
+    /// When the subscription ends by itself (RFC 3339, after now): it is then
+    /// terminated, and an erasure waiting for it goes ahead.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ends_at: Option<String>,
 }
 
 /// An amount in integer minor units (cents, pence, yen) and an ISO 4217 currency.
@@ -572,6 +582,9 @@ pub struct ReceiptDto {
     pub preconditions_checked: Vec<String>,
     /// Log position of the `CustomerAnonymized` event.
     pub event_position: u64,
+    /// Who erased: the broadcaster (with its API key's id), or the platform
+    /// operator (`kind: operator`, "erased by the platform operator").
+    pub erased_by: ActorDto,
     pub data_key_destroyed: bool,
     /// The erasing broadcaster's revenue digest just before and just after the
     /// erasure; equal, which proves no revenue figure changed.
@@ -613,6 +626,7 @@ impl ReceiptDto {
             categories_erased: category_names(&r.categories_erased),
             preconditions_checked: precondition_names(&r.preconditions_checked),
             event_position: r.event_position,
+            erased_by: ActorDto::from(r.actor),
             data_key_destroyed: r.data_key_destroyed,
             revenue_digest_before: record.map(|x| x.revenue_digest_before.clone()),
             revenue_digest_after: record.map(|x| x.revenue_digest_after.clone()),
@@ -636,6 +650,9 @@ pub struct ErasureRecordDto {
     pub position: u64,
     pub revenue_digest_before: String,
     pub revenue_digest_after: String,
+    /// Who erased. A receipt of an erasure by the platform operator is listed for
+    /// every broadcaster the account was linked to.
+    pub erased_by: ActorDto,
 }
 
 impl From<&ErasureRecord> for ErasureRecordDto {
@@ -649,6 +666,10 @@ impl From<&ErasureRecord> for ErasureRecordDto {
             position: r.position,
             revenue_digest_before: r.revenue_digest_before.clone(),
             revenue_digest_after: r.revenue_digest_after.clone(),
+            erased_by: ActorDto::from(r.actor.unwrap_or(Actor::Broadcaster {
+                broadcaster_id: r.broadcaster_id,
+                key_id: None,
+            })),
         }
     }
 }
@@ -656,6 +677,187 @@ impl From<&ErasureRecord> for ErasureRecordDto {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErasureList {
     pub items: Vec<ErasureRecordDto>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Who acted on an erasure or an erasure request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ActorDto {
+    /// `broadcaster` or `operator` (the platform operator, with the admin key).
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broadcaster_id: Option<String>,
+    /// The id of the broadcaster's API key (absent when the operator's CLI acted
+    /// for the broadcaster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+}
+
+impl From<Actor> for ActorDto {
+    fn from(a: Actor) -> Self {
+        match a {
+            Actor::Broadcaster {
+                broadcaster_id,
+                key_id,
+            } => Self {
+                kind: "broadcaster".into(),
+                broadcaster_id: Some(broadcaster_id.to_string()),
+                key_id: key_id.map(|k| k.to_string()),
+            },
+            Actor::Operator => Self {
+                kind: "operator".into(),
+                broadcaster_id: None,
+                key_id: None,
+            },
+        }
+    }
+}
+
+/// File an erasure request for a customer (GDPR Art. 17). The request is due one
+/// month after receipt.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, remote = "Self")]
+pub struct FileErasureRequest {
+    #[schema(schema_with = crate::money::uuid_schema)]
+    pub customer_id: String,
+    /// Client-chosen id (canonical UUID) to make retries safe; a new one if absent.
+    #[serde(default)]
+    #[schema(schema_with = crate::money::optional_uuid_schema)]
+    pub request_id: Option<String>,
+    /// A ticket or case number to match the request with your records: 1 to 64
+    /// characters of `A-Z a-z 0-9 . _ - : / #`. Never personal data: no spaces,
+    /// `@` or `+`, so no name, email address or phone number fits.
+    #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._:/#-]{1,64}$", min_length = 1, max_length = 64)]
+    pub reference: Option<String>,
+}
+
+/// "Terminate and erase": the optional request id and reference of the erasure
+/// request it files.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, remote = "Self")]
+pub struct TerminateAndEraseRequest {
+    #[serde(default)]
+    #[schema(schema_with = crate::money::optional_uuid_schema)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._:/#-]{1,64}$", min_length = 1, max_length = 64)]
+    pub reference: Option<String>,
+}
+
+/// Move a request's due date (once, at most two months past the original one).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, remote = "Self")]
+pub struct ExtendErasureRequest {
+    /// The new due date (RFC 3339), after the current one and at most two months
+    /// after the original one.
+    #[schema(format = DateTime)]
+    pub due_at: String,
+    /// `COMPLEXITY` or `NUMBER_OF_REQUESTS` (GDPR Art. 12(3)).
+    #[schema(pattern = "^(COMPLEXITY|NUMBER_OF_REQUESTS)$")]
+    pub reason: String,
+}
+
+/// The platform operator's erasure of any customer.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, remote = "Self")]
+pub struct OperatorAnonymizeRequest {
+    /// The operator's ticket or case number (required; never personal data, see
+    /// `FileErasureRequest.reference`).
+    #[schema(pattern = "^[A-Za-z0-9._:/#-]{1,64}$", min_length = 1, max_length = 64)]
+    pub reference: String,
+    /// Client-chosen request id (canonical UUID); a new one if absent.
+    #[serde(default)]
+    #[schema(schema_with = crate::money::optional_uuid_schema)]
+    pub request_id: Option<String>,
+}
+
+/// An erasure request and where it stands.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErasureRequestDto {
+    pub request_id: String,
+    pub customer_id: String,
+    /// `open`, `deferred`, `completed`, `refused` or `cancelled`.
+    pub status: String,
+    pub requested_by: ActorDto,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub received_at: String,
+    /// The due date now (the extended one, if extended).
+    pub due_at: String,
+    /// Past its due date and not ended.
+    pub overdue: bool,
+    /// The extension's reason (`COMPLEXITY` or `NUMBER_OF_REQUESTS`), if extended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extension_reason: Option<String>,
+    /// While deferred: the blocker codes (`ACTIVE_SUBSCRIPTION`) ...
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blockers: Vec<String>,
+    /// ... and the subscriptions the erasure waits for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
+    /// When refused: the permanent reason (`NOT_WHITE_LABEL`,
+    /// `SHARED_ACROSS_BROADCASTERS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    /// When completed: the log position of the `CustomerAnonymized` event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anonymized_position: Option<u64>,
+    /// The erasure receipt, on the answer that completed the request or when it is
+    /// asked for alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<ReceiptDto>,
+}
+
+impl ErasureRequestDto {
+    /// `None` for a request that was never received.
+    pub fn of(r: &ErasureRequest, now: Timestamp) -> Option<Self> {
+        let q = r.requested()?;
+        let deferred = r
+            .deferred()
+            .filter(|_| r.status() == Some(ledger_command::RequestStatus::Deferred));
+        Some(Self {
+            request_id: q.request_id.to_string(),
+            customer_id: q.customer_id.to_string(),
+            status: r.status().map(|s| s.as_str()).unwrap_or("open").to_owned(),
+            requested_by: ActorDto::from(q.requested_by),
+            reference: q.reference.as_ref().map(ToString::to_string),
+            received_at: rfc3339(q.received_at),
+            due_at: rfc3339(r.due_at().unwrap_or(q.due_at)),
+            overdue: r.is_overdue(now),
+            extension_reason: r.extended().map(|e| code_name(&e.reason)),
+            blockers: deferred
+                .map(|d| d.blockers.iter().map(|b| b.code().to_owned()).collect())
+                .unwrap_or_default(),
+            waiting_for: deferred
+                .map(|d| d.subscriptions.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            refusal_code: r.refused().map(|e| e.code.code().to_owned()),
+            ended_at: r.ended_at().map(rfc3339),
+            anonymized_position: r.completed().map(|c| c.anonymized_position),
+            receipt: None,
+        })
+    }
+}
+
+fn code_name<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// One page of erasure requests, oldest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErasureRequestPage {
+    pub items: Vec<ErasureRequestDto>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -8,16 +8,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ledger_app::AppError;
+use ledger_app::{AppError, ErasedBy};
 use ledger_command::{BroadcasterRef, Refusal};
-use ledger_types::{CustomerId, RequestId};
+use ledger_types::{CustomerId, RequestId, Timestamp};
+use serde::Deserialize;
 use serde_json::json;
 use tracing::instrument;
+use utoipa::IntoParams;
 
-use crate::auth::Tenant;
+use crate::auth::{KeyedTenant, Tenant};
 use crate::customers::customer_id;
 use crate::dto::{BlockerDto, ErasureList, ErasurePreview, ErasureRecordDto, ReceiptDto};
-use crate::error::{ApiError, ApiPath, ErrorBody};
+use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
+use crate::requests::{decode_cursor, decode_limit, encode_cursor};
 use crate::SharedState;
 
 /// An erasure's status (200 or 202) and receipt.
@@ -70,8 +73,10 @@ pub async fn preview(
 /// 202 with the same receipt (`data_key_destroyed: false`) when the decision is
 /// committed but the key store failed right after; the running reconciler then
 /// destroys the key, and a retry or the summary shows it done.
-async fn erase(state: &SharedState, tenant: Tenant, c: CustomerId) -> Result<Erased, ApiError> {
-    let r = state.ledger.anonymize(tenant.0, c, RequestId::new()).await;
+async fn erase(state: &SharedState, key: KeyedTenant, c: CustomerId) -> Result<Erased, ApiError> {
+    let tenant = Tenant(key.broadcaster_id);
+    let by = ErasedBy::from(key.actor());
+    let r = state.ledger.erase(by, c, RequestId::new()).await;
     state.health.observe_write(&r);
     match r {
         Ok(receipt) => {
@@ -144,14 +149,14 @@ async fn erase(state: &SharedState, tenant: Tenant, c: CustomerId) -> Result<Era
         (status = 409, description = "Refused: ACTIVE_SUBSCRIPTION, SHARED_ACROSS_BROADCASTERS or NOT_WHITE_LABEL, with every blocker in details.blockers", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-#[instrument(skip(state), fields(broadcaster = %tenant.0))]
+#[instrument(skip(state), fields(broadcaster = %key.broadcaster_id))]
 pub async fn anonymize(
     State(state): State<SharedState>,
-    tenant: Tenant,
+    key: KeyedTenant,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Erased, ApiError> {
     let c = customer_id(&id)?;
-    erase(&state, tenant, c).await
+    erase(&state, key, c).await
 }
 
 /// "Delete user": the same erasure as `POST /v1/customers/{id}/anonymize`.
@@ -167,33 +172,86 @@ pub async fn anonymize(
         (status = 409, description = "Refused, with every blocker in details.blockers", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-#[instrument(skip(state), fields(broadcaster = %tenant.0))]
+#[instrument(skip(state), fields(broadcaster = %key.broadcaster_id))]
 pub async fn delete_customer(
     State(state): State<SharedState>,
-    tenant: Tenant,
+    key: KeyedTenant,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Erased, ApiError> {
     let c = customer_id(&id)?;
-    erase(&state, tenant, c).await
+    erase(&state, key, c).await
 }
 
-/// The caller's erasure receipts, oldest first.
+const DEFAULT_RECEIPTS: usize = 1000;
+const MAX_RECEIPTS: usize = 1000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ErasuresQuery {
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^p[0-9]{1,19}$")]
+    pub cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 1000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    /// Only erasures at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub since: Option<String>,
+}
+
+/// The caller's erasure receipts, oldest first, in pages: those it made, and
+/// those of the platform operator for accounts linked to it (`erased_by.kind:
+/// operator`). Unknown query parameters are refused.
 #[utoipa::path(get, path = "/v1/erasures", tag = "erasure",
+    params(ErasuresQuery),
     responses(
         (status = 200, description = "Receipts", body = ErasureList),
+        (status = 400, description = "Bad cursor, limit or since, or an unknown parameter", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-#[instrument(skip(state), fields(broadcaster = %tenant.0))]
+#[instrument(skip(state, q), fields(broadcaster = %tenant.0))]
 pub async fn list(
     State(state): State<SharedState>,
     tenant: Tenant,
+    ApiQuery(q): ApiQuery<ErasuresQuery>,
 ) -> Result<Json<ErasureList>, ApiError> {
-    let items = state
+    let after = q
+        .cursor
+        .as_deref()
+        .map(decode_cursor)
+        .transpose()?
+        .unwrap_or(0);
+    let limit = decode_limit(q.limit.as_deref(), DEFAULT_RECEIPTS, MAX_RECEIPTS)?;
+    let since = q
+        .since
+        .as_deref()
+        .map(|s| {
+            Timestamp::parse_rfc3339(s).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_QUERY",
+                    "since must be an RFC 3339 date and time",
+                )
+                .with_details(json!({ "parameter": "since" }))
+            })
+        })
+        .transpose()?;
+    let mut matching = state
         .read
         .erasures(Some(tenant.0))?
-        .iter()
-        .map(ErasureRecordDto::from)
+        .into_iter()
+        .filter(|r| r.position > after && since.is_none_or(|s| r.at >= s));
+    let items: Vec<ErasureRecordDto> = matching
+        .by_ref()
+        .take(limit)
+        .map(|r| ErasureRecordDto::from(&r))
         .collect();
-    Ok(Json(ErasureList { items }))
+    let next_cursor = if matching.next().is_some() {
+        items.last().map(|i| encode_cursor(i.position))
+    } else {
+        None
+    };
+    Ok(Json(ErasureList { items, next_cursor }))
 }

@@ -170,7 +170,7 @@ pub fn refusal_status(r: &Refusal) -> StatusCode {
         Refusal::NotFound | Refusal::SubscriptionNotFound | Refusal::PaymentNotFound => {
             StatusCode::NOT_FOUND
         }
-        Refusal::InvalidInput { .. } => StatusCode::BAD_REQUEST,
+        Refusal::InvalidInput { .. } | Refusal::ExtensionTooLong { .. } => StatusCode::BAD_REQUEST,
         _ => StatusCode::CONFLICT,
     }
 }

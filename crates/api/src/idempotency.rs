@@ -42,7 +42,7 @@ use ledger_store::responses::{SavedResponse, MAX_KEY_BYTES, MAX_SAVED_BODY_BYTES
 use ledger_types::{BroadcasterId, CustomerId, Timestamp};
 use sha2::{Digest, Sha256};
 
-use crate::auth::tenant_of;
+use crate::auth::idempotency_scope;
 use crate::error::{body_too_large, ApiError};
 use crate::SharedState;
 
@@ -68,6 +68,11 @@ pub const REPLAYABLE: &[(Method, &str)] = &[
         Method::POST,
         "/v1/customers/{id}/payments/{payment_id}/refunds",
     ),
+    (Method::POST, "/v1/erasure-requests"),
+    (Method::POST, "/v1/erasure-requests/{id}/cancel"),
+    (Method::POST, "/v1/erasure-requests/{id}/extend"),
+    (Method::POST, "/v1/admin/customers/{id}/anonymize"),
+    (Method::POST, "/v1/customers/{id}/terminate-and-erase"),
 ];
 
 /// The writes that accept an `Idempotency-Key` but never save an answer, and why.
@@ -221,8 +226,9 @@ pub async fn layer(State(state): State<SharedState>, req: Request, next: Next) -
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
-    let Some(b) = tenant_of(&parts, &state.keys) else {
-        // Not a broadcaster: the handler's own extractor answers (401).
+    let Some(b) = idempotency_scope(&parts, &state) else {
+        // Not a broadcaster nor the operator: the handler's own extractor answers
+        // (401).
         return next.run(Request::from_parts(parts, body)).await;
     };
     let bytes = match axum::body::to_bytes(body, state.config.body_limit).await {

@@ -41,6 +41,7 @@ pub mod money;
 pub mod openapi;
 pub mod ops;
 pub mod personal;
+pub mod requests;
 pub mod revenue;
 pub mod transparency;
 
@@ -297,6 +298,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(customers::router())
         .merge(billing::router())
         .merge(erasure::router())
+        .merge(requests::router())
         .merge(revenue::router())
         .merge(audit::router())
         .merge(transparency::router())
@@ -358,6 +360,8 @@ impl Modify for Security {
         billing::list_subscriptions, billing::start_subscription, billing::terminate_subscription,
         billing::capture_payment, billing::refund_payment,
         erasure::preview, erasure::anonymize, erasure::delete_customer, erasure::list,
+        requests::file, requests::list, requests::show, requests::cancel, requests::extend,
+        requests::operator_anonymize, requests::terminate_and_erase,
         revenue::revenue,
         audit::events, audit::verify,
         transparency::tree_head, transparency::inclusion, transparency::consistency,
@@ -369,7 +373,9 @@ impl Modify for Security {
         SubscriptionDto, SubscriptionList, CurrencyTotalsDto, TombstoneDto,
         RegisterCustomerRequest, UpdateProfileRequest, RecordLoginRequest, SearchRequest,
         StartSubscriptionRequest, CapturePaymentRequest, RefundPaymentRequest, MoneyDto,
-        ErasurePreview, BlockerDto, ReceiptDto, ErasureList, ErasureRecordDto,
+        ErasurePreview, BlockerDto, ReceiptDto, ErasureList, ErasureRecordDto, ActorDto,
+        FileErasureRequest, ExtendErasureRequest, OperatorAnonymizeRequest, ErasureRequestDto,
+        ErasureRequestPage, TerminateAndEraseRequest,
         transparency::SignedTreeHeadDto, transparency::InclusionProofDto,
         transparency::ConsistencyProofDto,
         RevenueResponse, RevenueRow, CreateBroadcasterRequest, BroadcasterDto,

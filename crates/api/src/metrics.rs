@@ -66,7 +66,12 @@ pub struct Metrics {
     projection_lag: Gauge,
     pending_destructions: Gauge,
     oldest_pending_destruction: Gauge,
+    requests_overdue: Gauge,
+    oldest_open_request: Gauge,
 }
+
+/// The gauge of erasure requests by status (labelled `status`).
+const REQUESTS_BY_STATUS: &str = "ledger_erasure_requests";
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,6 +86,12 @@ pub struct Gauges {
     pub read_model_position: u64,
     pub pending_destructions: u64,
     pub oldest_pending_destruction_seconds: f64,
+    /// Erasure requests by status, in `ledger_command::RequestStatus::ALL` order.
+    pub erasure_requests: [u64; 5],
+    /// Erasure requests past their due date and not ended.
+    pub erasure_requests_overdue: u64,
+    /// Age of the oldest open (or deferred) erasure request (0 if none).
+    pub oldest_open_request_seconds: f64,
 }
 
 impl Default for Metrics {
@@ -103,6 +114,7 @@ impl Metrics {
                 "HTTP requests by route template, method and status."
             );
             metrics::describe_histogram!(DURATION, "Request latency by route template.");
+            metrics::describe_gauge!(REQUESTS_BY_STATUS, "Erasure requests by status.");
             let counter = |name: &'static str, help: &'static str| {
                 metrics::describe_counter!(name, help);
                 metrics::counter!(name)
@@ -148,6 +160,14 @@ impl Metrics {
                     "ledger_oldest_pending_destruction_seconds",
                     "Age of the oldest pending key destruction (0 if none).",
                 ),
+                requests_overdue: gauge(
+                    "ledger_erasure_requests_overdue",
+                    "Erasure requests past their due date and not ended.",
+                ),
+                oldest_open_request: gauge(
+                    "ledger_oldest_open_erasure_request_seconds",
+                    "Age of the oldest open or deferred erasure request (0 if none).",
+                ),
                 recorder: recorder.clone(),
                 handle,
                 requests_seen: AtomicU64::new(0),
@@ -178,6 +198,16 @@ impl Metrics {
         self.pending_destructions.set(g.pending_destructions as f64);
         self.oldest_pending_destruction
             .set(g.oldest_pending_destruction_seconds);
+        self.requests_overdue.set(g.erasure_requests_overdue as f64);
+        self.oldest_open_request.set(g.oldest_open_request_seconds);
+        metrics::with_local_recorder(&*self.recorder, || {
+            for (status, n) in ledger_command::RequestStatus::ALL
+                .iter()
+                .zip(g.erasure_requests)
+            {
+                metrics::gauge!(REQUESTS_BY_STATUS, "status" => status.as_str()).set(n as f64);
+            }
+        });
         self.handle.render()
     }
 
@@ -203,7 +233,27 @@ mod tests {
             read_model_position: 7,
             pending_destructions: 2,
             oldest_pending_destruction_seconds: 1.5,
+            erasure_requests: [3, 1, 7, 2, 0],
+            erasure_requests_overdue: 1,
+            oldest_open_request_seconds: 86_400.0,
         });
+        assert!(
+            text.contains("ledger_erasure_requests{status=\"open\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ledger_erasure_requests{status=\"deferred\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ledger_erasure_requests{status=\"completed\"} 7"),
+            "{text}"
+        );
+        assert!(text.contains("ledger_erasure_requests_overdue 1"), "{text}");
+        assert!(
+            text.contains("ledger_oldest_open_erasure_request_seconds 86400"),
+            "{text}"
+        );
         assert!(text.contains(
             "ledger_http_requests_total{route=\"/v1/customers/{id}\",method=\"GET\",status=\"404\"} 1"
         ), "{text}");

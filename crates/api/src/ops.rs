@@ -84,11 +84,26 @@ async fn gauges(state: &SharedState, failing: &mut Vec<FailingPart>) -> Gauges {
     if head.saturating_sub(pos) > state.config.ready_max_lag {
         fail("read_model", "READ_MODEL_BEHIND", 0.0);
     }
+    // Erasure requests: the index follows the log (a failure leaves the last
+    // figures; the process manager reports its own failures).
+    let requests = state.ledger.requests();
+    let _ = requests.catch_up().await;
+    let now = ledger_types::Timestamp::now();
+    let counts = requests.counts(now);
+    let mut by_status = [0u64; 5];
+    for (slot, s) in by_status.iter_mut().zip(ledger_command::RequestStatus::ALL) {
+        *slot = counts.by_status.get(s.as_str()).copied().unwrap_or(0);
+    }
     Gauges {
         log_head: head,
         read_model_position: pos,
         pending_destructions: pending.count as u64,
         oldest_pending_destruction_seconds: oldest.as_secs_f64(),
+        erasure_requests: by_status,
+        erasure_requests_overdue: counts.overdue,
+        oldest_open_request_seconds: counts.oldest_open_received_at.map_or(0.0, |t| {
+            now.millis().saturating_sub(t.millis()).max(0) as f64 / 1000.0
+        }),
     }
 }
 

@@ -6,6 +6,7 @@
 //! against the OpenAPI document.
 
 mod common;
+mod erasure_requests;
 mod layers;
 mod transparency;
 
@@ -1994,6 +1995,36 @@ async fn signed_tree_heads_and_proofs_verify_and_every_bad_query_has_a_code() {
 }
 
 #[tokio::test]
+async fn erasure_requests_complete_defer_refuse_cancel_and_extend() {
+    erasure_requests::requests_complete_defer_refuse_cancel_and_extend().await;
+}
+#[tokio::test]
+async fn the_operator_erases_a_shared_account_once_no_subscription_is_active() {
+    erasure_requests::the_operator_erases_a_shared_account_once_no_subscription_is_active().await;
+}
+#[tokio::test]
+async fn erasure_receipts_are_paged_by_cursor_limit_and_since() {
+    erasure_requests::erasure_receipts_are_paged().await;
+}
+
+#[tokio::test]
+async fn terminate_and_erase_and_the_refusals_of_every_request_route() {
+    erasure_requests::terminate_and_erase_and_the_refusals_of_every_route().await;
+}
+#[tokio::test]
+async fn requests_whose_key_destruction_failed_are_completed_by_the_process() {
+    erasure_requests::requests_whose_key_destruction_failed_are_completed_by_the_process().await;
+}
+#[tokio::test]
+async fn deferred_requests_complete_when_the_last_subscription_ends() {
+    erasure_requests::deferred_requests_complete_when_the_last_subscription_ends().await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erase_when_it_ends_races_a_new_subscription() {
+    erasure_requests::erase_when_it_ends_races_a_new_subscription().await;
+}
+
+#[tokio::test]
 async fn every_documented_response_is_produced_by_a_test() {
     let text = ledger_api::openapi_json();
     let parsed: utoipa::openapi::OpenApi =
@@ -2042,6 +2073,11 @@ async fn every_documented_response_is_produced_by_a_test() {
     an_unreachable_key_store_answers_503_with_retry_after_and_fails_readiness().await;
     a_search_sent_with_an_idempotency_key_is_never_replayed_after_erasure().await;
     transparency::heads_proofs_and_receipts().await;
+    erasure_requests::requests_complete_defer_refuse_cancel_and_extend().await;
+    erasure_requests::the_operator_erases_a_shared_account_once_no_subscription_is_active().await;
+    erasure_requests::erasure_receipts_are_paged().await;
+    erasure_requests::terminate_and_erase_and_the_refusals_of_every_route().await;
+    erasure_requests::requests_whose_key_destruction_failed_are_completed_by_the_process().await;
     let produced = seen().lock().unwrap().clone();
     // The one exclusion: 503 (STORE_UNAVAILABLE, TIMEOUT) and 507 (STORAGE_FULL),
     // which `CommonResponses` documents on every authenticated `/v1/` operation

@@ -11,7 +11,11 @@
 //! - every destroyed data key (a tombstone in the key store) has its
 //!   `CustomerAnonymized` in the log: a tombstone without one is evidence that the
 //!   log lost its tail or was restored from an older backup;
-//! - every registered, not erased customer still has a data key.
+//! - every registered, not erased customer still has a data key;
+//! - every erasure request ended, or is still within its due date; every completed
+//!   one has its `CustomerAnonymized` at the position it names and its customer's
+//!   key destroyed; the on-time rate and the overdue requests by id
+//!   ([`RequestAudit`], also run on an export, which holds no keys).
 //!
 //! # One snapshot, so a live store gives no false problem
 //!
@@ -24,12 +28,13 @@
 //! before `at` that a running server is destroying right now is given a short
 //! grace before it counts as not honoured. Nothing is written.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use ledger_command::{ErasureRequest, RequestStatus};
 use ledger_crypto::KeyState;
 use ledger_events::CustomerEvent;
 use ledger_store::{chain, Hash32, StoreError, ZERO_HASH};
-use ledger_types::CustomerId;
+use ledger_types::{CustomerId, RequestId, Timestamp};
 use serde::Serialize;
 
 use crate::codec::decode_record;
@@ -60,8 +65,127 @@ pub struct AuditReport {
     pub head_log_hash: String,
     /// Digest of all revenue recomputed from the log (canonical form v1).
     pub revenue_digest: String,
+    /// Erasure requests: counts, the on-time rate and the overdue ones.
+    pub erasure_requests: RequestSummary,
     pub checks: Vec<&'static str>,
     pub problems: Vec<Problem>,
+}
+
+/// What the audit found of erasure requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RequestSummary {
+    pub total: u64,
+    /// By status (`open`, `deferred`, `completed`, `refused`, `cancelled`).
+    pub by_status: BTreeMap<&'static str, u64>,
+    /// Requests that ended by their due date ...
+    pub on_time: u64,
+    /// ... and those that ended after it or are still open past it.
+    pub late: u64,
+    /// `on_time / (on_time + late)`; absent while no request has ended or is due.
+    pub on_time_rate: Option<f64>,
+    /// The ids of the requests past their due date and not ended.
+    pub overdue: Vec<RequestId>,
+}
+
+/// The erasure-request checks, fed the decoded log in order (see the module doc).
+#[derive(Debug, Default)]
+pub struct RequestAudit {
+    requests: BTreeMap<RequestId, (u64, ErasureRequest)>,
+    /// Position of every `CustomerAnonymized` → its customer.
+    erasures: HashMap<u64, CustomerId>,
+}
+
+impl RequestAudit {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Folds one decoded record at `position`.
+    pub fn record(&mut self, position: u64, e: &DomainEvent) {
+        match e {
+            DomainEvent::ErasureRequest(id, e) => {
+                self.requests
+                    .entry(*id)
+                    .or_insert_with(|| (position, ErasureRequest::default()))
+                    .1
+                    .apply(e);
+            }
+            DomainEvent::Customer(c, CustomerEvent::Anonymized(_)) => {
+                self.erasures.insert(position, *c);
+            }
+            _ => {}
+        }
+    }
+
+    /// The completed requests' customers (whose keys must be gone).
+    pub fn completed_customers(&self) -> Vec<CustomerId> {
+        self.requests
+            .values()
+            .filter(|(_, r)| r.status() == Some(RequestStatus::Completed))
+            .filter_map(|(_, r)| r.requested().map(|q| q.customer_id))
+            .collect()
+    }
+
+    /// The summary and the problems, judged at `now`; `key_alive` says whether a
+    /// customer's data key still exists (`None`: not known, as in an export).
+    pub fn finish(
+        &self,
+        now: Timestamp,
+        key_alive: impl Fn(CustomerId) -> Option<bool>,
+    ) -> (RequestSummary, Vec<Problem>) {
+        let mut sum = RequestSummary::default();
+        for st in RequestStatus::ALL {
+            sum.by_status.insert(st.as_str(), 0);
+        }
+        let mut problems = Vec::new();
+        for (id, (position, r)) in &self.requests {
+            let (Some(q), Some(status), Some(due)) = (r.requested(), r.status(), r.due_at()) else {
+                continue;
+            };
+            let stream = Some(ledger_events::streams::erasure_request(*id));
+            sum.total += 1;
+            *sum.by_status.entry(status.as_str()).or_default() += 1;
+            match r.ended_at() {
+                Some(end) if end <= due => sum.on_time += 1,
+                Some(_) => sum.late += 1,
+                None if now > due => {
+                    sum.late += 1;
+                    sum.overdue.push(*id);
+                    problems.push(Problem {
+                        code: "ERASURE_REQUEST_OVERDUE",
+                        position: Some(*position),
+                        stream: stream.clone(),
+                        detail: format!("not ended, due {}", due.to_rfc3339()),
+                    });
+                }
+                None => {}
+            }
+            if let Some(done) = r.completed() {
+                if self.erasures.get(&done.anonymized_position) != Some(&q.customer_id) {
+                    problems.push(Problem {
+                        code: "ERASURE_REQUEST_WITHOUT_ERASURE",
+                        position: Some(*position),
+                        stream: stream.clone(),
+                        detail: format!(
+                            "completed, but position {} holds no erasure of its customer",
+                            done.anonymized_position
+                        ),
+                    });
+                }
+                if key_alive(q.customer_id) == Some(true) {
+                    problems.push(Problem {
+                        code: "ERASURE_REQUEST_KEY_ALIVE",
+                        position: Some(*position),
+                        stream,
+                        detail: "completed, but its customer's data key still exists".into(),
+                    });
+                }
+            }
+        }
+        let judged = sum.on_time + sum.late;
+        sum.on_time_rate = (judged > 0).then(|| sum.on_time as f64 / judged as f64);
+        (sum, problems)
+    }
 }
 
 /// An auditor's earlier record of the log head.
@@ -105,6 +229,7 @@ pub async fn verify(
     let mut head_hash = ZERO_HASH;
     let mut anchor_seen = anchor.is_none();
     let mut registered: Vec<CustomerId> = Vec::new();
+    let mut requests = RequestAudit::new();
     'replay: while after < at {
         let page = match ledger.store().read_all(after, 10_000).await {
             Ok(p) => p,
@@ -149,6 +274,7 @@ pub async fn verify(
             heads.insert(r.stream.clone(), (r.version, r.hash));
             let decoded = decode_record(r);
             if let Ok(e) = &decoded {
+                requests.record(r.position, e);
                 revenue.apply(&Envelope {
                     position: r.position,
                     event_id: r.event_id,
@@ -176,6 +302,7 @@ pub async fn verify(
                     _ => {}
                 },
                 Ok(DomainEvent::Broadcaster(..)) => broadcasters += 1,
+                Ok(DomainEvent::ErasureRequest(..)) => {}
                 Err(e) => problems.push(Problem {
                     code: "SCHEMA_INVALID",
                     position: Some(r.position),
@@ -196,6 +323,15 @@ pub async fn verify(
     let mut sorted: Vec<_> = anonymized.iter().copied().collect();
     sorted.sort();
     problems.extend(check_keys(ledger, &sorted, &registered, &anonymized, at).await?);
+    let mut alive = HashSet::new();
+    for c in requests.completed_customers() {
+        if let KeyState::Active(_) = ledger.keyring().store().get(c)? {
+            alive.insert(c);
+        }
+    }
+    let (erasure_requests, request_problems) =
+        requests.finish(Timestamp::now(), |c| Some(alive.contains(&c)));
+    problems.extend(request_problems);
     let revenue_digest = revenue.digest(&RevenueFilter::all());
     if let Some(rs) = read_side {
         let (projected, leaky) = rs.with_model(|m| {
@@ -238,6 +374,7 @@ pub async fn verify(
         anonymized_customers: anonymized.len() as u64,
         head_position: after,
         head_log_hash: hex::encode(head_hash),
+        erasure_requests,
         checks: [
             "log chain and gap-free positions",
             "stream chains and gap-free versions",
@@ -245,6 +382,8 @@ pub async fn verify(
             "every anonymized customer has no data key",
             "every destroyed data key has its erasure in the log",
             "every registered, not erased customer has a data key",
+            "every erasure request ended or is within its due date",
+            "every completed erasure request has its erasure in the log and no data key",
         ]
         .into_iter()
         .chain(read_side.map(|_| "every anonymized customer's view is a tombstone"))

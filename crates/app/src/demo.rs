@@ -453,6 +453,7 @@ pub fn generate(seed: u64, customers: usize) -> DemoData {
                 broadcaster_id: b.id,
                 subscription_id: sub,
                 offer_id: offer.id.clone(),
+                ends_at: None,
                 at: Timestamp::from_millis(start),
             });
             let stop = end.unwrap_or(YEAR_END);
@@ -513,6 +514,7 @@ fn command_time(c: &CustomerCommand) -> i64 {
         | CustomerCommand::CapturePayment { at, .. }
         | CustomerCommand::RefundPayment { at, .. }
         | CustomerCommand::Anonymize { at, .. }
+        | CustomerCommand::AnonymizeAsOperator { at, .. }
         | CustomerCommand::ReapplyErasure { at, .. } => at.millis(),
     }
 }

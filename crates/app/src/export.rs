@@ -79,6 +79,9 @@ pub struct ExportReport {
     pub head_log_hash: String,
     pub revenue_digest: String,
     pub erasures: u64,
+    /// Erasure requests: counts, the on-time rate and the overdue ones (an export
+    /// holds no keys: completed requests are checked against the log only).
+    pub erasure_requests: crate::audit::RequestSummary,
     /// The Merkle root of the records (RFC 6962, leaves = canonical bytes).
     pub root_hash: String,
     /// The trailer's signed tree head, if it has one.
@@ -171,6 +174,7 @@ pub async fn export_signed(
         head_log_hash: trailer.head_log_hash,
         revenue_digest: trailer.revenue_digest,
         erasures,
+        erasure_requests: Default::default(),
         root_hash: head.root_hash.to_hex(),
         signed_tree_head: trailer.signed_tree_head,
         checks: vec![],
@@ -309,6 +313,7 @@ pub fn verify_export_with(
     let mut heads: HashMap<String, (u64, Hash32)> = HashMap::new();
     let mut revenue = Revenue::new();
     let (mut expected_pos, mut events, mut erasures) = (1u64, 0u64, 0u64);
+    let mut requests = crate::audit::RequestAudit::new();
     let mut log_prev = ZERO_HASH;
     let mut trailer: Option<Trailer> = None;
     for (n, line) in lines.enumerate() {
@@ -398,6 +403,7 @@ pub fn verify_export_with(
                 if matches!(e, DomainEvent::Customer(_, CustomerEvent::Anonymized(_))) {
                     erasures += 1;
                 }
+                requests.record(r.position, &e);
                 revenue.apply(&Envelope {
                     position: r.position,
                     event_id: r.event_id,
@@ -413,12 +419,16 @@ pub fn verify_export_with(
     }
     let digest = revenue.digest(&RevenueFilter::all());
     let records_ok = problems.is_empty();
+    let (erasure_requests, request_problems) = requests.finish(Timestamp::now(), |_| None);
     if records_ok {
         checks.extend([
             "log chain and gap-free positions",
             "stream chains and gap-free versions",
             "every record decodes against the schema",
+            "every erasure request ended or is within its due date",
+            "every completed erasure request has its erasure in the log",
         ]);
+        problems.extend(request_problems);
     }
     let computed = tree.head();
     let mut vouched = (computed, false);
@@ -479,6 +489,7 @@ pub fn verify_export_with(
             head_log_hash: hex::encode(log_prev),
             revenue_digest: digest,
             erasures,
+            erasure_requests,
             root_hash: computed.root_hash.to_hex(),
             signed_tree_head,
             checks,

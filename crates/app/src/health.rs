@@ -26,6 +26,8 @@ pub enum Part {
     Reconciler,
     /// The Merkle tree follower that signs tree heads (`transparency`).
     Transparency,
+    /// The erasure process manager (deferred requests, subscription end dates).
+    ErasureProcess,
 }
 
 impl Part {
@@ -34,6 +36,7 @@ impl Part {
             Part::Projector => "projector",
             Part::Reconciler => "reconciler",
             Part::Transparency => "transparency",
+            Part::ErasureProcess => "erasure_process",
         }
     }
 }

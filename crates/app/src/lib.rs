@@ -18,14 +18,16 @@ pub mod export;
 pub mod failpoint;
 pub mod forget;
 pub mod health;
+pub mod process;
 pub mod read;
+pub mod requests;
 pub mod search;
 mod service;
 pub mod shred;
 pub mod transparency;
 
 pub use codec::{decode_record, encode_customer_event};
-pub use service::{ErasureReceipt, Executed, Ledger};
+pub use service::{ErasedBy, ErasureReceipt, Executed, Ledger};
 
 use ledger_command::Refusal;
 use ledger_crypto::CryptoError;

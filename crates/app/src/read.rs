@@ -778,7 +778,7 @@ impl ReadSide {
             .model
             .erasures
             .iter()
-            .filter(|r| b.is_none_or(|b| r.broadcaster_id == b))
+            .filter(|r| b.is_none_or(|b| r.is_visible_to(b)))
             .cloned()
             .collect())
     }

@@ -3,19 +3,20 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use ledger_command::{BroadcasterRef, Customer, CustomerCommand, Refusal};
+use ledger_command::{BroadcasterRef, Customer, CustomerCommand, Eraser, Refusal};
 use ledger_crypto::{KeyState, Keyring};
 use ledger_events::{
-    streams, BroadcasterRegistered, CustomerAnonymized, CustomerEvent, DomainEvent, Integration,
-    PersonalCategory, Precondition, SCHEMA_VERSION,
+    streams, Actor, BroadcasterRegistered, CustomerAnonymized, CustomerEvent, DomainEvent,
+    Integration, PersonalCategory, Precondition, SCHEMA_VERSION,
 };
 use ledger_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, Position, StoreError};
-use ledger_types::{BroadcasterId, CustomerId, EventId, RequestId, Timestamp};
+use ledger_types::{BroadcasterId, CustomerId, EventId, KeyId, RequestId, Timestamp};
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
 use crate::codec::{decode_record, encode_customer_event};
 use crate::forget::{ForgetEntry, ForgetList};
+use crate::requests::{ErasurePolicy, RequestIndex};
 use crate::shred::Shredder;
 use crate::{failpoint, AppError};
 
@@ -32,6 +33,8 @@ pub struct ErasureReceipt {
     pub preconditions_checked: Vec<Precondition>,
     /// Global position of the `CustomerAnonymized` event.
     pub event_position: Position,
+    /// Who erased: the broadcaster (and its API key's id), or the platform operator.
+    pub actor: Actor,
     /// Whether the data key is gone now. False only when the key store failed
     /// after the decision was committed: the running reconciler then finishes the
     /// destruction (see [`crate::shred`]).
@@ -40,6 +43,9 @@ pub struct ErasureReceipt {
     /// receipt again, and nothing was appended.
     #[serde(skip)]
     pub repeat: bool,
+    /// The decision itself, as the customer stream holds it.
+    #[serde(skip)]
+    pub event: CustomerAnonymized,
 }
 
 impl ErasureReceipt {
@@ -52,8 +58,10 @@ impl ErasureReceipt {
             categories_erased: e.categories.clone(),
             preconditions_checked: e.preconditions.clone(),
             event_position: position,
+            actor: e.actor(),
             data_key_destroyed: destroyed,
             repeat: false,
+            event: e.clone(),
         }
     }
 }
@@ -67,15 +75,63 @@ pub struct Executed {
     pub stream_version: u64,
 }
 
+/// Who erases a customer, as the command service takes it: a broadcaster with the
+/// API key it used (none from the operator's CLI acting for it), or the platform
+/// operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErasedBy {
+    Broadcaster {
+        broadcaster_id: BroadcasterId,
+        key_id: Option<KeyId>,
+    },
+    Operator,
+}
+
+impl ErasedBy {
+    /// The actor the events record.
+    pub fn actor(&self) -> Actor {
+        match *self {
+            ErasedBy::Broadcaster {
+                broadcaster_id,
+                key_id,
+            } => Actor::Broadcaster {
+                broadcaster_id,
+                key_id,
+            },
+            ErasedBy::Operator => Actor::Operator,
+        }
+    }
+}
+
+impl From<Actor> for ErasedBy {
+    fn from(a: Actor) -> Self {
+        match a {
+            Actor::Broadcaster {
+                broadcaster_id,
+                key_id,
+            } => ErasedBy::Broadcaster {
+                broadcaster_id,
+                key_id,
+            },
+            Actor::Operator => ErasedBy::Operator,
+        }
+    }
+}
+
 /// The ledger's command side, over any event store and keyring.
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    store: Arc<dyn EventStore>,
+    pub(crate) store: Arc<dyn EventStore>,
     keyring: Arc<Keyring>,
     shredder: Arc<Shredder>,
     broadcasters: Arc<RwLock<HashMap<BroadcasterId, BroadcasterRegistered>>>,
     /// Where every decided erasure is also recorded, apart from the data.
     forget: Option<Arc<dyn ForgetList>>,
+    /// Erasure requests: their deadlines, and the index that lists them.
+    pub(crate) policy: ErasurePolicy,
+    pub(crate) requests: Arc<RequestIndex>,
+    /// Whether erasures share key-store transactions (group commit; the default).
+    grouped_destruction: bool,
 }
 
 /// A loaded customer: its state, the stream version and its erasure's position.
@@ -89,11 +145,33 @@ impl Ledger {
     pub fn new(store: Arc<dyn EventStore>, keyring: Arc<Keyring>) -> Self {
         Self {
             shredder: Arc::new(Shredder::new(store.clone(), keyring.clone())),
+            requests: Arc::new(RequestIndex::new(store.clone())),
             store,
             keyring,
             broadcasters: Default::default(),
             forget: None,
+            policy: ErasurePolicy::default(),
+            grouped_destruction: true,
         }
+    }
+
+    /// Whether concurrent erasures destroy their keys in one key-store transaction
+    /// (`true`, the default: [`Shredder::destroy_grouped`]) or one transaction each
+    /// (`false`: what `ledger bench --erasures` compares it with).
+    pub fn with_grouped_destruction(mut self, grouped: bool) -> Self {
+        self.grouped_destruction = grouped;
+        self
+    }
+
+    /// Sets how long erasure requests have before they are due.
+    pub fn with_erasure_policy(mut self, policy: ErasurePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The erasure requests, as folded from the log (see [`RequestIndex`]).
+    pub fn requests(&self) -> &Arc<RequestIndex> {
+        &self.requests
     }
 
     /// Records every erasure this ledger decides on `list` too (see
@@ -123,7 +201,7 @@ impl Ledger {
 
     /// Runs a key-store operation (SQLite I/O with fsync) on the blocking pool, so
     /// it never stalls the async workers that serve other requests.
-    async fn keys<T: Send + 'static>(
+    pub(crate) async fn keys<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Keyring) -> Result<T, ledger_crypto::CryptoError> + Send + 'static,
     ) -> Result<T, AppError> {
@@ -284,31 +362,61 @@ impl Ledger {
         customer: CustomerId,
         request_id: RequestId,
     ) -> Result<ErasureReceipt, AppError> {
-        let me = self.clone();
-        tokio::spawn(async move {
-            me.anonymize_to_the_end(broadcaster, customer, request_id)
-                .await
-        })
-        .await
-        .map_err(|_| AppError::Io("erasure task panicked".into()))?
+        let by = ErasedBy::Broadcaster {
+            broadcaster_id: broadcaster,
+            key_id: None,
+        };
+        self.erase(by, customer, request_id).await
     }
 
-    async fn anonymize_to_the_end(
+    /// [`Ledger::anonymize`] by any eraser: a broadcaster acting with an API key,
+    /// or the platform operator (then only active subscriptions, with any
+    /// broadcaster, block it).
+    #[instrument(skip(self))]
+    pub async fn erase(
         &self,
-        broadcaster: BroadcasterId,
+        by: ErasedBy,
         customer: CustomerId,
         request_id: RequestId,
     ) -> Result<ErasureReceipt, AppError> {
-        let b = match self.broadcaster(broadcaster).await {
-            Ok(b) => b,
-            // An unknown broadcaster cannot see any customer.
-            Err(AppError::UnknownBroadcaster) => return Err(Refusal::NotFound.into()),
-            Err(e) => return Err(e),
-        };
-        let cmd = CustomerCommand::Anonymize {
-            request_id,
-            broadcaster: BroadcasterRef::from(&b),
-            at: Timestamp::now(),
+        let me = self.clone();
+        tokio::spawn(async move { me.erase_to_the_end(by, customer, request_id).await })
+            .await
+            .map_err(|_| AppError::Io("erasure task panicked".into()))?
+    }
+
+    /// The aggregate's view of an eraser (the broadcaster's integration is loaded
+    /// from its stream). An unknown broadcaster cannot see any customer.
+    pub(crate) async fn eraser(&self, by: ErasedBy) -> Result<Eraser, AppError> {
+        match by {
+            ErasedBy::Operator => Ok(Eraser::Operator),
+            ErasedBy::Broadcaster { broadcaster_id, .. } => {
+                match self.broadcaster(broadcaster_id).await {
+                    Ok(b) => Ok(Eraser::Broadcaster(BroadcasterRef::from(&b))),
+                    Err(AppError::UnknownBroadcaster) => Err(Refusal::NotFound.into()),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    async fn erase_to_the_end(
+        &self,
+        by: ErasedBy,
+        customer: CustomerId,
+        request_id: RequestId,
+    ) -> Result<ErasureReceipt, AppError> {
+        let at = Timestamp::now();
+        let cmd = match (self.eraser(by).await?, by) {
+            (Eraser::Broadcaster(b), ErasedBy::Broadcaster { key_id, .. }) => {
+                CustomerCommand::Anonymize {
+                    request_id,
+                    broadcaster: b,
+                    key_id,
+                    at,
+                }
+            }
+            _ => CustomerCommand::AnonymizeAsOperator { request_id, at },
         };
         let executed = self.execute(customer, &cmd).await?;
         let loaded = self.load(customer).await?;
@@ -344,7 +452,12 @@ impl Ledger {
             }
         }
         failpoint::hit(failpoint::AFTER_ANONYMIZE_APPEND);
-        let destroyed = match self.shredder.destroy(vec![customer]).await {
+        let destruction = if self.grouped_destruction {
+            self.shredder.destroy_grouped(vec![customer]).await
+        } else {
+            self.shredder.destroy(vec![customer]).await
+        };
+        let destroyed = match destruction {
             Ok(n) => {
                 if !repeat {
                     info!(%customer, position, keys_destroyed = n, "customer anonymized");

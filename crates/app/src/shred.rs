@@ -65,6 +65,46 @@ pub struct Shredder {
     retry: tokio::sync::Notify,
     /// Serializes sweeps (the start-up one and the running one).
     sweeping: tokio::sync::Mutex<()>,
+    /// Destructions waiting for the next group (see [`Shredder::destroy_grouped`]).
+    group: Mutex<Group>,
+}
+
+/// How a grouped destruction failed, told to every erasure of the group.
+#[derive(Debug, Clone)]
+enum GroupFailure {
+    Condition(crate::StorageCondition, String),
+    Other(String),
+}
+
+impl GroupFailure {
+    fn of(e: &AppError) -> Self {
+        match e.storage_condition() {
+            Some(c) => GroupFailure::Condition(c, e.to_string()),
+            None => GroupFailure::Other(e.to_string()),
+        }
+    }
+
+    fn into_error(self) -> AppError {
+        use ledger_crypto::CryptoError;
+        match self {
+            GroupFailure::Condition(crate::StorageCondition::Unavailable, m) => {
+                AppError::Crypto(CryptoError::Unavailable(m))
+            }
+            GroupFailure::Condition(crate::StorageCondition::Full, _) => {
+                AppError::Crypto(CryptoError::Full)
+            }
+            GroupFailure::Other(m) => AppError::Io(m),
+        }
+    }
+}
+
+type Waiter = tokio::sync::oneshot::Sender<Result<usize, GroupFailure>>;
+
+/// The destructions queued while a group is being destroyed, and whether one is.
+#[derive(Debug, Default)]
+struct Group {
+    queue: Vec<(Vec<CustomerId>, Waiter)>,
+    running: bool,
 }
 
 impl Shredder {
@@ -77,6 +117,67 @@ impl Shredder {
             wake: tokio::sync::Notify::new(),
             retry: tokio::sync::Notify::new(),
             sweeping: tokio::sync::Mutex::new(()),
+            group: Mutex::new(Group::default()),
+        }
+    }
+
+    /// [`Shredder::destroy`], sharing one key-store transaction (and one WAL
+    /// truncation) with the destructions that arrive while another group is being
+    /// destroyed: group commit, as the event store does for appends. Returns once
+    /// this caller's keys are gone (or the group failed, then they stay pending and
+    /// the sweep retries), so an erasure is still acknowledged only after its key is
+    /// gone. Returns how many customers it was asked for.
+    pub async fn destroy_grouped(
+        self: &Arc<Self>,
+        customers: Vec<CustomerId>,
+    ) -> Result<usize, AppError> {
+        if customers.is_empty() {
+            return Ok(0);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut g = self
+                .group
+                .lock()
+                .map_err(|_| AppError::Io("group lock poisoned".into()))?;
+            g.queue.push((customers, tx));
+            !std::mem::replace(&mut g.running, true)
+        };
+        if lead {
+            let me = self.clone();
+            tokio::spawn(async move { me.destroy_groups().await });
+        }
+        match rx.await {
+            Ok(r) => r.map_err(GroupFailure::into_error),
+            Err(_) => Err(AppError::Io("key destruction task ended".into())),
+        }
+    }
+
+    /// Destroys queued groups until the queue is empty.
+    async fn destroy_groups(&self) {
+        loop {
+            let batch = match self.group.lock() {
+                Ok(mut g) if g.queue.is_empty() => {
+                    g.running = false;
+                    return;
+                }
+                Ok(mut g) => std::mem::take(&mut g.queue),
+                Err(_) => return,
+            };
+            let all: Vec<CustomerId> = batch.iter().flat_map(|(c, _)| c.iter().copied()).collect();
+            match self.destroy(all).await {
+                Ok(_) => {
+                    for (c, tx) in batch {
+                        let _ = tx.send(Ok(c.len()));
+                    }
+                }
+                Err(e) => {
+                    let f = GroupFailure::of(&e);
+                    for (_, tx) in batch {
+                        let _ = tx.send(Err(f.clone()));
+                    }
+                }
+            }
         }
     }
 

@@ -1,7 +1,9 @@
 //! `ledger bench`: durable append throughput and latency with 1 and N concurrent
 //! writers (one event per append, each writer on its own streams), bulk import and
 //! full replay (with hash-chain verification), on a scratch store in the data
-//! folder. Each figure is measured `--runs` times on a fresh store; the report gives
+//! folder; `--read-side` the projection rebuild and search; `--erasures N` the
+//! single-request erasure path (16 concurrent clients with the key destructions
+//! grouped and with one key-store transaction each, and one client). Each figure is measured `--runs` times on a fresh store; the report gives
 //! every run and the median.
 
 use std::path::Path;
@@ -47,6 +49,14 @@ pub struct BenchArgs {
     /// measure the tree on the scratch log (build, proofs, signed heads).
     #[arg(long)]
     with_tree: bool,
+    /// Measure erasures instead (embedded store): this many customers erased one
+    /// request at a time, as the API does (decision, key destruction, read side
+    /// caught up), by `--erasure-clients` concurrent clients and by one.
+    #[arg(long, default_value_t = 0)]
+    erasures: usize,
+    /// Concurrent clients of the erasure measurement.
+    #[arg(long, default_value_t = 16)]
+    erasure_clients: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -295,12 +305,16 @@ fn median(mut xs: Vec<f64>) -> f64 {
 pub async fn run(data: &Path, store: Option<&str>, args: BenchArgs) -> Result<()> {
     let dir = data.join(format!("bench-{}", std::process::id()));
     let kind = StoreKind::parse(store, data)?;
-    if args.read_side {
+    if args.read_side || args.erasures > 0 {
         anyhow::ensure!(
             matches!(kind, StoreKind::Sqlite(_)),
-            "--read-side measures the embedded store only"
+            "--read-side and --erasures measure the embedded store only"
         );
-        let r = read_side(&dir, &args).await;
+        let r = if args.read_side {
+            read_side(&dir, &args).await
+        } else {
+            erasures(&dir, &args).await
+        };
         let _ = std::fs::remove_dir_all(&dir);
         return r;
     }
@@ -400,6 +414,182 @@ pub async fn run(data: &Path, store: Option<&str>, args: BenchArgs) -> Result<()
 /// Read-side figures: demo load, projection rebuild from zero (fold, persist, and
 /// the in-memory search index), and in-process search latency by email and by
 /// name prefix.
+/// One erasure measurement: `n` customers erased by `clients` concurrent clients.
+#[derive(Debug, Clone, Serialize)]
+struct ErasureRun {
+    grouped: bool,
+    clients: usize,
+    erasures: usize,
+    erasures_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Registers `n` customers of one white-label broadcaster on a fresh scratch
+/// folder, then erases them with `clients` concurrent clients, each erasure as the
+/// API runs it: `Ledger::erase` (decision, grouped key destruction, forget nothing:
+/// no forget list here) then the read side caught up (read-your-writes).
+async fn erasure_run(dir: &Path, n: usize, clients: usize, grouped: bool) -> Result<ErasureRun> {
+    use ledger_app::{read::ReadSide, ErasedBy, Ledger};
+    use ledger_command::CustomerCommand;
+    use ledger_crypto::{Kek, Keyring, SqliteKeyStore};
+    use ledger_events::{Integration, Profile};
+    use ledger_types::{BroadcasterId, CustomerId, RequestId};
+
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&dir.join("events.sqlite"))?);
+    let keys = SqliteKeyStore::open(&dir.join("keys.sqlite"))?;
+    let ledger = Ledger::new(
+        store.clone(),
+        Arc::new(Keyring::new(Kek::generate(), Arc::new(keys))),
+    )
+    .with_grouped_destruction(grouped);
+    let b = BroadcasterId::new();
+    ledger
+        .register_broadcaster(
+            b,
+            "Bench Broadcaster",
+            Integration::WhiteLabel,
+            Timestamp::now(),
+        )
+        .await?;
+    let customers: Vec<CustomerId> = (0..n).map(|_| CustomerId::new()).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in customers.chunks(n.div_ceil(64).max(1)) {
+        let (ledger, chunk) = (ledger.clone(), chunk.to_vec());
+        tasks.spawn(async move {
+            for (i, c) in chunk.into_iter().enumerate() {
+                let cmd = CustomerCommand::Register {
+                    customer_id: c,
+                    broadcaster_id: b,
+                    profile: Profile {
+                        email: format!("bench{i}@example.org"),
+                        password_hash: "argon2id$bench".into(),
+                        first_name: "Bench".into(),
+                        last_name: format!("Customer{i}"),
+                        address: None,
+                        company_name: None,
+                        phone_number: None,
+                        custom_answers: vec![],
+                        registration_ip: None,
+                    },
+                    at: Timestamp::now(),
+                };
+                ledger.execute(c, &cmd).await?;
+            }
+            Ok::<_, ledger_app::AppError>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let views = Arc::new(ledger_store_sqlite::SqliteViewStore::open(
+        &dir.join("views.sqlite"),
+    )?);
+    let read =
+        Arc::new(ReadSide::open_unindexed(store.clone(), ledger.keyring().clone(), views).await?);
+    let by = ErasedBy::Broadcaster {
+        broadcaster_id: b,
+        key_id: None,
+    };
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in customers.chunks(n.div_ceil(clients.max(1)).max(1)) {
+        let (ledger, read, chunk) = (ledger.clone(), read.clone(), chunk.to_vec());
+        tasks.spawn(async move {
+            let mut lat = Vec::with_capacity(chunk.len());
+            for c in chunk {
+                let start = Instant::now();
+                let receipt = ledger.erase(by, c, RequestId::new()).await?;
+                anyhow::ensure!(receipt.data_key_destroyed, "a key survived its erasure");
+                read.catch_up().await?;
+                lat.push(start.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        });
+    }
+    let mut lat = Vec::with_capacity(n);
+    while let Some(r) = tasks.join_next().await {
+        lat.extend(r??);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    lat.sort();
+    Ok(ErasureRun {
+        grouped,
+        clients,
+        erasures: n,
+        erasures_per_s: n as f64 / secs,
+        p50_ms: pct(&lat, 0.50),
+        p99_ms: pct(&lat, 0.99),
+    })
+}
+
+/// `ledger bench --erasures N`: the single-request erasure path, with
+/// `--erasure-clients` concurrent clients and with one, `--runs` times each.
+async fn erasures(dir: &Path, args: &BenchArgs) -> Result<()> {
+    let mut concurrent = Vec::new();
+    let mut ungrouped = Vec::new();
+    let mut single = Vec::new();
+    for i in 0..args.runs.max(1) {
+        let c = erasure_run(dir, args.erasures, args.erasure_clients, true).await?;
+        let u = erasure_run(dir, args.erasures, args.erasure_clients, false).await?;
+        let s = erasure_run(dir, (args.erasures / 4).max(1), 1, true).await?;
+        if !args.json {
+            eprintln!("run {}: {:?} {:?} {:?}", i + 1, c, u, s);
+        }
+        concurrent.push(c);
+        ungrouped.push(u);
+        single.push(s);
+    }
+    let m = |runs: &[ErasureRun], f: fn(&ErasureRun) -> f64| median(runs.iter().map(f).collect());
+    let summary = serde_json::json!({
+        "store": "sqlite (WAL, synchronous=FULL, group commit; key destructions grouped)",
+        "runs": args.runs.max(1),
+        "median": {
+            "erasure_clients": args.erasure_clients,
+            "erasures_per_s": m(&concurrent, |r| r.erasures_per_s),
+            "erasure_p50_ms": m(&concurrent, |r| r.p50_ms),
+            "erasure_p99_ms": m(&concurrent, |r| r.p99_ms),
+            "ungrouped_erasures_per_s": m(&ungrouped, |r| r.erasures_per_s),
+            "ungrouped_erasure_p50_ms": m(&ungrouped, |r| r.p50_ms),
+            "ungrouped_erasure_p99_ms": m(&ungrouped, |r| r.p99_ms),
+            "erasures_1_client_per_s": m(&single, |r| r.erasures_per_s),
+            "erasure_1_client_p50_ms": m(&single, |r| r.p50_ms),
+            "erasure_1_client_p99_ms": m(&single, |r| r.p99_ms),
+        },
+        "all_runs": { "concurrent": concurrent, "ungrouped": ungrouped, "one_client": single },
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        let md = &summary["median"];
+        let f = |k: &str| md[k].as_f64().unwrap_or(0.0);
+        println!(
+            "erasures, {} clients: {:.0}/s, p50 {:.1} ms, p99 {:.1} ms (median of {} runs)",
+            args.erasure_clients,
+            f("erasures_per_s"),
+            f("erasure_p50_ms"),
+            f("erasure_p99_ms"),
+            args.runs.max(1)
+        );
+        println!(
+            "erasures, {} clients, a key-store transaction each: {:.0}/s, p50 {:.1} ms, p99 {:.1} ms",
+            args.erasure_clients,
+            f("ungrouped_erasures_per_s"),
+            f("ungrouped_erasure_p50_ms"),
+            f("ungrouped_erasure_p99_ms")
+        );
+        println!(
+            "erasures, 1 client: {:.0}/s, p50 {:.1} ms, p99 {:.1} ms",
+            f("erasures_1_client_per_s"),
+            f("erasure_1_client_p50_ms"),
+            f("erasure_1_client_p99_ms")
+        );
+    }
+    Ok(())
+}
+
 async fn read_side(dir: &Path, args: &BenchArgs) -> Result<()> {
     use ledger_app::{demo, read::ReadSide, Ledger};
     use ledger_crypto::{Kek, Keyring, SqliteKeyStore};

@@ -138,6 +138,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Erasure requests (GDPR Art. 12), read from the log: list or show.
+    ErasureRequests {
+        #[command(subcommand)]
+        command: RequestsCommand,
+    },
     /// Right of access (GDPR Art. 15/20): all personal data held on a customer, as JSON.
     ExportCustomer {
         #[arg(long)]
@@ -245,10 +250,120 @@ enum AuditCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum RequestsCommand {
+    /// Every erasure request (or one broadcaster's), oldest first.
+    List {
+        #[arg(long)]
+        broadcaster: Option<String>,
+        /// open, deferred, completed, refused or cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only the requests past their due date and not ended.
+        #[arg(long)]
+        overdue: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One erasure request, with its receipt once completed (JSON).
+    Show { request_id: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum ProjectionsCommand {
     /// Forget a projection (customers, revenue, erasures; all if omitted) and fold
     /// it again from position zero.
     Rebuild { name: Option<String> },
+}
+
+/// `ledger erasure-requests list|show`: the requests folded from the log, as the
+/// operator sees them (every broadcaster's, or one's with `--broadcaster`).
+async fn erasure_requests(
+    command: RequestsCommand,
+    backends: &backends::Backends,
+) -> Result<ExitCode> {
+    use ledger_api::dto::{ErasureRequestDto, ReceiptDto};
+    use ledger_app::requests::RequestFilter;
+    use ledger_command::RequestStatus;
+    use ledger_events::Actor;
+
+    // Requests and receipts hold no personal data: no KEK needed.
+    let ledger = backends.reader(false)?;
+    let now = ledger_types::Timestamp::now();
+    match command {
+        RequestsCommand::List {
+            broadcaster,
+            status,
+            overdue,
+            json,
+        } => {
+            let by = match broadcaster
+                .as_deref()
+                .map(BroadcasterId::parse)
+                .transpose()?
+            {
+                Some(b) => Actor::Broadcaster {
+                    broadcaster_id: b,
+                    key_id: None,
+                },
+                None => Actor::Operator,
+            };
+            let status = status
+                .as_deref()
+                .map(|s| {
+                    RequestStatus::parse(s)
+                        .context("--status takes open, deferred, completed, refused or cancelled")
+                })
+                .transpose()?;
+            let index = ledger.requests();
+            index.catch_up().await?;
+            let filter = RequestFilter {
+                status,
+                overdue: overdue.then_some(true),
+                after: 0,
+                limit: usize::MAX,
+            };
+            let items: Vec<ErasureRequestDto> = index
+                .list(&by, &filter, now)
+                .items
+                .iter()
+                .filter_map(|i| ErasureRequestDto::of(&i.request, now))
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else {
+                println!("{} erasure requests", items.len());
+                for r in &items {
+                    println!(
+                        "  {} customer {} {}{} received {} due {}",
+                        r.request_id,
+                        r.customer_id,
+                        r.status,
+                        if r.overdue { " OVERDUE" } else { "" },
+                        r.received_at,
+                        r.due_at
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RequestsCommand::Show { request_id } => {
+            let id = RequestId::parse(&request_id)?;
+            match ledger.erasure_request(id, Actor::Operator).await {
+                Ok(o) => {
+                    let mut dto = ErasureRequestDto::of(&o.request, now)
+                        .context("no such erasure request")?;
+                    dto.receipt = o.receipt.as_ref().map(|r| ReceiptDto::of(r, None));
+                    println!("{}", serde_json::to_string_pretty(&dto)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(AppError::Refused(r)) => {
+                    eprintln!("{}: {r}", r.code());
+                    Ok(ExitCode::from(3))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
 }
 
 fn init_tracing(format: &str) {
@@ -640,6 +755,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::ErasureRequests { command } => {
+            let backends = open(Access::Read, "erasure-requests").await?;
+            erasure_requests(command, &backends).await
         }
         Command::ExportCustomer {
             broadcaster,

@@ -490,6 +490,20 @@ pub async fn run(
             }
         })
     };
+    // Deferred erasure requests complete by themselves once the customer's last
+    // subscription ends (ADR 0023).
+    let erasure_process = {
+        let (ledger, health, stop) = (ledger.clone(), health.clone(), stopped());
+        tokio::spawn(async move {
+            let process = ledger_app::process::ErasureProcess::new(ledger);
+            process
+                .run(stop, |r| match r {
+                    Ok(_) => health.ok(Part::ErasureProcess),
+                    Err(e) => health.failed(Part::ErasureProcess, e),
+                })
+                .await
+        })
+    };
     let tree_follower = {
         let (t, health, stop) = (transparency.clone(), health.clone(), stopped());
         tokio::spawn(async move { t.follow(stop, &health).await })
@@ -507,7 +521,14 @@ pub async fn run(
     crate::listener::serve(listener, app, limits, shutdown).await;
 
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(projector, reconciler, space_probe, expiry, tree_follower);
+    let _ = tokio::join!(
+        projector,
+        reconciler,
+        space_probe,
+        expiry,
+        tree_follower,
+        erasure_process
+    );
     // Persist what the projector folded last, then commit everything queued.
     if let Err(e) = read.catch_up().await {
         warn!(code = e.code(), "final read model catch-up failed");

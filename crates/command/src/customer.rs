@@ -24,6 +24,8 @@ pub struct Subscription {
     pub broadcaster_id: BroadcasterId,
     pub offer_id: OfferId,
     pub started_at: Timestamp,
+    /// When it ends by itself, if it has an end date.
+    pub ends_at: Option<Timestamp>,
     /// `None` while the subscription is active.
     pub terminated_at: Option<Timestamp>,
 }
@@ -123,6 +125,7 @@ impl Customer {
                         broadcaster_id: e.broadcaster_id,
                         offer_id: e.offer_id.clone(),
                         started_at: e.at,
+                        ends_at: e.ends_at,
                         terminated_at: None,
                     });
             }

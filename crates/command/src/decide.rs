@@ -12,7 +12,7 @@
 //! `Register` has no visibility to check: it is `CustomerExists` first, then input.
 
 use ledger_events::{
-    CustomerAnonymized, CustomerEvent, CustomerLinked, CustomerRegistered, LoginData,
+    Actor, CustomerAnonymized, CustomerEvent, CustomerLinked, CustomerRegistered, LoginData,
     LoginRecorded, PaymentCaptured, PaymentData, PaymentRefunded, Personal, PersonalCategory,
     Precondition, ProfileUpdated, SubscriptionStarted, SubscriptionTerminated,
 };
@@ -100,12 +100,19 @@ impl Customer {
                 broadcaster_id,
                 subscription_id,
                 offer_id,
+                ends_at,
                 at,
             } => {
                 self.visible(*broadcaster_id)?;
                 // An anonymized customer can no longer log in to use a subscription,
                 // and the erasure precondition "no active subscription" must stay true.
                 self.not_anonymized()?;
+                if ends_at.is_some_and(|e| e <= *at) {
+                    return Err(Refusal::invalid(
+                        "ends_at",
+                        "must be after the subscription starts",
+                    ));
+                }
                 if self.subscriptions.contains_key(subscription_id) {
                     return Err(Refusal::SubscriptionExists);
                 }
@@ -115,6 +122,7 @@ impl Customer {
                         broadcaster_id: *broadcaster_id,
                         offer_id: offer_id.clone(),
                         at: *at,
+                        ends_at: *ends_at,
                     },
                 )])
             }
@@ -224,6 +232,7 @@ impl Customer {
             CustomerCommand::Anonymize {
                 request_id,
                 broadcaster,
+                key_id,
                 at,
             } => {
                 let blockers = self.erasure_blockers(broadcaster)?;
@@ -245,6 +254,37 @@ impl Customer {
                     at: *at,
                     categories: PersonalCategory::ALL.to_vec(),
                     preconditions: Precondition::ALL.to_vec(),
+                    actor: Some(Actor::Broadcaster {
+                        broadcaster_id: broadcaster.id,
+                        key_id: *key_id,
+                    }),
+                })])
+            }
+
+            CustomerCommand::AnonymizeAsOperator { request_id, at } => {
+                let blockers = self.operator_erasure_blockers()?;
+                if self.is_anonymized() {
+                    return Ok(vec![]);
+                }
+                if let Some(first) = blockers.into_iter().next() {
+                    return Err(first);
+                }
+                let (Some(customer_id), Some(registered_by)) = (self.id, self.registered_by) else {
+                    return Err(Refusal::NotFound);
+                };
+                // The receipt names the registering broadcaster; every linked one
+                // sees it (the read side files it under all of them).
+                Ok(vec![CustomerEvent::Anonymized(CustomerAnonymized {
+                    request_id: *request_id,
+                    customer_id,
+                    broadcaster_id: registered_by,
+                    at: *at,
+                    categories: PersonalCategory::ALL.to_vec(),
+                    preconditions: vec![
+                        Precondition::PlatformOperator,
+                        Precondition::NoActiveSubscription,
+                    ],
+                    actor: Some(Actor::Operator),
                 })])
             }
 
@@ -266,6 +306,7 @@ impl Customer {
                     at: *at,
                     categories: PersonalCategory::ALL.to_vec(),
                     preconditions: vec![Precondition::OnForgetList],
+                    actor: None,
                 })])
             }
         }

@@ -41,16 +41,20 @@ use std::fmt;
 mod customer;
 mod decide;
 mod refusal;
+mod request;
 pub mod validate;
 
 pub use customer::{Customer, Payment, Refund, Subscription};
 pub use ledger_events::Integration;
 pub use refusal::Refusal;
+pub use request::{
+    Eraser, ErasurePlan, ErasureRequest, RequestCommand, RequestStatus, MAX_EXTENSION_MONTHS,
+};
 
 use ledger_events::{BroadcasterRegistered, Profile, ProfilePatch};
 use ledger_types::{
-    BroadcasterId, CustomerId, Money, OfferId, PaymentId, RefundId, RequestId, SubscriptionId,
-    Timestamp,
+    BroadcasterId, CustomerId, KeyId, Money, OfferId, PaymentId, RefundId, RequestId,
+    SubscriptionId, Timestamp,
 };
 
 /// What the Customer aggregate needs to know about the broadcaster requesting an
@@ -101,10 +105,12 @@ pub enum CustomerCommand {
         ip: String,
         at: Timestamp,
     },
+    /// Start a subscription; with `ends_at`, it ends by itself then (after `at`).
     StartSubscription {
         broadcaster_id: BroadcasterId,
         subscription_id: SubscriptionId,
         offer_id: OfferId,
+        ends_at: Option<Timestamp>,
         at: Timestamp,
     },
     TerminateSubscription {
@@ -131,10 +137,19 @@ pub enum CustomerCommand {
         amount: Money,
         at: Timestamp,
     },
-    /// Erase the customer's personal data on behalf of `broadcaster` (design §2).
+    /// Erase the customer's personal data on behalf of `broadcaster` (design §2),
+    /// which acted with the API key `key_id` (none from the operator's CLI).
     Anonymize {
         request_id: RequestId,
         broadcaster: BroadcasterRef,
+        key_id: Option<KeyId>,
+        at: Timestamp,
+    },
+    /// Erase the customer's personal data as the platform operator (the admin
+    /// key): allowed for a shared account or a non-white-label broadcaster's
+    /// customer, once no broadcaster has an active subscription for it.
+    AnonymizeAsOperator {
+        request_id: RequestId,
         at: Timestamp,
     },
     /// Record again an erasure that was decided before and is on the forget list,
@@ -161,6 +176,7 @@ impl CustomerCommand {
             CustomerCommand::CapturePayment { .. } => "CapturePayment",
             CustomerCommand::RefundPayment { .. } => "RefundPayment",
             CustomerCommand::Anonymize { .. } => "Anonymize",
+            CustomerCommand::AnonymizeAsOperator { .. } => "AnonymizeAsOperator",
             CustomerCommand::ReapplyErasure { .. } => "ReapplyErasure",
         }
     }
@@ -205,11 +221,13 @@ impl fmt::Debug for CustomerCommand {
                 broadcaster_id,
                 subscription_id,
                 offer_id,
+                ends_at,
                 at,
             } => d
                 .field("broadcaster_id", broadcaster_id)
                 .field("subscription_id", subscription_id)
                 .field("offer_id", offer_id)
+                .field("ends_at", ends_at)
                 .field("at", at),
             CustomerCommand::TerminateSubscription {
                 broadcaster_id,
@@ -250,11 +268,16 @@ impl fmt::Debug for CustomerCommand {
             CustomerCommand::Anonymize {
                 request_id,
                 broadcaster,
+                key_id,
                 at,
             } => d
                 .field("request_id", request_id)
                 .field("broadcaster", broadcaster)
+                .field("key_id", key_id)
                 .field("at", at),
+            CustomerCommand::AnonymizeAsOperator { request_id, at } => {
+                d.field("request_id", request_id).field("at", at)
+            }
             CustomerCommand::ReapplyErasure {
                 request_id,
                 broadcaster_id,

@@ -2,7 +2,9 @@
 //! amounts only, never personal data, so a refusal is safe to log and to return in an
 //! error body as is.
 
-use ledger_types::{Money, SubscriptionId};
+use ledger_types::{Money, SubscriptionId, Timestamp};
+
+use crate::RequestStatus;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use thiserror::Error;
@@ -53,6 +55,24 @@ pub enum Refusal {
     RefundExceedsPayment { refundable: Money },
     #[error("the refund's currency differs from the payment's")]
     CurrencyMismatch,
+    /// An erasure request with this id was already received.
+    #[error("an erasure request with this id already exists")]
+    RequestExists,
+    /// The erasure request ended (completed, refused or cancelled): nothing changes
+    /// it any more.
+    #[error("the erasure request is {} and can no longer change", status.as_str())]
+    RequestClosed { status: RequestStatus },
+    /// An erasure request is extended once.
+    #[error("the erasure request was already extended")]
+    AlreadyExtended,
+    /// The extension would take the due date past two months after the original.
+    #[error(
+        "the due date can be extended to {latest} at the latest (two months past the original)"
+    )]
+    ExtensionTooLong { latest: Timestamp },
+    /// A request completes only once its customer's data key is destroyed.
+    #[error("the customer's data key is not destroyed yet")]
+    KeyNotDestroyed,
     /// A field of the command is malformed. Names the field, never its value.
     #[error("invalid {field}: {reason}")]
     InvalidInput {
@@ -87,6 +107,11 @@ impl Refusal {
             Refusal::RefundExists => "REFUND_EXISTS",
             Refusal::RefundExceedsPayment { .. } => "REFUND_EXCEEDS_PAYMENT",
             Refusal::CurrencyMismatch => "CURRENCY_MISMATCH",
+            Refusal::RequestExists => "REQUEST_EXISTS",
+            Refusal::RequestClosed { .. } => "REQUEST_CLOSED",
+            Refusal::AlreadyExtended => "ALREADY_EXTENDED",
+            Refusal::ExtensionTooLong { .. } => "EXTENSION_TOO_LONG",
+            Refusal::KeyNotDestroyed => "KEY_NOT_DESTROYED",
             Refusal::InvalidInput { .. } => "INVALID_INPUT",
         }
     }
@@ -97,8 +122,9 @@ impl Refusal {
 }
 
 /// Serializes as `{"code": "...", "message": "...", ...details}` where the details
-/// are `subscriptions` (ACTIVE_SUBSCRIPTION), `refundable` (REFUND_EXCEEDS_PAYMENT)
-/// or `field` and `reason` (INVALID_INPUT).
+/// are `subscriptions` (ACTIVE_SUBSCRIPTION), `refundable` (REFUND_EXCEEDS_PAYMENT),
+/// `status` (REQUEST_CLOSED), `latest_due_at` (EXTENSION_TOO_LONG) or `field` and
+/// `reason` (INVALID_INPUT).
 impl Serialize for Refusal {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
@@ -110,6 +136,12 @@ impl Serialize for Refusal {
             }
             Refusal::RefundExceedsPayment { refundable } => {
                 m.serialize_entry("refundable", refundable)?;
+            }
+            Refusal::RequestClosed { status } => {
+                m.serialize_entry("status", status)?;
+            }
+            Refusal::ExtensionTooLong { latest } => {
+                m.serialize_entry("latest_due_at", &latest.to_rfc3339())?;
             }
             Refusal::InvalidInput { field, reason } => {
                 m.serialize_entry("field", field)?;

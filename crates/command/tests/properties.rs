@@ -119,6 +119,7 @@ fn to_command(op: &Op, step: i64) -> CustomerCommand {
             broadcaster_id: b(i),
             subscription_id: sub(s),
             offer_id: offer("monthly"),
+            ends_at: None,
             at: when,
         },
         Op::Terminate(i, s) => CustomerCommand::TerminateSubscription {
@@ -162,6 +163,7 @@ fn to_command(op: &Op, step: i64) -> CustomerCommand {
         Op::Anonymize(i, r) => CustomerCommand::Anonymize {
             request_id: request(r),
             broadcaster: bref(i),
+            key_id: None,
             at: when,
         },
     }
@@ -181,6 +183,7 @@ fn acting(cmd: &CustomerCommand) -> Option<BroadcasterId> {
         | CustomerCommand::CapturePayment { broadcaster_id, .. }
         | CustomerCommand::RefundPayment { broadcaster_id, .. } => Some(*broadcaster_id),
         CustomerCommand::Anonymize { broadcaster, .. } => Some(broadcaster.id),
+        CustomerCommand::AnonymizeAsOperator { .. } => None,
     }
 }
 

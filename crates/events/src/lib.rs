@@ -13,9 +13,14 @@
 //! adds an upcaster in [`CustomerEvent::decode`]. This crate does no I/O.
 
 mod personal;
+mod request;
 
 pub use personal::{
     Answer, LoginData, PaymentData, Personal, PersonalCategory, Profile, ProfilePatch, SealedBox,
+};
+pub use request::{
+    Actor, BlockerCode, ErasureCancelled, ErasureCompleted, ErasureDeferred, ErasureExtended,
+    ErasureRefused, ErasureRequestEvent, ErasureRequested, ExtensionReason,
 };
 
 use ledger_types::{
@@ -77,6 +82,10 @@ pub enum Precondition {
     /// kept apart from the data, and is re-applied to a log restored from a backup
     /// older than it (see `ledger_app::forget`).
     OnForgetList,
+    /// The platform operator erased the account (the admin key): the broadcaster
+    /// rules (white-label, not shared) do not apply to it, only
+    /// `NoActiveSubscription` with every broadcaster.
+    PlatformOperator,
 }
 
 impl Precondition {
@@ -143,6 +152,12 @@ pub struct SubscriptionStarted {
     pub broadcaster_id: BroadcasterId,
     pub offer_id: OfferId,
     pub at: Timestamp,
+    /// When the subscription ends by itself, if it has an end date: the erasure
+    /// process ends it then (a `SubscriptionTerminated` dated at this time).
+    /// Absent in events written before it existed, and left out when none, so
+    /// those events keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,6 +203,22 @@ pub struct CustomerAnonymized {
     pub at: Timestamp,
     pub categories: Vec<PersonalCategory>,
     pub preconditions: Vec<Precondition>,
+    /// Who acted: the broadcaster and its API key's id, or the platform operator.
+    /// Absent in events written before it was recorded (and then left out of the
+    /// stored form, so those events keep their bytes); `broadcaster_id` acted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+}
+
+impl CustomerAnonymized {
+    /// Who acted, also for events written before the actor was recorded (then the
+    /// broadcaster named, with no key id).
+    pub fn actor(&self) -> Actor {
+        self.actor.unwrap_or(Actor::Broadcaster {
+            broadcaster_id: self.broadcaster_id,
+            key_id: None,
+        })
+    }
 }
 
 impl CustomerEvent {
@@ -245,16 +276,6 @@ impl CustomerEvent {
 
     /// Decodes a stored payload of the given type and schema version.
     pub fn decode(event_type: &str, version: u16, payload: &[u8]) -> Result<Self, CodecError> {
-        fn de<T: serde::de::DeserializeOwned>(
-            name: &'static str,
-            payload: &[u8],
-        ) -> Result<T, CodecError> {
-            serde_json::from_slice(payload).map_err(|e| CodecError::Malformed {
-                event_type: name,
-                // serde_json's messages name fields and positions, never values.
-                reason: e.to_string(),
-            })
-        }
         if version != SCHEMA_VERSION {
             return Err(CodecError::UnknownType {
                 event_type: event_type.to_owned(),
@@ -283,6 +304,14 @@ impl CustomerEvent {
             }
         })
     }
+}
+
+fn de<T: serde::de::DeserializeOwned>(name: &'static str, payload: &[u8]) -> Result<T, CodecError> {
+    serde_json::from_slice(payload).map_err(|e| CodecError::Malformed {
+        event_type: name,
+        // serde_json's messages name fields and positions, never values.
+        reason: e.to_string(),
+    })
 }
 
 impl BroadcasterRegistered {
@@ -314,6 +343,7 @@ impl BroadcasterRegistered {
 pub enum DomainEvent {
     Customer(CustomerId, CustomerEvent),
     Broadcaster(BroadcasterId, BroadcasterRegistered),
+    ErasureRequest(RequestId, ErasureRequestEvent),
 }
 
 impl DomainEvent {
@@ -328,6 +358,12 @@ impl DomainEvent {
             return Ok(DomainEvent::Customer(
                 c,
                 CustomerEvent::decode(event_type, version, payload)?,
+            ));
+        }
+        if let Some(r) = streams::parse_erasure_request(stream) {
+            return Ok(DomainEvent::ErasureRequest(
+                r,
+                ErasureRequestEvent::decode(event_type, version, payload)?,
             ));
         }
         if let Some(b) = streams::parse_broadcaster(stream) {
@@ -347,10 +383,20 @@ impl DomainEvent {
 
 /// Stream names: one stream per customer and per broadcaster.
 pub mod streams {
-    use ledger_types::{BroadcasterId, CustomerId};
+    use ledger_types::{BroadcasterId, CustomerId, RequestId};
 
     pub const CUSTOMER_PREFIX: &str = "customer-";
     pub const BROADCASTER_PREFIX: &str = "broadcaster-";
+    pub const ERASURE_REQUEST_PREFIX: &str = "erasure-request-";
+
+    pub fn erasure_request(id: RequestId) -> String {
+        format!("{ERASURE_REQUEST_PREFIX}{id}")
+    }
+    pub fn parse_erasure_request(stream: &str) -> Option<RequestId> {
+        stream
+            .strip_prefix(ERASURE_REQUEST_PREFIX)
+            .and_then(|s| RequestId::parse(s).ok())
+    }
 
     pub fn customer(id: CustomerId) -> String {
         format!("{CUSTOMER_PREFIX}{id}")
@@ -425,6 +471,123 @@ mod tests {
             BroadcasterId::new()
         );
         assert!(CustomerEvent::decode("CustomerLinked", 1, linked.as_bytes()).is_err());
+    }
+
+    fn old_anonymized_payload(r: RequestId, c: CustomerId, b: BroadcasterId) -> String {
+        format!(
+            r#"{{"request_id":"{r}","customer_id":"{c}","broadcaster_id":"{b}","at":1767225600000,"categories":["email"],"preconditions":["CUSTOMER_VISIBLE_TO_BROADCASTER","NO_ACTIVE_SUBSCRIPTION"]}}"#
+        )
+    }
+
+    #[test]
+    fn an_erasure_stored_before_the_actor_was_recorded_decodes_and_keeps_its_bytes() {
+        let (r, c, b) = (RequestId::new(), CustomerId::new(), BroadcasterId::new());
+        let stored = old_anonymized_payload(r, c, b);
+        let e = CustomerEvent::decode("CustomerAnonymized", 1, stored.as_bytes()).unwrap();
+        let CustomerEvent::Anonymized(a) = &e else {
+            panic!("decoded as {e:?}")
+        };
+        assert_eq!(a.actor, None);
+        assert_eq!(
+            a.actor(),
+            Actor::Broadcaster {
+                broadcaster_id: b,
+                key_id: None
+            }
+        );
+        assert_eq!(e.encode().unwrap(), stored.as_bytes());
+    }
+
+    #[test]
+    fn an_erasure_names_its_actor_a_key_or_the_operator() {
+        let (r, c, b) = (RequestId::new(), CustomerId::new(), BroadcasterId::new());
+        let k = ledger_types::KeyId::new();
+        let stored = old_anonymized_payload(r, c, b);
+        let base = CustomerEvent::decode("CustomerAnonymized", 1, stored.as_bytes()).unwrap();
+        for (actor, json) in [
+            (
+                Actor::Broadcaster {
+                    broadcaster_id: b,
+                    key_id: Some(k),
+                },
+                format!(
+                    r#","actor":{{"kind":"broadcaster","broadcaster_id":"{b}","key_id":"{k}"}}}}"#
+                ),
+            ),
+            (
+                Actor::Operator,
+                r#","actor":{"kind":"operator"}}"#.to_owned(),
+            ),
+        ] {
+            let CustomerEvent::Anonymized(mut a) = base.clone() else {
+                unreachable!()
+            };
+            a.actor = Some(actor);
+            let e = CustomerEvent::Anonymized(a);
+            let bytes = e.encode().unwrap();
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            assert!(text.ends_with(&json), "{text}");
+            let back = CustomerEvent::decode("CustomerAnonymized", 1, &bytes).unwrap();
+            assert_eq!(back, e);
+        }
+    }
+
+    #[test]
+    fn erasure_request_events_round_trip_in_their_own_stream() {
+        let r = RequestId::new();
+        let stream = streams::erasure_request(r);
+        assert_eq!(streams::parse_erasure_request(&stream), Some(r));
+        assert_eq!(streams::parse_customer(&stream), None);
+        let at = Timestamp::from_millis(1_767_225_600_000);
+        let events = vec![
+            ErasureRequestEvent::Requested(ErasureRequested {
+                request_id: r,
+                customer_id: CustomerId::new(),
+                requested_by: Actor::Operator,
+                reference: Some(ledger_types::Reference::parse("ZD-1").unwrap()),
+                received_at: at,
+                due_at: at.add_months(1).unwrap(),
+            }),
+            ErasureRequestEvent::Deferred(ErasureDeferred {
+                blockers: vec![BlockerCode::ActiveSubscription],
+                subscriptions: vec![SubscriptionId::new()],
+                at,
+            }),
+            ErasureRequestEvent::Completed(ErasureCompleted {
+                anonymized_request_id: r,
+                anonymized_position: 7,
+                anonymized_at: at,
+                data_key_destroyed: true,
+                at,
+            }),
+            ErasureRequestEvent::Refused(ErasureRefused {
+                code: BlockerCode::NotWhiteLabel,
+                at,
+            }),
+            ErasureRequestEvent::Cancelled(ErasureCancelled {
+                by: Actor::Operator,
+                at,
+            }),
+            ErasureRequestEvent::Extended(ErasureExtended {
+                due_at: at.add_months(3).unwrap(),
+                reason: ExtensionReason::Complexity,
+                by: Actor::Operator,
+                at,
+            }),
+        ];
+        for e in events {
+            let bytes = e.encode().unwrap();
+            assert!(ErasureRequestEvent::is_type(e.event_type()));
+            let back =
+                DomainEvent::decode(&stream, e.event_type(), SCHEMA_VERSION, &bytes).unwrap();
+            assert_eq!(back, DomainEvent::ErasureRequest(r, e));
+        }
+        // A reference that could be personal data does not even decode.
+        let bad = format!(
+            r#"{{"request_id":"{r}","customer_id":"{}","requested_by":{{"kind":"operator"}},"reference":"ada@example.org","received_at":1,"due_at":2}}"#,
+            CustomerId::new()
+        );
+        assert!(ErasureRequestEvent::decode("ErasureRequested", 1, bad.as_bytes()).is_err());
     }
 
     #[test]

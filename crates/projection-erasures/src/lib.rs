@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ledger_events::{CustomerAnonymized, PersonalCategory, Precondition};
+use ledger_events::{Actor, CustomerAnonymized, PersonalCategory, Precondition};
 use ledger_types::{BroadcasterId, CustomerId, RequestId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,27 @@ pub struct ErasureRecord {
     pub position: u64,
     pub revenue_digest_before: String,
     pub revenue_digest_after: String,
+    /// Who erased (absent for erasures recorded before the actor was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+    /// For an erasure by the platform operator: every broadcaster the account was
+    /// linked to, each of which sees this receipt among its own. Empty otherwise
+    /// (a broadcaster erases only an account linked to it alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub linked_broadcasters: Vec<BroadcasterId>,
+}
+
+impl ErasureRecord {
+    /// Whether `b` sees this receipt among its own: it erased, or the operator
+    /// erased an account linked to it.
+    pub fn is_visible_to(&self, b: BroadcasterId) -> bool {
+        self.broadcaster_id == b || self.linked_broadcasters.contains(&b)
+    }
+
+    /// Whether the platform operator erased.
+    pub fn by_operator(&self) -> bool {
+        self.actor.is_some_and(|a| a.is_operator())
+    }
 }
 
 /// One [`ErasureRecord`] per erased customer (the first erasure only; the aggregate
@@ -106,15 +127,18 @@ impl Erasures {
 
     /// Records the erasure at `position`, with the erasing broadcaster's revenue
     /// digest just before and just after it (the fold that calls this computes
-    /// them from the revenue state at that position).
+    /// them from the revenue state at that position), and the broadcasters the
+    /// account is linked to (kept for an operator's erasure only).
     pub fn record(
         &mut self,
         position: u64,
         customer_id: CustomerId,
         e: &CustomerAnonymized,
-        before: String,
-        after: String,
+        digests: (String, String),
+        linked: impl IntoIterator<Item = BroadcasterId>,
     ) {
+        let (before, after) = digests;
+        let by_operator = e.actor.is_some_and(|a| a.is_operator());
         let r = ErasureRecord {
             request_id: e.request_id,
             customer_id,
@@ -125,6 +149,12 @@ impl Erasures {
             position,
             revenue_digest_before: before,
             revenue_digest_after: after,
+            actor: e.actor,
+            linked_broadcasters: if by_operator {
+                linked.into_iter().collect()
+            } else {
+                Vec::new()
+            },
         };
         self.by_position.insert(position, customer_id);
         self.records.insert(customer_id, r);

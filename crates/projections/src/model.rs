@@ -50,8 +50,13 @@ impl ReadModel {
                 let before = self.broadcaster_digest(a.broadcaster_id);
                 self.revenue.apply(e);
                 let after = self.broadcaster_digest(a.broadcaster_id);
+                let linked = self
+                    .customers
+                    .get(*customer)
+                    .map(|v| v.broadcasters.iter().copied().collect::<Vec<_>>())
+                    .unwrap_or_default();
                 self.erasures
-                    .record(e.position, *customer, a, before, after);
+                    .record(e.position, *customer, a, (before, after), linked);
             }
             _ => {
                 self.revenue.apply(e);

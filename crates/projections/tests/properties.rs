@@ -148,6 +148,7 @@ fn command(c: usize, op: &Op, at: Timestamp, step: usize) -> CustomerCommand {
             broadcaster_id: b(i),
             subscription_id: sub(n(s)),
             offer_id: offer("monthly"),
+            ends_at: None,
             at,
         },
         Op::Terminate(i, s) => CustomerCommand::TerminateSubscription {
@@ -182,6 +183,7 @@ fn command(c: usize, op: &Op, at: Timestamp, step: usize) -> CustomerCommand {
         Op::Anonymize(i, r) => CustomerCommand::Anonymize {
             request_id: request(n(r)),
             broadcaster: bref(i),
+            key_id: None,
             at,
         },
     }

@@ -159,6 +159,75 @@ uuid_id!(
     "request id"
 );
 
+uuid_id!(
+    /// The id of a broadcaster's API key (the key itself is never stored; see the
+    /// api crate's key file). Recorded as the actor of an erasure.
+    KeyId,
+    "key id"
+);
+
+/// A reference attached to an erasure request by whoever files it: a ticket or case
+/// number such as `ZD-48213` or `case/2026/0042`, so that the request can be matched
+/// with the requester's own records. It must **not** be personal data, and the
+/// format makes the usual kinds of personal data impossible to put in: 1 to 64
+/// characters of ASCII letters, digits and `.` `_` `-` `:` `/` `#`. No spaces (no
+/// full name fits), no `@` (no email address fits), no `+` (no international phone
+/// number fits), nothing outside ASCII.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Reference(String);
+
+impl Reference {
+    /// Longest accepted reference, in characters.
+    pub const MAX_LEN: usize = 64;
+    /// The characters a reference may hold, as a regular expression (for the
+    /// OpenAPI document).
+    pub const PATTERN: &'static str = "^[A-Za-z0-9._:/#-]{1,64}$";
+
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let ok = !s.is_empty()
+            && s.len() <= Self::MAX_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:/#-".contains(&b));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ParseError::invalid(
+                "reference",
+                "expected 1-64 characters of A-Z, a-z, 0-9, '.', '_', '-', ':', '/' or '#' (a ticket number, never personal data)",
+            ))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Reference {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Reference> for String {
+    fn from(r: Reference) -> String {
+        r.0
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Reference({})", self.0)
+    }
+}
+
 /// An offer (product) id such as `premium-monthly`: 1 to 64 characters of
 /// `[a-z0-9_-]`. Offer ids are catalogue identifiers, never personal data.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -423,6 +492,16 @@ impl Timestamp {
         out
     }
 
+    /// This instant plus `months` calendar months, at the same time of day; a day
+    /// past the end of the target month is moved back to its last day (one month
+    /// after 31 January is 28 or 29 February). `None` if the result is out of
+    /// range. Used for GDPR deadlines (Art. 12(3): "within one month of receipt").
+    pub fn add_months(&self, months: u32) -> Option<Self> {
+        let t = self.datetime()?;
+        let moved = t.checked_add_months(chrono::Months::new(months))?;
+        Some(Self(moved.timestamp_millis()))
+    }
+
     /// This instant as a chrono UTC date and time.
     pub fn datetime(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         chrono::DateTime::from_timestamp_millis(self.0)
@@ -456,6 +535,51 @@ impl fmt::Debug for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_month_later_is_the_same_day_and_time_or_the_last_day_of_a_shorter_month() {
+        let t = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
+        assert_eq!(
+            t("2026-01-15T10:30:00Z").add_months(1),
+            Some(t("2026-02-15T10:30:00Z"))
+        );
+        assert_eq!(
+            t("2026-01-31T23:59:59.5Z").add_months(1),
+            Some(t("2026-02-28T23:59:59.5Z"))
+        );
+        assert_eq!(
+            t("2028-01-31T00:00:00Z").add_months(1),
+            Some(t("2028-02-29T00:00:00Z"))
+        );
+        assert_eq!(
+            t("2026-11-30T08:00:00Z").add_months(3),
+            Some(t("2027-02-28T08:00:00Z"))
+        );
+        assert_eq!(Timestamp::from_millis(i64::MAX).add_months(1), None);
+    }
+
+    #[test]
+    fn a_reference_is_a_short_ticket_number_and_never_looks_like_personal_data() {
+        for ok in ["ZD-48213", "case/2026/0042", "JIRA:GDPR-7", "#123", "a.b_c"] {
+            assert_eq!(Reference::parse(ok).map(|r| r.to_string()), Ok(ok.into()));
+        }
+        let long = "x".repeat(65);
+        for bad in [
+            "",
+            "ada@example.org",
+            "Ada Lovelace",
+            "+442079460000",
+            "Zoë",
+            "tab\there",
+            long.as_str(),
+        ] {
+            assert!(Reference::parse(bad).is_err(), "{bad}");
+        }
+        let e = Reference::parse("ada@example.org").unwrap_err().to_string();
+        assert!(!e.contains("ada"), "the error never echoes the value: {e}");
+        let back: Result<Reference, _> = serde_json::from_str("\"a b\"");
+        assert!(back.is_err());
+    }
 
     #[test]
     fn currency_accepts_iso_codes_and_rejects_the_rest() {

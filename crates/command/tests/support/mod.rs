@@ -8,9 +8,9 @@
 
 use ledger_command::{BroadcasterRef, Customer, CustomerCommand, Integration, Refusal};
 use ledger_events::{
-    Answer, CustomerAnonymized, CustomerEvent, CustomerLinked, CustomerRegistered, PaymentCaptured,
-    PaymentData, PaymentRefunded, Personal, PersonalCategory, Precondition, Profile, ProfilePatch,
-    SealedBox, SubscriptionStarted, SubscriptionTerminated,
+    Actor, Answer, CustomerAnonymized, CustomerEvent, CustomerLinked, CustomerRegistered,
+    PaymentCaptured, PaymentData, PaymentRefunded, Personal, PersonalCategory, Precondition,
+    Profile, ProfilePatch, SealedBox, SubscriptionStarted, SubscriptionTerminated,
 };
 use ledger_types::{
     BroadcasterId, Currency, CustomerId, Money, OfferId, PaymentId, RefundId, RequestId,
@@ -117,6 +117,7 @@ pub fn started(s: SubscriptionId, b: BroadcasterId) -> CustomerEvent {
         broadcaster_id: b,
         offer_id: offer("premium-monthly"),
         at: at(2),
+        ends_at: None,
     })
 }
 pub fn terminated(s: SubscriptionId) -> CustomerEvent {
@@ -156,6 +157,17 @@ pub fn receipt(b: BroadcasterId, req: RequestId, when: Timestamp) -> CustomerAno
         at: when,
         categories: PersonalCategory::ALL.to_vec(),
         preconditions: Precondition::ALL.to_vec(),
+        actor: None,
+    }
+}
+/// The receipt `anonymize(white_label(ours()), req)` decides: it names the actor.
+pub fn receipt_by_us(req: RequestId) -> CustomerAnonymized {
+    CustomerAnonymized {
+        actor: Some(Actor::Broadcaster {
+            broadcaster_id: ours(),
+            key_id: None,
+        }),
+        ..receipt(ours(), req, at(10))
     }
 }
 pub fn anonymized_by(b: BroadcasterId) -> CustomerEvent {
@@ -204,6 +216,7 @@ pub fn start(b: BroadcasterId, s: SubscriptionId) -> CustomerCommand {
         broadcaster_id: b,
         subscription_id: s,
         offer_id: offer("premium-monthly"),
+        ends_at: None,
         at: at(10),
     }
 }
@@ -244,6 +257,7 @@ pub fn anonymize(b: BroadcasterRef, req: RequestId) -> CustomerCommand {
     CustomerCommand::Anonymize {
         request_id: req,
         broadcaster: b,
+        key_id: None,
         at: at(10),
     }
 }

@@ -118,6 +118,7 @@ pub fn started(s: SubscriptionId, b: BroadcasterId, o: &str, at: Timestamp) -> C
         broadcaster_id: b,
         offer_id: offer(o),
         at,
+        ends_at: None,
     })
 }
 pub fn terminated(s: SubscriptionId, at: Timestamp) -> CustomerEvent {
@@ -168,6 +169,7 @@ pub fn anonymized(c: CustomerId, b: BroadcasterId, req: RequestId, at: Timestamp
         at,
         categories: PersonalCategory::ALL.to_vec(),
         preconditions: Precondition::ALL.to_vec(),
+        actor: None,
     })
 }
 pub fn open_profile_registration(c: CustomerId, b: BroadcasterId, at: Timestamp) -> CustomerEvent {
