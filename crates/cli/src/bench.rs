@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+#[cfg(feature = "postgres")]
+use anyhow::Context;
+use anyhow::Result;
 use clap::Args;
 use ledger_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
 use ledger_store_sqlite::SqliteStore;
@@ -115,16 +117,22 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 /// A fresh, empty scratch store of the kind under test, and how to remove it.
 enum Scratch {
     Sqlite(std::path::PathBuf),
-    Postgres { admin_url: String, database: String },
+    #[cfg(feature = "postgres")]
+    Postgres {
+        admin_url: String,
+        database: String,
+    },
 }
 
 impl Scratch {
     fn new(kind: &StoreKind, dir: &Path) -> Result<Self> {
         Ok(match kind {
             StoreKind::Sqlite(_) => Scratch::Sqlite(dir.to_path_buf()),
+            #[cfg(feature = "kurrentdb")]
             StoreKind::Kurrent(_) => {
                 anyhow::bail!("ledger bench measures sqlite and postgres stores; KurrentDB is not benchmarked here (no server)")
             }
+            #[cfg(feature = "postgres")]
             StoreKind::Postgres(url) => {
                 let (base, _db) = url
                     .split('?')
@@ -139,8 +147,10 @@ impl Scratch {
         })
     }
 
+    #[cfg(feature = "postgres")]
     fn db_name(&self) -> Option<&str> {
         match self {
+            #[cfg(feature = "postgres")]
             Scratch::Postgres { database, .. } => database.rsplit_once('/').map(|(_, d)| d),
             Scratch::Sqlite(_) => None,
         }
@@ -153,6 +163,7 @@ impl Scratch {
                 std::fs::create_dir_all(dir)?;
                 open_event_store(&StoreKind::Sqlite(dir.join("events.sqlite"))).await
             }
+            #[cfg(feature = "postgres")]
             Scratch::Postgres {
                 admin_url,
                 database,
@@ -169,6 +180,7 @@ impl Scratch {
             Scratch::Sqlite(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
             }
+            #[cfg(feature = "postgres")]
             Scratch::Postgres { admin_url, .. } => {
                 let db = self.db_name().unwrap_or_default();
                 admin(
@@ -183,6 +195,7 @@ impl Scratch {
 }
 
 /// Runs one statement on the server the bench URL names (scratch databases).
+#[cfg(feature = "postgres")]
 async fn admin(url: &str, sql: &str) -> Result<()> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
@@ -302,7 +315,9 @@ pub async fn run(data: &Path, store: Option<&str>, args: BenchArgs) -> Result<()
     let summary = serde_json::json!({
         "store": match kind {
             StoreKind::Sqlite(_) => "sqlite (WAL, synchronous=FULL, group commit)",
+            #[cfg(feature = "postgres")]
             StoreKind::Postgres(_) => "postgres (synchronous_commit=on, group commit)",
+            #[cfg(feature = "kurrentdb")]
             StoreKind::Kurrent(_) => "kurrentdb",
         },
         "runs": runs.len(),

@@ -621,11 +621,13 @@ pub async fn api_key(cmd: ApiKeyCommand, data: &Path, store: Option<&str>) -> Re
                     let s = ledger_store_sqlite::SqliteStore::open_read_only(&p, false)?;
                     ledger_store::EventStore::read_stream(&s, &stream, 1).await?
                 }
+                #[cfg(feature = "postgres")]
                 StoreKind::Postgres(url) => {
                     ledger_store_postgres::PostgresReader::new(&url)?
                         .read_stream(&stream, 1)
                         .await?
                 }
+                #[cfg(feature = "kurrentdb")]
                 StoreKind::Kurrent(url) => {
                     let s = ledger_store_kurrentdb::connect(&url).await?;
                     ledger_store::EventStore::read_stream(&s, &stream, 1).await?
