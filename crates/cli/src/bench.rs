@@ -36,6 +36,7 @@ pub struct BenchArgs {
     /// Independent runs; the report gives the median of each figure.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
     /// Measure the read side instead: projection rebuild events/s and search

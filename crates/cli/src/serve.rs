@@ -589,19 +589,23 @@ pub enum ApiKeyCommand {
     /// Issue an API key for a broadcaster; prints the token once (only its hash is
     /// stored). Works while the server runs.
     Create {
+        /// The broadcaster the key acts for (UUID; it must exist in the store).
         #[arg(long)]
         broadcaster: String,
+        /// A note for operators, shown by `list` (not secret, not personal).
         #[arg(long)]
         label: Option<String>,
     },
     /// Revoke an API key by its id (the running server stops accepting it within a
     /// second).
     Revoke {
+        /// The key's id (UUID, as `create` and `list` print it; never the token).
         #[arg(long)]
         key_id: String,
     },
     /// List a broadcaster's keys (ids and dates, never tokens).
     List {
+        /// Only this broadcaster's keys (UUID; default: every key).
         #[arg(long)]
         broadcaster: Option<String>,
     },
