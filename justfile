@@ -7,9 +7,9 @@ default:
 ready:
     bash .ci/run
 
-# The README's test command.
+# The README's test command (every store backend built in, as CI does).
 test:
-    cargo test --workspace
+    cargo test --workspace --all-features
 
 # Fill ./ledger-data with the demo data set.
 demo:

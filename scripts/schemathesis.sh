@@ -32,8 +32,8 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 
-echo "== cargo build -p ledger-cli"
-cargo build -p ledger-cli
+echo "== cargo build -p ledger-cli --all-features"
+cargo build -p ledger-cli --all-features
 bin=${CARGO_TARGET_DIR:-target}/debug/ledger
 
 data=$(mktemp -d)

@@ -5,10 +5,15 @@
 //! - `postgres://...`: events, keys and projections in that PostgreSQL database.
 //!   A multi-host URL (`postgres://u@h1:p1,h2:p2,h3:p3/db?target_session_attrs=read-write`)
 //!   follows the primary of a cluster; `--read-store` may name a streaming replica
-//!   for the read side's catch-up and the audit's replay.
+//!   for the read side's catch-up and the audit's replay
+//!   (Cargo feature `postgres`, on by default).
 //! - `esdb://...`, `kurrentdb://...` (and `+discover` forms): events in a KurrentDB
 //!   (EventStoreDB) cluster; keys and projections in `--state-store` (a
-//!   `postgres://` URL) or, by default, in SQLite files in the data folder.
+//!   `postgres://` URL) or, by default, in SQLite files in the data folder (Cargo
+//!   feature `kurrentdb`, off by default).
+//!
+//! A URL of a backend left out of the build is refused with the feature to build
+//! it with (ADR 0024); SQLite is always built in.
 //!
 //! The key-encryption key always comes from `LEDGER_KEK`, `--kek-file`, or
 //! `DATA/kek.hex` (created with mode 0600 by `serve` and `demo` only). URLs are
@@ -18,7 +23,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use ledger_app::forget::{restore_check, FileForgetList, ForgetList, RestoreReport};
 use ledger_app::read::ReadSide;
 use ledger_app::Ledger;
@@ -30,12 +35,46 @@ use ledger_store_sqlite::{SqliteStore, SqliteViewStore};
 
 use crate::folder::{self, Access};
 
-/// Which backend a store URL names.
+/// Which backend a store URL names (only those this binary was built with).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
     Sqlite(PathBuf),
+    #[cfg(feature = "postgres")]
     Postgres(String),
+    #[cfg(feature = "kurrentdb")]
     Kurrent(String),
+}
+
+/// The URL schemes of KurrentDB connection strings (`ledger_store_kurrentdb::SCHEMES`,
+/// known here too so that a build without the client can name its feature).
+const KURRENTDB_SCHEMES: [&str; 6] = [
+    "esdb",
+    "esdb+discover",
+    "kurrentdb",
+    "kurrentdb+discover",
+    "kdb",
+    "kdb+discover",
+];
+
+/// A URL's scheme, lower case.
+fn scheme(url: &str) -> Option<String> {
+    url.split_once("://").map(|(s, _)| s.to_ascii_lowercase())
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    matches!(scheme(url).as_deref(), Some("postgres" | "postgresql"))
+}
+
+fn is_kurrentdb_url(url: &str) -> bool {
+    scheme(url).is_some_and(|s| KURRENTDB_SCHEMES.contains(&s.as_str()))
+}
+
+/// The error for a store URL of a backend this binary was built without: it names
+/// the Cargo feature that builds it in (never the URL: it may hold a password).
+fn not_built(flag: &str, backend: &str, feature: &str) -> anyhow::Error {
+    anyhow!(
+        "BACKEND_NOT_BUILT: {flag} names a {backend} store, and this ledger was built without the `{feature}` feature; build it with `cargo build --release --features {feature}` (or `--all-features`)"
+    )
 }
 
 impl StoreKind {
@@ -51,15 +90,25 @@ impl StoreKind {
                 }
                 Ok(StoreKind::Sqlite(PathBuf::from(p)))
             }
-            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-                Ok(StoreKind::Postgres(u.to_owned()))
-            }
-            Some(u) if ledger_store_kurrentdb::is_kurrentdb_url(u) => {
-                Ok(StoreKind::Kurrent(u.to_owned()))
-            }
+            #[cfg(feature = "postgres")]
+            Some(u) if is_postgres_url(u) => Ok(StoreKind::Postgres(u.to_owned())),
+            #[cfg(feature = "kurrentdb")]
+            Some(u) if is_kurrentdb_url(u) => Ok(StoreKind::Kurrent(u.to_owned())),
+            Some(u) if is_postgres_url(u) => Err(not_built("--store", "PostgreSQL", "postgres")),
+            Some(u) if is_kurrentdb_url(u) => Err(not_built("--store", "KurrentDB", "kurrentdb")),
             Some(_) => bail!(
                 "unsupported --store URL scheme (expected sqlite://PATH, postgres://... or esdb://...)"
             ),
+        }
+    }
+
+    /// The SQLite file of the events, if they are in SQLite.
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        match self {
+            StoreKind::Sqlite(p) => Some(p),
+            // Unreachable in a build with SQLite alone.
+            #[allow(unreachable_patterns)]
+            _ => None,
         }
     }
 
@@ -67,7 +116,9 @@ impl StoreKind {
     pub fn label(&self) -> &'static str {
         match self {
             StoreKind::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
             StoreKind::Postgres(_) => "postgres",
+            #[cfg(feature = "kurrentdb")]
             StoreKind::Kurrent(_) => "kurrentdb",
         }
     }
@@ -89,8 +140,8 @@ pub struct Backends {
     pub keys: Arc<dyn KeyStore>,
     pub keyring: Arc<Keyring>,
     views: Arc<dyn ViewStore>,
-    sqlite: Option<Arc<SqliteStore>>,
-    postgres: Option<Arc<ledger_store_postgres::PostgresStore>>,
+    /// Commits what the event store queued, at [`close`](Self::close).
+    closer: Closer,
     responses: Arc<dyn ResponseStore>,
     /// The writer lock on the data folder (none for read-only commands).
     _lock: Option<folder::WriterLock>,
@@ -124,6 +175,7 @@ pub async fn open_event_store(kind: &StoreKind) -> Result<(Arc<dyn EventStore>, 
             let s = Arc::new(SqliteStore::open(p)?);
             (s.clone(), Closer::Sqlite(s))
         }
+        #[cfg(feature = "postgres")]
         StoreKind::Postgres(url) => {
             let s = Arc::new(
                 ledger_store_postgres::PostgresStore::connect(url)
@@ -132,6 +184,7 @@ pub async fn open_event_store(kind: &StoreKind) -> Result<(Arc<dyn EventStore>, 
             );
             (s.clone(), Closer::Postgres(s))
         }
+        #[cfg(feature = "kurrentdb")]
         StoreKind::Kurrent(url) => {
             let s = ledger_store_kurrentdb::connect(url)
                 .await
@@ -145,8 +198,10 @@ pub async fn open_event_store(kind: &StoreKind) -> Result<(Arc<dyn EventStore>, 
 #[derive(Debug)]
 pub enum Closer {
     Sqlite(Arc<SqliteStore>),
+    #[cfg(feature = "postgres")]
     Postgres(Arc<ledger_store_postgres::PostgresStore>),
-    /// Appends to KurrentDB are acknowledged by the cluster; nothing is queued here.
+    /// Read-only stores, and KurrentDB, whose appends are acknowledged by the
+    /// cluster: nothing is queued here.
     Nothing,
 }
 
@@ -154,8 +209,20 @@ impl Closer {
     pub async fn close(&self) {
         match self {
             Closer::Sqlite(s) => s.close().await,
+            #[cfg(feature = "postgres")]
             Closer::Postgres(s) => s.close().await,
             Closer::Nothing => {}
+        }
+    }
+
+    /// Where answers to idempotent writes are saved: beside the writes, in the
+    /// event database (none for KurrentDB, which holds events only).
+    fn responses(&self) -> Option<Arc<dyn ResponseStore>> {
+        match self {
+            Closer::Sqlite(s) => Some(s.clone()),
+            #[cfg(feature = "postgres")]
+            Closer::Postgres(p) => Some(p.clone()),
+            Closer::Nothing => None,
         }
     }
 }
@@ -204,6 +271,34 @@ impl Backends {
         what: &str,
     ) -> Result<Self> {
         let (url, state_url, read_url) = (stores.store, stores.state_store, stores.read_store);
+        // The URLs first: one this build cannot open changes nothing.
+        let kind = StoreKind::parse(url, data)?;
+        let state = match (&kind, state_url) {
+            #[cfg(feature = "postgres")]
+            (StoreKind::Postgres(url), None) => Some(url.clone()),
+            (_, Some(u)) if is_postgres_url(u) => Some(u.to_owned()),
+            (_, Some(_)) => {
+                bail!("--state-store must be a postgres:// URL (or omitted for SQLite)")
+            }
+            (_, None) => None,
+        };
+        if state.is_some() && !cfg!(feature = "postgres") {
+            return Err(not_built("--state-store", "PostgreSQL", "postgres"));
+        }
+        let replica: Option<&str> = match (&kind, read_url) {
+            (_, None) => None,
+            #[cfg(feature = "postgres")]
+            (StoreKind::Postgres(_), Some(r)) if is_postgres_url(r) => Some(r),
+            #[cfg(feature = "postgres")]
+            (StoreKind::Postgres(_), Some(_)) => {
+                bail!("--read-store must be a postgres:// URL (a streaming replica of --store)")
+            }
+            (_, Some(_)) => {
+                bail!("--read-store needs a postgres:// --store (it names a replica of it)")
+            }
+        };
+        #[cfg(not(feature = "postgres"))]
+        let _ = replica;
         folder::prepare(data, access)?;
         let forget: Option<Arc<dyn ForgetList>> = match access {
             Access::Read => None,
@@ -228,21 +323,6 @@ impl Backends {
         // no writer can start meanwhile, and SQLite then creates nothing.
         let quiet = access == Access::Read && lock.is_some();
         let immutable = |p: &Path| quiet && !ledger_store_sqlite::schema::has_pending_wal(p);
-        let kind = StoreKind::parse(url, data)?;
-        let replica = match (&kind, read_url) {
-            (_, None) => None,
-            (StoreKind::Postgres(_), Some(r))
-                if r.starts_with("postgres://") || r.starts_with("postgresql://") =>
-            {
-                Some(r)
-            }
-            (StoreKind::Postgres(_), Some(_)) => {
-                bail!("--read-store must be a postgres:// URL (a streaming replica of --store)")
-            }
-            (_, Some(_)) => {
-                bail!("--read-store needs a postgres:// --store (it names a replica of it)")
-            }
-        };
         let kek = load_kek(data, kek_file, access)?;
         let has_kek = kek.is_some();
         let kek = kek.unwrap_or_else(Kek::generate);
@@ -252,12 +332,9 @@ impl Backends {
                 let s = Arc::new(SqliteStore::open_read_only(p, immutable(p))?);
                 (s.clone() as Arc<dyn EventStore>, Closer::Nothing)
             }
-            (StoreKind::Sqlite(p), false) => {
-                folder::precreate_private(p)?;
-                open_event_store(&kind).await?
-            }
             // Beside a running server (which holds the writer lock): no lock, no
             // migration, nothing written.
+            #[cfg(feature = "postgres")]
             (StoreKind::Postgres(url), true) => {
                 let s = match replica {
                     None => ledger_store_postgres::PostgresReader::connect(url).await,
@@ -268,6 +345,7 @@ impl Backends {
                 let s = Arc::new(s.context("cannot open the PostgreSQL event store read-only")?);
                 (s as Arc<dyn EventStore>, Closer::Nothing)
             }
+            #[cfg(feature = "postgres")]
             (StoreKind::Postgres(url), false) if replica.is_some() => {
                 let options = ledger_store_postgres::PostgresOptions {
                     read_replica: replica.map(str::to_owned),
@@ -280,19 +358,15 @@ impl Backends {
                 );
                 (s.clone() as Arc<dyn EventStore>, Closer::Postgres(s))
             }
-            _ => open_event_store(&kind).await?,
-        };
-        let state = match (&kind, state_url) {
-            (StoreKind::Postgres(url), None) => Some(url.clone()),
-            (_, Some(u)) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-                Some(u.to_owned())
+            (kind, _) => {
+                if let Some(p) = kind.sqlite_file() {
+                    folder::precreate_private(p)?;
+                }
+                open_event_store(kind).await?
             }
-            (_, Some(_)) => {
-                bail!("--state-store must be a postgres:// URL (or omitted for SQLite)")
-            }
-            (_, None) => None,
         };
         let (keys, views): (Arc<dyn KeyStore>, Arc<dyn ViewStore>) = match (&state, read_only) {
+            (Some(url), _) => postgres_state(url, read_only)?,
             (None, true) => {
                 let (k, v) = (data.join("keys.sqlite"), data.join("views.sqlite"));
                 let (ik, iv) = (immutable(&k), immutable(&v));
@@ -312,18 +386,10 @@ impl Backends {
                     Arc::new(SqliteViewStore::open(&v)?),
                 )
             }
-            (Some(url), true) => (
-                Arc::new(ledger_store_postgres::PgKeyStore::connect_read_only(url)?),
-                Arc::new(ledger_store_postgres::PgViewStore::connect_read_only(url)?),
-            ),
-            (Some(url), false) => (
-                Arc::new(ledger_store_postgres::PgKeyStore::connect(url)?),
-                Arc::new(ledger_store_postgres::PgViewStore::connect(url)?),
-            ),
         };
         let mut local_folders = Vec::new();
         if !read_only {
-            if let StoreKind::Sqlite(p) = &kind {
+            if let Some(p) = kind.sqlite_file() {
                 let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
                 local_folders.push(dir.unwrap_or(Path::new(".")).to_path_buf());
             }
@@ -331,26 +397,18 @@ impl Backends {
                 local_folders.push(data.to_path_buf());
             }
         }
-        let (sqlite, postgres) = match closer {
-            Closer::Sqlite(s) => (Some(s), None),
-            Closer::Postgres(p) => (None, Some(p)),
-            Closer::Nothing => (None, None),
-        };
         // Answers to idempotent writes live beside the writes (the event database);
         // KurrentDB holds events only, so there they are kept in memory.
-        let responses: Arc<dyn ResponseStore> = match (&sqlite, &postgres) {
-            (Some(s), _) => s.clone(),
-            (None, Some(p)) => p.clone(),
-            (None, None) => Arc::new(MemoryResponses::new()),
-        };
+        let responses = closer
+            .responses()
+            .unwrap_or_else(|| Arc::new(MemoryResponses::new()));
         Ok(Self {
             responses,
             events,
             keys: keys.clone(),
             keyring: Arc::new(Keyring::new(kek, keys)),
             views,
-            sqlite,
-            postgres,
+            closer,
             _lock: lock,
             has_kek,
             local_folders,
@@ -463,11 +521,88 @@ impl Backends {
 
     /// Commits everything queued and stops the writers.
     pub async fn close(&self) {
-        if let Some(s) = &self.sqlite {
-            s.close().await;
+        self.closer.close().await;
+    }
+}
+
+/// The key store and the view store in PostgreSQL (`--state-store`, or the
+/// `postgres://` event store's database).
+#[cfg(feature = "postgres")]
+fn postgres_state(url: &str, read_only: bool) -> Result<(Arc<dyn KeyStore>, Arc<dyn ViewStore>)> {
+    use ledger_store_postgres::{PgKeyStore, PgViewStore};
+    Ok(if read_only {
+        (
+            Arc::new(PgKeyStore::connect_read_only(url)?),
+            Arc::new(PgViewStore::connect_read_only(url)?),
+        )
+    } else {
+        (
+            Arc::new(PgKeyStore::connect(url)?),
+            Arc::new(PgViewStore::connect(url)?),
+        )
+    })
+}
+
+/// Without the `postgres` feature a `postgres://` state store cannot be opened.
+#[cfg(not(feature = "postgres"))]
+fn postgres_state(_: &str, _: bool) -> Result<(Arc<dyn KeyStore>, Arc<dyn ViewStore>)> {
+    Err(not_built("--state-store", "PostgreSQL", "postgres"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(url: &str) -> String {
+        StoreKind::parse(Some(url), Path::new("data"))
+            .map(|k| format!("accepted as {}", k.label()))
+            .unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_kurrentdb_scheme_is_known_without_the_client() {
+        for s in KURRENTDB_SCHEMES {
+            assert!(is_kurrentdb_url(&format!("{s}://h:2113")), "{s}");
+            assert!(
+                is_kurrentdb_url(&format!("{}://h:2113", s.to_uppercase())),
+                "{s}"
+            );
         }
-        if let Some(p) = &self.postgres {
-            p.close().await;
+        assert!(!is_kurrentdb_url("postgres://u@h/db"));
+        #[cfg(feature = "kurrentdb")]
+        assert_eq!(KURRENTDB_SCHEMES, ledger_store_kurrentdb::SCHEMES);
+    }
+
+    #[test]
+    fn a_postgres_url_needs_the_postgres_feature() {
+        for url in ["postgres://u:secret@h/db", "postgresql://u:secret@h/db"] {
+            let r = refusal(url);
+            if cfg!(feature = "postgres") {
+                assert_eq!(r, "accepted as postgres");
+            } else {
+                assert!(r.starts_with("BACKEND_NOT_BUILT: "), "{r}");
+                assert!(r.contains("--features postgres"), "{r}");
+                assert!(!r.contains("secret"), "{r}");
+            }
         }
+    }
+
+    #[test]
+    fn a_kurrentdb_url_needs_the_kurrentdb_feature() {
+        let r = refusal("esdb://u:secret@h:2113?tls=false");
+        if cfg!(feature = "kurrentdb") {
+            assert_eq!(r, "accepted as kurrentdb");
+        } else {
+            assert!(r.starts_with("BACKEND_NOT_BUILT: "), "{r}");
+            assert!(r.contains("--features kurrentdb"), "{r}");
+            assert!(!r.contains("secret"), "{r}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_scheme_is_refused_without_echoing_the_url() {
+        let r = refusal("mysql://u:secret@h/db");
+        assert!(r.starts_with("unsupported --store URL scheme"), "{r}");
+        assert!(!r.contains("secret"), "{r}");
     }
 }

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+#[cfg(feature = "postgres")]
+use anyhow::Context;
+use anyhow::Result;
 use clap::Args;
 use ledger_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
 use ledger_store_sqlite::SqliteStore;
@@ -36,6 +38,7 @@ pub struct BenchArgs {
     /// Independent runs; the report gives the median of each figure.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
     /// Measure the read side instead: projection rebuild events/s and search
@@ -125,16 +128,22 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 /// A fresh, empty scratch store of the kind under test, and how to remove it.
 enum Scratch {
     Sqlite(std::path::PathBuf),
-    Postgres { admin_url: String, database: String },
+    #[cfg(feature = "postgres")]
+    Postgres {
+        admin_url: String,
+        database: String,
+    },
 }
 
 impl Scratch {
     fn new(kind: &StoreKind, dir: &Path) -> Result<Self> {
         Ok(match kind {
             StoreKind::Sqlite(_) => Scratch::Sqlite(dir.to_path_buf()),
+            #[cfg(feature = "kurrentdb")]
             StoreKind::Kurrent(_) => {
                 anyhow::bail!("ledger bench measures sqlite and postgres stores; KurrentDB is not benchmarked here (no server)")
             }
+            #[cfg(feature = "postgres")]
             StoreKind::Postgres(url) => Scratch::Postgres {
                 admin_url: url.clone(),
                 database: scratch_url(url, &format!("ledger_bench_{}", std::process::id()))?,
@@ -142,6 +151,7 @@ impl Scratch {
         })
     }
 
+    #[cfg(feature = "postgres")]
     fn db_name(&self) -> Option<&str> {
         match self {
             Scratch::Postgres { database, .. } => database
@@ -160,6 +170,7 @@ impl Scratch {
                 std::fs::create_dir_all(dir)?;
                 open_event_store(&StoreKind::Sqlite(dir.join("events.sqlite"))).await
             }
+            #[cfg(feature = "postgres")]
             Scratch::Postgres {
                 admin_url,
                 database,
@@ -176,6 +187,7 @@ impl Scratch {
             Scratch::Sqlite(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
             }
+            #[cfg(feature = "postgres")]
             Scratch::Postgres { admin_url, .. } => {
                 let db = self.db_name().unwrap_or_default();
                 admin(
@@ -208,6 +220,7 @@ fn scratch_url(url: &str, db: &str) -> Result<String> {
 }
 
 /// Runs one statement on the server the bench URL names (scratch databases).
+#[cfg(feature = "postgres")]
 async fn admin(url: &str, sql: &str) -> Result<()> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
@@ -331,7 +344,9 @@ pub async fn run(data: &Path, store: Option<&str>, args: BenchArgs) -> Result<()
     let summary = serde_json::json!({
         "store": match kind {
             StoreKind::Sqlite(_) => "sqlite (WAL, synchronous=FULL, group commit)",
+            #[cfg(feature = "postgres")]
             StoreKind::Postgres(_) => "postgres (synchronous_commit=on, group commit)",
+            #[cfg(feature = "kurrentdb")]
             StoreKind::Kurrent(_) => "kurrentdb",
         },
         "runs": runs.len(),

@@ -49,7 +49,9 @@ struct Cli {
     #[arg(long, global = true, env = "LEDGER_KEK_FILE")]
     kek_file: Option<PathBuf>,
     /// Where events, keys and projections live: `sqlite://PATH` (default: the
-    /// embedded store in --data) or `postgres://USER@HOST/DB`.
+    /// embedded store in --data), `postgres://USER@HOST/DB` (Cargo feature
+    /// `postgres`, on by default) or `esdb://HOST:2113` (events only; feature
+    /// `kurrentdb`).
     #[arg(long, global = true, env = "LEDGER_STORE")]
     store: Option<String>,
     /// Where keys and projections live when the events are in KurrentDB: a
@@ -69,8 +71,8 @@ struct Cli {
     #[arg(long, global = true, env = "LEDGER_FORGET_LIST")]
     forget_list: Option<PathBuf>,
     /// Log format on stderr.
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -93,13 +95,17 @@ enum Command {
     /// receipt, or the refusal with its code (exit status 3). With --json and the
     /// tree-head signing key at hand, the receipt carries its Merkle proof.
     Anonymize {
+        /// The broadcaster asking for the erasure (UUID); it must be white-label and
+        /// the customer's only broadcaster.
         #[arg(long)]
         broadcaster: String,
+        /// The customer to erase (UUID).
         #[arg(long)]
         customer: String,
         /// Request id to file the receipt under (default: a new one).
         #[arg(long)]
         request_id: Option<String>,
+        /// Print the receipt (or the refusal) as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -111,6 +117,7 @@ enum Command {
     /// Revenue totals per currency (and rows with --rows) with the digest of their
     /// canonical form; identical before and after any erasure.
     Revenue {
+        /// Only this broadcaster's revenue (UUID; default: every broadcaster).
         #[arg(long)]
         broadcaster: Option<String>,
         /// First day (YYYY-MM-DD, UTC), inclusive.
@@ -128,13 +135,16 @@ enum Command {
         /// Also print every broadcaster x currency x day x offer row.
         #[arg(long)]
         rows: bool,
+        /// Print the totals (and rows) with the digest as JSON.
         #[arg(long)]
         json: bool,
     },
     /// The erasure receipts, oldest first.
     Erasures {
+        /// Only the receipts this broadcaster sees (UUID; default: all).
         #[arg(long)]
         broadcaster: Option<String>,
+        /// Print the receipts as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -145,8 +155,10 @@ enum Command {
     },
     /// Right of access (GDPR Art. 15/20): all personal data held on a customer, as JSON.
     ExportCustomer {
+        /// The broadcaster asking (UUID); it must see the customer.
         #[arg(long)]
         broadcaster: String,
+        /// The customer whose data is exported (UUID).
         #[arg(long)]
         customer: String,
     },
@@ -203,6 +215,7 @@ enum AuditCommand {
     /// Replay the whole log: chains, contiguity, schema, every erasure honoured,
     /// revenue recomputed equal to the projection. Exit status 1 on any discrepancy.
     Verify {
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
         /// A head recorded earlier, as POSITION:LOG_HASH; the log (or the export)
@@ -230,16 +243,20 @@ enum AuditCommand {
     /// operator's public key: its signed tree head, its leaf, and the inclusion
     /// proof from the leaf to the signed root. Needs no data folder.
     VerifyReceipt {
+        /// The receipt, as JSON (as the API or `anonymize --json` gives it).
         #[arg(long, value_name = "FILE")]
         receipt: PathBuf,
+        /// The operator's public key (64 hex characters, `ledger signing-key show`).
         #[arg(long, value_name = "FILE")]
         public_key: PathBuf,
+        /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Write the whole log as NDJSON (sealed fields stay sealed), with a signed
     /// tree head of the exported records in the trailer.
     Export {
+        /// The NDJSON file to write (replaced if it exists).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
         /// The tree-head signing key [default: DATA/signing-key.hex if it exists;
@@ -253,6 +270,7 @@ enum AuditCommand {
 enum RequestsCommand {
     /// Every erasure request (or one broadcaster's), oldest first.
     List {
+        /// Only this broadcaster's requests (UUID; default: every broadcaster's).
         #[arg(long)]
         broadcaster: Option<String>,
         /// open, deferred, completed, refused or cancelled.
@@ -261,18 +279,25 @@ enum RequestsCommand {
         /// Only the requests past their due date and not ended.
         #[arg(long)]
         overdue: bool,
+        /// Print JSON instead of lines.
         #[arg(long)]
         json: bool,
     },
     /// One erasure request, with its receipt once completed (JSON).
-    Show { request_id: String },
+    Show {
+        /// The erasure request's id (UUID).
+        request_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum ProjectionsCommand {
-    /// Forget a projection (customers, revenue, erasures; all if omitted) and fold
-    /// it again from position zero.
-    Rebuild { name: Option<String> },
+    /// Forget a projection (all if omitted) and fold it again from position zero.
+    Rebuild {
+        /// The projection to rebuild (default: all of them).
+        #[arg(value_enum)]
+        name: Option<Projection>,
+    },
 }
 
 /// `ledger erasure-requests list|show`: the requests folded from the log, as the
@@ -366,7 +391,39 @@ async fn erasure_requests(
     }
 }
 
-fn init_tracing(format: &str) {
+/// The projections `projections rebuild` can forget and fold again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Projection {
+    /// Customer summaries and tombstones (the dashboard's panel and search).
+    Customers,
+    /// Revenue totals per broadcaster, currency, day and offer, with their digest.
+    Revenue,
+    /// Erasure receipts (revenue is folded again with them: the receipts hold its
+    /// digests).
+    Erasures,
+}
+
+impl Projection {
+    /// The name the read side knows it by.
+    fn name(self) -> &'static str {
+        match self {
+            Projection::Customers => "customers",
+            Projection::Revenue => "revenue",
+            Projection::Erasures => "erasures",
+        }
+    }
+}
+
+/// The log format on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line, for log collectors.
+    Json,
+}
+
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEDGER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal as _;
@@ -379,7 +436,7 @@ fn init_tracing(format: &str) {
         // `eprintln!`, which panics when stderr cannot be written either: a request
         // lost its connection, and the SQLite writer thread died for good.
         .log_internal_errors(false);
-    if format == "json" {
+    if format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();
@@ -398,7 +455,7 @@ fn parse_day(s: &str) -> Result<i64> {
 /// exit status (0 done, 1 failed or a discrepancy found, 3 refused or not found).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log_format);
+    init_tracing(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -783,14 +840,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Projections {
             command: ProjectionsCommand::Rebuild { name },
         } => {
+            let name = name.map(Projection::name);
             let backends = open(Access::Write, "projections rebuild").await?;
             // Finishes any interrupted erasure before reading.
             backends.ledger().await?;
             let read = backends.report_side().await?;
-            let done = read.rebuild(name.as_deref()).await?;
+            let done = read.rebuild(name).await?;
             println!(
                 "rebuilt {} from zero: {} events in {:.2}s ({:.0} events/s), now at position {}",
-                name.as_deref().unwrap_or("all projections"),
+                name.unwrap_or("all projections"),
                 done.events,
                 done.seconds,
                 done.events as f64 / done.seconds.max(1e-9),
@@ -914,4 +972,60 @@ fn print_demo(data_dir: &Path, data: &demo::DemoData, s: &demo::DemoSummary, sec
     );
     show("refused: NOT_WHITE_LABEL", &s.samples.not_white_label);
     println!("  ledger --data {} audit verify", data_dir.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every argument and subcommand below `command`, named by its path, whose help
+    /// line is missing or blank.
+    fn without_help(command: &clap::Command, path: &str, found: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            // clap's own --help and --version always have theirs; a global flag is
+            // checked once, where it is declared, not in every subcommand.
+            if arg.is_hide_set() || id == "help" || id == "version" {
+                continue;
+            }
+            if arg.is_global_set() && path != "ledger" {
+                continue;
+            }
+            if arg
+                .get_help()
+                .is_none_or(|h| h.to_string().trim().is_empty())
+            {
+                found.push(format!("{path} <{id}>"));
+            }
+            for value in arg.get_possible_values() {
+                if !value.is_hide_set()
+                    && value
+                        .get_help()
+                        .is_none_or(|h| h.to_string().trim().is_empty())
+                {
+                    found.push(format!("{path} <{id}> value {}", value.get_name()));
+                }
+            }
+        }
+        for sub in command.get_subcommands() {
+            let sub_path = format!("{path} {}", sub.get_name());
+            if sub.get_name() != "help"
+                && sub
+                    .get_about()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+            {
+                found.push(sub_path.clone());
+            }
+            without_help(sub, &sub_path, found);
+        }
+    }
+
+    #[test]
+    fn every_argument_and_subcommand_has_a_help_line() {
+        let mut command = super::Cli::command();
+        command.build();
+        let mut found = Vec::new();
+        without_help(&command, "ledger", &mut found);
+        assert!(found.is_empty(), "without a help line: {found:#?}");
+    }
 }

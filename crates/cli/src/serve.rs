@@ -612,19 +612,23 @@ pub enum ApiKeyCommand {
     /// Issue an API key for a broadcaster; prints the token once (only its hash is
     /// stored). Works while the server runs.
     Create {
+        /// The broadcaster the key acts for (UUID; it must exist in the store).
         #[arg(long)]
         broadcaster: String,
+        /// A note for operators, shown by `list` (not secret, not personal).
         #[arg(long)]
         label: Option<String>,
     },
     /// Revoke an API key by its id (the running server stops accepting it within a
     /// second).
     Revoke {
+        /// The key's id (UUID, as `create` and `list` print it; never the token).
         #[arg(long)]
         key_id: String,
     },
     /// List a broadcaster's keys (ids and dates, never tokens).
     List {
+        /// Only this broadcaster's keys (UUID; default: every key).
         #[arg(long)]
         broadcaster: Option<String>,
     },
@@ -644,11 +648,13 @@ pub async fn api_key(cmd: ApiKeyCommand, data: &Path, store: Option<&str>) -> Re
                     let s = ledger_store_sqlite::SqliteStore::open_read_only(&p, false)?;
                     ledger_store::EventStore::read_stream(&s, &stream, 1).await?
                 }
+                #[cfg(feature = "postgres")]
                 StoreKind::Postgres(url) => {
                     ledger_store_postgres::PostgresReader::new(&url)?
                         .read_stream(&stream, 1)
                         .await?
                 }
+                #[cfg(feature = "kurrentdb")]
                 StoreKind::Kurrent(url) => {
                     let s = ledger_store_kurrentdb::connect(&url).await?;
                     ledger_store::EventStore::read_stream(&s, &stream, 1).await?
