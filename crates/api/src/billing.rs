@@ -104,7 +104,7 @@ pub async fn list_subscriptions(
         (status = 400, description = "Invalid id or body", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such customer for this broadcaster", body = ErrorBody),
-        (status = 409, description = "SUBSCRIPTION_EXISTS or CUSTOMER_ANONYMIZED", body = ErrorBody),
+        (status = 409, description = "SUBSCRIPTION_EXISTS, CUSTOMER_ANONYMIZED or ENDS_AT_PASSED (ends_at is not after now)", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 #[instrument(skip(state, body), fields(broadcaster = %tenant.0))]

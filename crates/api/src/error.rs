@@ -165,12 +165,16 @@ impl IntoResponse for ApiError {
 
 /// The HTTP status of a domain refusal. Conflicts with the customer's state are 409,
 /// malformed values 400, and "cannot see it" 404 (never 403: no existence oracle).
+/// A value that is well formed but refused because of what the server holds or the
+/// time it is (an `ends_at` already past, a due date not later than the current one
+/// or past the two-month limit) is a conflict too: the same body would have been
+/// accepted earlier, so it is 409, never 400.
 pub fn refusal_status(r: &Refusal) -> StatusCode {
     match r {
         Refusal::NotFound | Refusal::SubscriptionNotFound | Refusal::PaymentNotFound => {
             StatusCode::NOT_FOUND
         }
-        Refusal::InvalidInput { .. } | Refusal::ExtensionTooLong { .. } => StatusCode::BAD_REQUEST,
+        Refusal::InvalidInput { .. } => StatusCode::BAD_REQUEST,
         _ => StatusCode::CONFLICT,
     }
 }

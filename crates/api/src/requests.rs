@@ -391,10 +391,10 @@ pub async fn cancel(
            ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request return the first result")),
     responses(
         (status = 200, description = "The extended request", body = ErasureRequestDto),
-        (status = 400, description = "Invalid id, date or reason; EXTENSION_TOO_LONG past two months after the original due date", body = ErrorBody),
+        (status = 400, description = "Invalid id, date or reason", body = ErrorBody),
         (status = 401, description = "Missing or invalid API or admin key", body = ErrorBody),
         (status = 404, description = "No such request for this caller", body = ErrorBody),
-        (status = 409, description = "REQUEST_CLOSED (the request ended) or ALREADY_EXTENDED", body = ErrorBody),
+        (status = 409, description = "REQUEST_CLOSED (the request ended), ALREADY_EXTENDED, DUE_DATE_NOT_LATER (not after the current due date) or EXTENSION_TOO_LONG (past two months after the original due date)", body = ErrorBody),
     ),
     security(("bearer" = []), ("admin" = [])))]
 #[instrument(skip(state, body))]

@@ -108,10 +108,7 @@ impl Customer {
                 // and the erasure precondition "no active subscription" must stay true.
                 self.not_anonymized()?;
                 if ends_at.is_some_and(|e| e <= *at) {
-                    return Err(Refusal::invalid(
-                        "ends_at",
-                        "must be after the subscription starts",
-                    ));
+                    return Err(Refusal::EndsAtPassed);
                 }
                 if self.subscriptions.contains_key(subscription_id) {
                     return Err(Refusal::SubscriptionExists);

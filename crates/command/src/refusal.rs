@@ -55,6 +55,11 @@ pub enum Refusal {
     RefundExceedsPayment { refundable: Money },
     #[error("the refund's currency differs from the payment's")]
     CurrencyMismatch,
+    /// The subscription's `ends_at` is not after its start (the server's clock):
+    /// the same body sent earlier would have been accepted, so this is a conflict
+    /// with the present, not a malformed value.
+    #[error("ends_at is not after the subscription starts (now)")]
+    EndsAtPassed,
     /// An erasure request with this id was already received.
     #[error("an erasure request with this id already exists")]
     RequestExists,
@@ -65,6 +70,9 @@ pub enum Refusal {
     /// An erasure request is extended once.
     #[error("the erasure request was already extended")]
     AlreadyExtended,
+    /// The new due date is not after the request's current one.
+    #[error("the new due date must be after the current one, {current}")]
+    DueDateNotLater { current: Timestamp },
     /// The extension would take the due date past two months after the original.
     #[error(
         "the due date can be extended to {latest} at the latest (two months past the original)"
@@ -107,9 +115,11 @@ impl Refusal {
             Refusal::RefundExists => "REFUND_EXISTS",
             Refusal::RefundExceedsPayment { .. } => "REFUND_EXCEEDS_PAYMENT",
             Refusal::CurrencyMismatch => "CURRENCY_MISMATCH",
+            Refusal::EndsAtPassed => "ENDS_AT_PASSED",
             Refusal::RequestExists => "REQUEST_EXISTS",
             Refusal::RequestClosed { .. } => "REQUEST_CLOSED",
             Refusal::AlreadyExtended => "ALREADY_EXTENDED",
+            Refusal::DueDateNotLater { .. } => "DUE_DATE_NOT_LATER",
             Refusal::ExtensionTooLong { .. } => "EXTENSION_TOO_LONG",
             Refusal::KeyNotDestroyed => "KEY_NOT_DESTROYED",
             Refusal::InvalidInput { .. } => "INVALID_INPUT",
@@ -123,7 +133,8 @@ impl Refusal {
 
 /// Serializes as `{"code": "...", "message": "...", ...details}` where the details
 /// are `subscriptions` (ACTIVE_SUBSCRIPTION), `refundable` (REFUND_EXCEEDS_PAYMENT),
-/// `status` (REQUEST_CLOSED), `latest_due_at` (EXTENSION_TOO_LONG) or `field` and
+/// `status` (REQUEST_CLOSED), `current_due_at` (DUE_DATE_NOT_LATER), `latest_due_at`
+/// (EXTENSION_TOO_LONG) or `field` and
 /// `reason` (INVALID_INPUT).
 impl Serialize for Refusal {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -139,6 +150,9 @@ impl Serialize for Refusal {
             }
             Refusal::RequestClosed { status } => {
                 m.serialize_entry("status", status)?;
+            }
+            Refusal::DueDateNotLater { current } => {
+                m.serialize_entry("current_due_at", &current.to_rfc3339())?;
             }
             Refusal::ExtensionTooLong { latest } => {
                 m.serialize_entry("latest_due_at", &latest.to_rfc3339())?;

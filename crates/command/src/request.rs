@@ -397,10 +397,7 @@ impl ErasureRequest {
                 }
                 let current = self.due_at.unwrap_or(requested.due_at);
                 if *due_at <= current {
-                    return Err(Refusal::invalid(
-                        "due_at",
-                        "must be after the current due date",
-                    ));
+                    return Err(Refusal::DueDateNotLater { current });
                 }
                 let latest = requested
                     .due_at

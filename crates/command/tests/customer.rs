@@ -648,6 +648,20 @@ fn starting_a_subscription_records_it_as_active() {
 }
 
 #[test]
+fn a_subscription_whose_end_is_not_after_its_start_is_refused_as_a_conflict_with_now() {
+    for end in [at(10), at(9)] {
+        let mut cmd = start(ours(), sub(1));
+        if let CustomerCommand::StartSubscription { ends_at, .. } = &mut cmd {
+            *ends_at = Some(end);
+        }
+        let r = given([registered_with(ours())])
+            .when(cmd)
+            .then_refused("ENDS_AT_PASSED");
+        assert_eq!(r, Refusal::EndsAtPassed);
+    }
+}
+
+#[test]
 fn starting_a_subscription_with_an_existing_id_is_refused_with_subscription_exists() {
     given([registered_with(ours()), started(sub(1), ours())])
         .when(start(ours(), sub(1)))

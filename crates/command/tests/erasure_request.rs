@@ -443,7 +443,8 @@ fn a_second_extension_is_refused() {
 
 #[test]
 fn an_extension_must_move_the_due_date_later() {
-    given_when(&[requested()], extend_to(due(), us())).then_refused("INVALID_INPUT");
+    let r = given_when(&[requested()], extend_to(due(), us())).then_refused("DUE_DATE_NOT_LATER");
+    assert_eq!(r, Refusal::DueDateNotLater { current: due() });
 }
 
 #[test]

@@ -169,7 +169,7 @@ pub async fn requests_complete_defer_refuse_cancel_and_extend() {
             json!({"due_at": past_three_months.to_rfc3339(), "reason": "COMPLEXITY"}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
     assert_eq!(r.body["code"], "EXTENSION_TOO_LONG");
     assert!(r.body["details"]["latest_due_at"].is_string());
     let r = h
@@ -720,7 +720,10 @@ pub async fn deferred_requests_complete_when_the_last_subscription_ends() {
             json!({"offer_id": "premium-monthly", "ends_at": "2001-01-01T00:00:00Z"}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    // Well formed but already past: a conflict with the present (409), never a 400
+    // (a fuzzer's schema-valid body is not malformed).
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.body["code"], "ENDS_AT_PASSED", "{}", r.text);
     let r = file(&h, &h.a, &d, None).await;
     assert_eq!(r.body["status"], "deferred", "{}", r.text);
     let id = r.body["request_id"].as_str().unwrap().to_owned();
