@@ -294,6 +294,10 @@ class Load:
         self.refused = {}
         self.gave_up = 0
         self.exists_on_retry = []  # amounts of payments answered 409 PAYMENT_EXISTS
+        # Keyed writes answered 409 *_EXISTS: committed by an earlier attempt whose
+        # answer was lost, so the retry must get the first answer (ADR 0017,
+        # amendment); each one is a failure.
+        self.unfaithful = []
         self.run = threading.Event()
         self.stop = threading.Event()
         self.idle = [threading.Event() for _ in range(CLIENTS)]
@@ -389,6 +393,9 @@ class Load:
                        "first_name": "Load", "last_name": f"Client{i}",
                        "registration_ip": "192.0.2.10"}
             st, r = self.write(i, "POST", "/v1/customers", token, f"ha-register-{i}-{n}-{RUN}", profile)
+            if st == 409 and (r or {}).get("code") == "CUSTOMER_EXISTS":
+                with self.lock:
+                    self.unfaithful.append("CUSTOMER_EXISTS")
             if st != 201:
                 continue
             c = r["customer_id"]
@@ -406,6 +413,7 @@ class Load:
                 # session: in the log and in revenue, but answered 409, not 201.
                 with self.lock:
                     self.exists_on_retry.append(amount)
+                    self.unfaithful.append("PAYMENT_EXISTS")
             if n % 2 == 0:
                 st, r = self.write(i, "DELETE", f"/v1/customers/{c}", token)
                 if st in (200, 202):
@@ -697,7 +705,8 @@ def main():
               f"refused 4xx: {load.refused}; given up: {load.gave_up}")
         print(f"acknowledged writes lost: {totals['lost']}; half-done erasures: {totals['half_done']}; "
               f"audit failures: {totals['audit_failed']}; revenue mismatches: {totals['revenue_off']}; "
-              f"5xx other than 503 / no answer: {len(load.bad)}")
+              f"5xx other than 503 / no answer: {len(load.bad)}; "
+              f"retries answered 409 *_EXISTS instead of their first answer: {len(load.unfaithful)}")
         for b in load.bad[:10]:
             print(f"  bad: {b}")
     print(f"write downtime per kind (first failed -> first succeeded write), Patroni ttl={TTL} "
@@ -721,7 +730,7 @@ def main():
                 print("  " + err)
                 ok = False
     bad = totals["lost"] or totals["half_done"] or totals["audit_failed"] or totals["revenue_off"] \
-        or load.bad or load.gave_up
+        or load.bad or load.gave_up or load.unfaithful
     print(f"wall time {time.time() - started:.0f} s; result: {'PASS' if ok and not bad else 'FAIL'}")
     return 0 if ok and not bad else 1
 

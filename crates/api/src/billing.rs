@@ -16,6 +16,7 @@ use crate::dto::{
     SubscriptionDto, SubscriptionList, WriteResult,
 };
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use crate::idempotency::new_id;
 use crate::{parse_id, SharedState};
 
 pub fn router() -> Router<SharedState> {
@@ -116,7 +117,7 @@ pub async fn start_subscription(
 ) -> Result<impl IntoResponse, ApiError> {
     let c = customer_id(&id)?;
     let sid = optional_id::<SubscriptionId>(body.subscription_id.as_deref(), "subscription_id")?
-        .unwrap_or_default();
+        .unwrap_or_else(|| new_id("subscription", SubscriptionId::from_uuid));
     let ends_at = body
         .ends_at
         .as_deref()
@@ -197,8 +198,8 @@ pub async fn capture_payment(
     ApiJson(body): ApiJson<CapturePaymentRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let c = customer_id(&id)?;
-    let pid =
-        optional_id::<PaymentId>(body.payment_id.as_deref(), "payment_id")?.unwrap_or_default();
+    let pid = optional_id::<PaymentId>(body.payment_id.as_deref(), "payment_id")?
+        .unwrap_or_else(|| new_id("payment", PaymentId::from_uuid));
     let cmd = CustomerCommand::CapturePayment {
         broadcaster_id: tenant.0,
         payment_id: pid,
@@ -241,7 +242,8 @@ pub async fn refund_payment(
 ) -> Result<impl IntoResponse, ApiError> {
     let c = customer_id(&id)?;
     let pid = parse_id::<PaymentId>(&pid, "payment_id")?;
-    let rid = optional_id::<RefundId>(body.refund_id.as_deref(), "refund_id")?.unwrap_or_default();
+    let rid = optional_id::<RefundId>(body.refund_id.as_deref(), "refund_id")?
+        .unwrap_or_else(|| new_id("refund", RefundId::from_uuid));
     let cmd = CustomerCommand::RefundPayment {
         broadcaster_id: tenant.0,
         refund_id: rid,

@@ -25,8 +25,15 @@
 //!   pending) are not; the retry runs again. Running again is safe: a registration
 //!   with a key gets a customer id derived from (broadcaster, key)
 //!   ([`derived_customer_id`]), so a retry after a lost answer finds its customer
-//!   instead of creating a second; payments, subscriptions and refunds carry the
-//!   client's ids; erasure returns its first receipt.
+//!   instead of creating a second; payments, subscriptions, refunds and erasure
+//!   requests carry the client's ids or, when it chose none, ids derived from the
+//!   key ([`new_id`]); erasure returns its first receipt.
+//! - **A write that committed without its answer is still answered faithfully.**
+//!   The answer is saved after the write (in the store's next group commit), so
+//!   a kill or a fail-over in between loses it while the write stands. The
+//!   handler therefore runs inside [`ledger_app::retry::faithfully`]: its events
+//!   get ids derived from (caller, key, fingerprint), and the retry finds them in
+//!   the stream and answers with the first positions instead of `*_EXISTS`.
 //! - In flight, the key is held in memory (one process serves a store), which
 //!   answers a concurrent retry with 409.
 
@@ -169,6 +176,14 @@ pub fn derived_customer_id(b: BroadcasterId, key: &str) -> CustomerId {
     CustomerId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
 }
 
+/// The id of a `kind` of entity a write creates when the client chose none:
+/// derived from the request's idempotency key when it has one (see
+/// [`ledger_app::retry::derived_id`]), so that a retry after a lost answer names
+/// the entity the first attempt created; fresh otherwise.
+pub fn new_id<T>(kind: &str, wrap: fn(uuid::Uuid) -> T) -> T {
+    wrap(ledger_app::retry::derived_id(kind).unwrap_or_else(uuid::Uuid::new_v4))
+}
+
 /// The `Idempotency-Key` of a request, if it has a valid one.
 pub fn key_of(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers
@@ -274,9 +289,15 @@ pub async fn layer(State(state): State<SharedState>, req: Request, next: Next) -
         // could do it twice: the client retries later instead.
         Err(e) => return ApiError::from(ledger_app::AppError::from(e)).into_response(),
     }
-    let res = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    // Events the handler appends get ids derived from this request, so that a
+    // retry whose saved answer was lost is still answered as the first time
+    // (`ledger_app::retry`).
+    let token = ledger_app::retry::RetryToken::new(scope, &key.1, fingerprint);
+    let res = ledger_app::retry::faithfully(
+        token,
+        next.run(Request::from_parts(parts, Body::from(bytes))),
+    )
+    .await;
     let status = res.status();
     if status.is_server_error() || status == StatusCode::ACCEPTED {
         return res; // not final: a retry runs again

@@ -130,9 +130,12 @@ fn request_id(s: &str) -> Result<RequestId, ApiError> {
     parse_id::<RequestId>(s, "request_id")
 }
 
-/// A client-chosen request id, or a new one.
+/// A client-chosen request id, or a new one (derived from the idempotency key, if
+/// any: `idempotency::new_id`).
 fn chosen_id(s: Option<&str>) -> Result<RequestId, ApiError> {
-    Ok(s.map(request_id).transpose()?.unwrap_or_default())
+    Ok(s.map(request_id)
+        .transpose()?
+        .unwrap_or_else(|| crate::idempotency::new_id("erasure-request", RequestId::from_uuid)))
 }
 
 fn reference(s: Option<&str>) -> Result<Option<Reference>, ApiError> {

@@ -1224,6 +1224,115 @@ async fn idempotency_keys_replay_the_first_result() {
     expect_code(&r, StatusCode::BAD_REQUEST, "INVALID_IDEMPOTENCY_KEY");
 }
 
+/// A keyed write can commit without its saved answer (killed between the two, a
+/// store fail-over, a commit settled too late and answered 503). The retry must
+/// still get the first answer, never `*_EXISTS` and never a second payment.
+async fn keyed_writes_whose_answer_was_lost_are_answered_as_the_first_time() {
+    let h = Harness::new().await;
+    let t = h.a.token.clone();
+    let forget_answers = || async {
+        let far = Timestamp::from_millis(Timestamp::now().millis() + 86_400_000);
+        h.state.responses.expire(far, 0).await.unwrap()
+    };
+    let send = |method: Method, path: String, body: Value, key: &'static str| {
+        let t = t.clone();
+        let h = &h;
+        async move {
+            h.call_with(
+                method,
+                &path,
+                Some(&t),
+                Some(body),
+                &[("idempotency-key", key)],
+            )
+            .await
+        }
+    };
+    let register = json!({"email": "ada@example.com", "password_hash": "h", "first_name": "Adelheid", "last_name": "Lovelace"});
+    let first = send(
+        Method::POST,
+        "/v1/customers".into(),
+        register.clone(),
+        "lost-1",
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let c = first.body["customer_id"].as_str().unwrap().to_owned();
+    // A subscription and a payment without client ids, and a refund with none.
+    let sub = format!("/v1/customers/{c}/subscriptions");
+    let s1 = send(
+        Method::POST,
+        sub.clone(),
+        json!({"offer_id": "premium-monthly"}),
+        "lost-2",
+    )
+    .await;
+    assert_eq!(s1.status, StatusCode::CREATED, "{}", s1.text);
+    let pay = format!("/v1/customers/{c}/payments");
+    let amount =
+        json!({"offer_id": "premium-monthly", "amount": {"minor": 1299, "currency": "EUR"}});
+    let p1 = send(Method::POST, pay.clone(), amount.clone(), "lost-3").await;
+    assert_eq!(p1.status, StatusCode::CREATED, "{}", p1.text);
+    let pid = p1.body["payment_id"].as_str().unwrap().to_owned();
+    let refund = format!("/v1/customers/{c}/payments/{pid}/refunds");
+    let half = json!({"amount": {"minor": 299, "currency": "EUR"}});
+    let r1 = send(Method::POST, refund.clone(), half.clone(), "lost-4").await;
+    assert_eq!(r1.status, StatusCode::CREATED, "{}", r1.text);
+    let before = h.get("/v1/revenue", &h.a).await.body;
+
+    assert!(
+        forget_answers().await >= 4,
+        "the saved answers were forgotten"
+    );
+    for (method, path, body, key, original) in [
+        (
+            Method::POST,
+            "/v1/customers".to_owned(),
+            register,
+            "lost-1",
+            &first,
+        ),
+        (
+            Method::POST,
+            sub,
+            json!({"offer_id": "premium-monthly"}),
+            "lost-2",
+            &s1,
+        ),
+        (Method::POST, pay.clone(), amount.clone(), "lost-3", &p1),
+        (Method::POST, refund, half, "lost-4", &r1),
+    ] {
+        let again = send(method, path.clone(), body, key).await;
+        assert_eq!(again.status, original.status, "{path}: {}", again.text);
+        assert_eq!(
+            again.body, original.body,
+            "{path}: the first answer, positions included"
+        );
+        // The answer is saved now: the next retry is a plain replay.
+        let saved = h
+            .state
+            .responses
+            .recall(*BroadcasterId::parse(&h.a.id).unwrap().as_bytes(), key)
+            .await;
+        assert!(saved.unwrap().is_some(), "{path}");
+    }
+    assert_eq!(
+        h.get("/v1/revenue", &h.a).await.body,
+        before,
+        "one payment, one refund"
+    );
+
+    // The same key with another body after a lost answer is not the first request:
+    // it names the same payment id (from the key) and is refused, not answered 201.
+    forget_answers().await;
+    let mut more = amount;
+    more["amount"]["minor"] = json!(5000);
+    let r = send(Method::POST, pay, more, "lost-3").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.body["code"], "PAYMENT_EXISTS");
+    assert_eq!(h.get("/v1/revenue", &h.a).await.body, before);
+}
+
 async fn auditors_stream_the_sealed_log_and_verify_it() {
     let h = Harness::new().await;
     let c = h
@@ -1947,6 +2056,10 @@ async fn malformed_requests_get_machine_readable_codes_without_personal_data() {
 #[tokio::test]
 async fn a_retried_write_with_the_same_idempotency_key_returns_the_first_result() {
     idempotency_keys_replay_the_first_result().await;
+}
+#[tokio::test]
+async fn a_keyed_write_that_committed_without_its_saved_answer_is_answered_as_the_first_time() {
+    keyed_writes_whose_answer_was_lost_are_answered_as_the_first_time().await;
 }
 #[tokio::test]
 async fn auditors_get_the_sealed_log_as_ndjson_and_a_clean_verification() {

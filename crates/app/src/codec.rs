@@ -47,10 +47,21 @@ fn seal_in_place<T: Serialize>(
 pub fn encode_customer_event(
     keyring: &Keyring,
     c: CustomerId,
+    event: CustomerEvent,
+    at: Timestamp,
+) -> Result<NewEvent, AppError> {
+    encode_customer_event_as(keyring, c, EventId::new(), event, at)
+}
+
+/// [`encode_customer_event`] under a given event id (the id is the sealed blocks'
+/// associated data, so it is chosen before sealing).
+pub(crate) fn encode_customer_event_as(
+    keyring: &Keyring,
+    c: CustomerId,
+    id: EventId,
     mut event: CustomerEvent,
     at: Timestamp,
 ) -> Result<NewEvent, AppError> {
-    let id = EventId::new();
     match &mut event {
         CustomerEvent::Registered(e) => seal_in_place(keyring, c, id, &mut e.profile, false)?,
         CustomerEvent::ProfileUpdated(e) => seal_in_place(keyring, c, id, &mut e.patch, false)?,

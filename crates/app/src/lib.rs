@@ -21,6 +21,7 @@ pub mod health;
 pub mod process;
 pub mod read;
 pub mod requests;
+pub mod retry;
 pub mod search;
 mod service;
 pub mod shred;

@@ -14,9 +14,10 @@ use ledger_types::{BroadcasterId, CustomerId, EventId, KeyId, RequestId, Timesta
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
-use crate::codec::{decode_record, encode_customer_event};
+use crate::codec::{decode_record, encode_customer_event_as};
 use crate::forget::{ForgetEntry, ForgetList};
 use crate::requests::{ErasurePolicy, RequestIndex};
+use crate::retry;
 use crate::shred::Shredder;
 use crate::{failpoint, AppError};
 
@@ -139,6 +140,8 @@ struct Loaded {
     customer: Customer,
     version: u64,
     anonymized_at: Option<Position>,
+    /// Each record's event id, position and stream version, in order.
+    written: Vec<(EventId, Position, u64)>,
 }
 
 impl Ledger {
@@ -276,17 +279,45 @@ impl Ledger {
         let records = self.store.read_stream(&streams::customer(c), 1).await?;
         let mut customer = Customer::default();
         let mut anonymized_at = None;
+        let mut written = Vec::with_capacity(records.len());
         for r in &records {
             let e = CustomerEvent::decode(&r.event_type, r.schema_version, &r.payload)?;
             if matches!(e, CustomerEvent::Anonymized(_)) && anonymized_at.is_none() {
                 anonymized_at = Some(r.position);
             }
             customer.apply(&e);
+            written.push((r.event_id, r.position, r.version));
         }
         Ok(Loaded {
             customer,
             version: records.last().map_or(0, |r| r.version),
             anonymized_at,
+            written,
+        })
+    }
+
+    /// What a keyed command appended before, if the stream holds the events whose
+    /// ids it derives (`retry`): the write committed and its answer was lost.
+    fn appended_before(
+        &self,
+        c: CustomerId,
+        cmd: &CustomerCommand,
+        loaded: &Loaded,
+    ) -> Option<Executed> {
+        let first = retry::event_id(&self.keyring, c, cmd, 0)?;
+        let start = loaded.written.iter().position(|w| w.0 == first)?;
+        let mut n = 1;
+        while let Some(next) = loaded.written.get(start + n) {
+            if retry::event_id(&self.keyring, c, cmd, n as u32) != Some(next.0) {
+                break;
+            }
+            n += 1;
+        }
+        let (_, position, version) = loaded.written[start + n - 1];
+        Some(Executed {
+            appended: n,
+            last_position: Some(position),
+            stream_version: version,
         })
     }
 
@@ -308,6 +339,9 @@ impl Ledger {
         }
         for _ in 0..MAX_ATTEMPTS {
             let loaded = self.load(c).await?;
+            if let Some(done) = self.appended_before(c, cmd, &loaded) {
+                return Ok(done);
+            }
             let events = loaded.customer.handle(cmd)?;
             if events.is_empty() {
                 return Ok(Executed {
@@ -320,7 +354,11 @@ impl Ledger {
             let n = events.len();
             let new = events
                 .into_iter()
-                .map(|e| encode_customer_event(&self.keyring, c, e, at))
+                .enumerate()
+                .map(|(i, e)| {
+                    let id = retry::event_id(&self.keyring, c, cmd, i as u32).unwrap_or_default();
+                    encode_customer_event_as(&self.keyring, c, id, e, at)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let expected = if loaded.version == 0 {
                 ExpectedVersion::NoStream

@@ -103,6 +103,23 @@ impl Keyring {
         }
     }
 
+    /// A 16-byte value derived from `message` under the customer's data key
+    /// (HMAC-SHA-256, truncated): the same input gives the same value while the
+    /// key lives, and nothing links the value to its input once the key is
+    /// destroyed. Used for event ids that must be found again on a retry
+    /// (`ledger_app::retry`) without storing a digest of personal data in the log.
+    pub fn derive_id(
+        &self,
+        c: CustomerId,
+        domain: &[u8],
+        message: &[u8],
+    ) -> Result<[u8; 16], CryptoError> {
+        let mac = self.key(c)?.mac(domain, message);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&mac[..16]);
+        Ok(id)
+    }
+
     pub fn seal<T: Serialize>(
         &self,
         c: CustomerId,

@@ -37,6 +37,21 @@ impl DataKey {
     }
 }
 
+impl DataKey {
+    /// HMAC-SHA-256 under this key, for values derived from a customer's data that
+    /// must become unlinkable when the key is destroyed (see
+    /// `Keyring::derive_id`).
+    pub(crate) fn mac(&self, domain: &[u8], message: &[u8]) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC takes a key of any length");
+        m.update(domain);
+        m.update(&[0]);
+        m.update(message);
+        m.finalize().into_bytes().into()
+    }
+}
+
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("DataKey(<redacted>)")
