@@ -91,6 +91,7 @@
     revenueDigest: null,
     loadToken: 0,
     idempotencyKey: null,
+    idempotencyFor: null, // what the key was made for (see keyFor)
     busy: false,
   };
 
@@ -112,6 +113,18 @@
       e.append(typeof c === 'string' ? document.createTextNode(c) : c);
     }
     return e;
+  }
+
+  // The Idempotency-Key for a write: the same while its content stays the same (a
+  // retry after a network failure cannot act twice), a new one once it changes
+  // (say a reference corrected after a refusal), which the server would otherwise
+  // refuse as IDEMPOTENCY_KEY_REUSED.
+  function keyFor(content) {
+    if (state.idempotencyFor !== content) {
+      state.idempotencyFor = content;
+      state.idempotencyKey = randomKey();
+    }
+    return state.idempotencyKey;
   }
 
   function clear(node) {
@@ -1042,7 +1055,7 @@
     $('confirm-submit').textContent = words.submit;
     $('confirm-error').hidden = true;
     $('confirm-text').disabled = false;
-    state.idempotencyKey = randomKey();
+    state.idempotencyFor = null;
     $('confirm-dialog').showModal();
     (m === 'operator' ? $('confirm-reference') : $('confirm-text')).focus();
   }
@@ -1069,7 +1082,7 @@
   // request.
   async function runErasure(mode, id) {
     const ref = referenceValue();
-    const opts = { idempotencyKey: state.idempotencyKey };
+    const opts = { idempotencyKey: keyFor(mode + ' ' + id + ' ' + ref) };
     switch (mode) {
       case 'now':
         return { receipt: await api('DELETE', '/v1/customers/' + enc(id), opts) };
@@ -1204,7 +1217,7 @@
     btn.className = cfg.danger ? 'danger' : '';
     btn.disabled = false;
     $('action-error').hidden = true;
-    state.idempotencyKey = randomKey();
+    state.idempotencyFor = null;
     $('action-dialog').showModal();
     (fields.querySelector('input, select') || btn).focus();
   }
@@ -1220,7 +1233,7 @@
     const err = $('action-error');
     err.hidden = true;
     try {
-      const result = await cfg.run(state.idempotencyKey);
+      const result = await cfg.run(keyFor(cfg.title + ' ' + (cfg.content ? cfg.content() : '')));
       $('action-dialog').close();
       if (cfg.done) await cfg.done(result);
     } catch (e) {
@@ -1466,6 +1479,7 @@
       ],
       submit: 'Extend due date',
       failed: 'The due date was not extended',
+      content: () => input.value + ' ' + reason.value,
       run: (key) => {
         // The chosen day, at the time of day of the current due date.
         const dueAt = new Date(input.value + due.toISOString().slice(10));
