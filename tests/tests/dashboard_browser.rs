@@ -308,6 +308,15 @@ async fn confirm_action(c: &Client) {
     wait_dialog(c, "action-dialog", false).await;
 }
 
+async fn assert_no_horizontal_scrolling(c: &Client) {
+    let fits = js(
+        c,
+        "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
+    )
+    .await;
+    assert_eq!(fits, json!(true), "no horizontal scrolling on a phone");
+}
+
 async fn sign_out(c: &Client) {
     click(c, "#sign-out").await;
     until(c, "!document.getElementById('signin').hidden", "signed out").await;
@@ -890,12 +899,7 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
     c.set_window_size(390, 844).await.unwrap();
     search(&c, &active.email).await;
     open_result(&c, &active.id).await;
-    let overflow = js(
-        &c,
-        "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
-    )
-    .await;
-    assert_eq!(overflow, json!(true), "no horizontal scrolling on a phone");
+    assert_no_horizontal_scrolling(&c).await;
     js(&c, "document.getElementById('summary').scrollIntoView();").await;
     shots.take(&c, "phone-summary").await;
     c.set_window_size(1280, 900).await.unwrap();
@@ -964,6 +968,12 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
     shots.take(&c, "request-deferred").await;
     js(&c, "document.getElementById('requests').scrollIntoView();").await;
     shots.take(&c, "requests-deferred").await;
+    // On a phone the requests table scrolls inside its panel, never the page.
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_horizontal_scrolling(&c).await;
+    js(&c, "document.getElementById('requests').scrollIntoView();").await;
+    shots.take(&c, "phone-requests").await;
+    c.set_window_size(1280, 900).await.unwrap();
     js(&c, "window.scrollTo(0, 0);").await;
 
     // 13. Terminate the subscriptions from the summary; after the last one the
@@ -1041,6 +1051,30 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
     wait_dialog(&c, "action-dialog", true).await;
     assert!(text_of(&c, "#action-dialog").await.contains("two months"));
     shots.take(&c, "extend-dialog").await;
+    // Past the two months the server refuses, and the dialog shows its code.
+    let default_day = js(&c, "return document.getElementById('extend-date').value;").await;
+    js(
+        &c,
+        "const d = document.getElementById('extend-date'); \
+         const t = new Date(d.value + 'T00:00:00Z'); t.setUTCMonth(t.getUTCMonth() + 2); \
+         d.value = t.toISOString().slice(0, 10);",
+    )
+    .await;
+    click(&c, "#action-submit").await;
+    until(
+        &c,
+        "!document.getElementById('action-error').hidden",
+        "the refusal in the dialog",
+    )
+    .await;
+    let refusal = text_of(&c, "#action-error").await;
+    assert!(refusal.contains("409 EXTENSION_TOO_LONG"), "{refusal}");
+    shots.take(&c, "extend-refused-with-code").await;
+    js(
+        &c,
+        &format!("document.getElementById('extend-date').value = {default_day};"),
+    )
+    .await;
     confirm_action(&c).await;
     until(
         &c,
