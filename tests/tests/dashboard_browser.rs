@@ -1167,6 +1167,21 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
     }
     js(&c, "document.getElementById('requests').scrollIntoView();").await;
     shots.take(&c, "operator-requests").await;
+    // A request's customer opens in the operator's view: the tombstone and the
+    // erasure's record, named by the request.
+    click(
+        &c,
+        &format!("#requests-body tr[data-request='{rid_later}'] button[data-customer]"),
+    )
+    .await;
+    wait_summary(&c, &active.id).await;
+    wait_erased(&c, "an erased customer in the operator's view").await;
+    let receipt = text_of(&c, "#receipt").await;
+    assert!(receipt.contains(&rid_later), "{receipt}");
+    assert!(receipt.contains("Broadcaster "), "{receipt}");
+    assert!(!text_of(&c, "#summary").await.contains(&active.email));
+    js(&c, "window.scrollTo(0, 0);").await;
+    shots.take(&c, "operator-erased-customer").await;
     // No search by email across broadcasters.
     search(&c, &operated.email).await;
     assert!(text_of(&c, "#search-status")
