@@ -4,8 +4,18 @@
 //! help article: sign in, find a customer by email, open the summary, see "Delete
 //! user" blocked (active subscription; shared account), delete an eligible customer
 //! through the confirmation dialog, see the tombstone, the receipt and the revenue
-//! digest unchanged, and find nothing when searching the erased email again. Error
-//! states too: a wrong key, an expired key, the server gone.
+//! digest unchanged, and find nothing when searching the erased email again. Then
+//! erasure requests (issue 12): "erase when the subscription ends" files a deferred
+//! request, terminating the subscriptions from the summary completes it by itself;
+//! a second request is extended and cancelled, then "terminate and erase"; and the
+//! platform operator, signed in with the admin key, sees every broadcaster's
+//! requests and erases a shared account with a ticket reference. Error states too:
+//! a wrong key, an expired key, the server gone.
+//!
+//! Not covered: the highlighting of an overdue request. A request is due a month
+//! after it is received and `serve` has no shorter policy or clock to set, so an
+//! overdue request cannot be produced honestly here; the test only checks that no
+//! request is highlighted as overdue when none is.
 //!
 //! Screenshots of every step go to `target/dashboard-screenshots/NN-step.png`.
 //! Without `chromium`/`chromedriver` the test says so in one line and returns
@@ -79,7 +89,12 @@ struct Pick {
 struct Picks {
     erasable: Option<Pick>,
     active: Option<Pick>,
+    /// A second customer with an active subscription (extend, cancel, terminate
+    /// and erase).
+    active2: Option<Pick>,
     shared: Option<Pick>,
+    /// A shared account with an active subscription (the operator's refusal).
+    shared_active: Option<Pick>,
 }
 
 /// Replays the deterministic demo data set (same seed and size as `serve --demo`)
@@ -118,9 +133,17 @@ fn pick_customers(data: &demo::DemoData) -> HashMap<BroadcasterId, Picks> {
             .iter()
             .any(|x| matches!(x, CustomerCommand::CapturePayment { .. }));
         if c.broadcasters().len() > 1 {
-            slot.shared.get_or_insert(p);
+            if !c.active_subscriptions().is_empty() && slot.shared.is_some() {
+                slot.shared_active.get_or_insert(p);
+            } else {
+                slot.shared.get_or_insert(p);
+            }
         } else if !c.active_subscriptions().is_empty() {
-            slot.active.get_or_insert(p);
+            if slot.active.is_none() {
+                slot.active = Some(p);
+            } else {
+                slot.active2.get_or_insert(p);
+            }
         } else if paid {
             // An erasable customer with payments: the revenue it left stays counted.
             slot.erasable.get_or_insert(p);
@@ -205,6 +228,135 @@ async fn open_result(c: &Client, id: &str) {
         .click()
         .await
         .unwrap();
+    wait_summary(c, id).await;
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|_| panic!("no {css}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+async fn type_into(c: &Client, id: &str, text: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|_| panic!("no #{id}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Waits until `css` matches an element (`present`) or none (`!present`).
+async fn until_present(c: &Client, css: &str, present: bool, what: &str) {
+    let q = format!("document.querySelector({})", json!(css));
+    until(c, &if present { q } else { format!("!{q}") }, what).await;
+}
+
+async fn wait_dialog(c: &Client, id: &str, open: bool) {
+    let expr = format!("document.getElementById('{id}').open");
+    until(c, &if open { expr } else { format!("!{expr}") }, id).await;
+}
+
+/// Shows the erasure requests of one filter of the panel.
+async fn show_requests(c: &Client, filter: &str) {
+    js(
+        c,
+        &format!(
+            "const f = document.getElementById('requests-filter'); f.value = '{filter}'; \
+             document.getElementById('requests-status').textContent = ''; \
+             f.dispatchEvent(new Event('change'));"
+        ),
+    )
+    .await;
+    until(
+        c,
+        "(() => { const t = document.getElementById('requests-status').textContent; \
+         return t && t !== 'Loading requests…'; })()",
+        "the erasure requests",
+    )
+    .await;
+}
+
+/// One erasure request, from the API.
+fn request(base: &str, key: &str, id: &str) -> Value {
+    call(
+        "GET",
+        &format!("{base}/v1/erasure-requests/{id}"),
+        key,
+        None,
+    )
+    .1
+}
+
+/// Waits for the tombstone and the receipt of an erasure.
+async fn wait_erased(c: &Client, what: &str) {
+    until(
+        c,
+        "!document.getElementById('receipt').hidden && \
+         document.getElementById('summary-title').textContent === 'Erased customer'",
+        what,
+    )
+    .await;
+}
+
+/// Confirms the open action dialog and waits for it to close.
+async fn confirm_action(c: &Client) {
+    click(c, "#action-submit").await;
+    wait_dialog(c, "action-dialog", false).await;
+}
+
+async fn assert_no_horizontal_scrolling(c: &Client) {
+    let fits = js(
+        c,
+        "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
+    )
+    .await;
+    assert_eq!(fits, json!(true), "no horizontal scrolling on a phone");
+}
+
+async fn sign_out(c: &Client) {
+    click(c, "#sign-out").await;
+    until(c, "!document.getElementById('signin').hidden", "signed out").await;
+}
+
+/// The operator opens a customer by typing its id.
+async fn open_by_id(c: &Client, id: &str) {
+    let input = c.find(Locator::Id("search-q")).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(&format!("{id}\u{E007}")).await.unwrap();
+    wait_summary(c, id).await;
+}
+
+async fn enabled(c: &Client, id: &str) -> bool {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|_| panic!("no #{id}"))
+        .is_enabled()
+        .await
+        .unwrap()
+}
+
+/// The customer's one request with `status`, from the API.
+fn request_of(base: &str, key: &str, customer: &str, status: &str) -> Value {
+    let (_, listed) = call(
+        "GET",
+        &format!("{base}/v1/erasure-requests?status={status}&limit=100"),
+        key,
+        None,
+    );
+    listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["customer_id"] == customer)
+        .unwrap_or_else(|| panic!("no {status} request for {customer}: {listed}"))
+        .clone()
+}
+
+async fn wait_summary(c: &Client, id: &str) {
     until(
         c,
         &format!(
@@ -218,12 +370,7 @@ async fn open_result(c: &Client, id: &str) {
 }
 
 async fn delete_enabled(c: &Client) -> bool {
-    c.find(Locator::Id("delete-user"))
-        .await
-        .unwrap()
-        .is_enabled()
-        .await
-        .unwrap()
+    enabled(c, "delete-user").await
 }
 
 /// The browser's console and CSP reports, from chromedriver's log endpoint.
@@ -326,14 +473,19 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
 
     // Customers for each step, from the same deterministic demo data set.
     let picks = pick_customers(&data_set);
-    let (token, erasable, active, shared) = picks
+    // In a fixed order, so that every run picks the same customers.
+    let mut picks: Vec<_> = picks.into_iter().collect();
+    picks.sort_by_key(|(b, _)| b.to_string());
+    let (token, erasable, active, active2, shared, operated) = picks
         .iter()
         .find_map(|(b, p)| {
             Some((
                 tokens.get(&b.to_string())?.clone(),
                 p.erasable.clone()?,
                 p.active.clone()?,
+                p.active2.clone()?,
                 p.shared.clone()?,
+                p.shared_active.clone()?,
             ))
         })
         .expect("a white-label demo broadcaster with every kind of customer");
@@ -350,12 +502,18 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
     assert_eq!((st, p["erasable"].clone()), (200, json!(true)), "{p}");
     let (_, p) = preview(&active);
     assert_eq!(p["blockers"][0]["code"], "ACTIVE_SUBSCRIPTION", "{p}");
-    let active_subs: Vec<String> = p["blockers"][0]["subscriptions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect();
+    let subs_of = |p: &Value| -> Vec<String> {
+        p["blockers"][0]["subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let active_subs = subs_of(&p);
+    let (_, p) = preview(&active2);
+    assert_eq!(p["blockers"].as_array().unwrap().len(), 1, "{p}");
+    let active2_subs = subs_of(&p);
     let (_, p) = preview(&shared);
     assert!(
         p["blockers"]
@@ -741,17 +899,406 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
     c.set_window_size(390, 844).await.unwrap();
     search(&c, &active.email).await;
     open_result(&c, &active.id).await;
-    let overflow = js(
-        &c,
-        "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
-    )
-    .await;
-    assert_eq!(overflow, json!(true), "no horizontal scrolling on a phone");
+    assert_no_horizontal_scrolling(&c).await;
     js(&c, "document.getElementById('summary').scrollIntoView();").await;
     shots.take(&c, "phone-summary").await;
     c.set_window_size(1280, 900).await.unwrap();
 
-    // 12. An expired (revoked) key: back to sign-in with a message.
+    // 12. "Erase when the subscription ends": a deferred request, shown as such.
+    search(&c, &active.email).await;
+    open_result(&c, &active.id).await;
+    until_present(&c, "#erase-later", true, "the erase-later offer").await;
+    assert!(
+        c.find(Locator::Id("terminate-erase")).await.is_ok(),
+        "terminate and erase is offered: every subscription is the broadcaster's"
+    );
+    click(&c, "#erase-later").await;
+    wait_dialog(&c, "confirm-dialog", true).await;
+    let dialog = text_of(&c, "#confirm-dialog").await;
+    assert!(dialog.contains("runs by itself"), "{dialog}");
+    assert!(dialog.contains("cannot be undone"), "{dialog}");
+    for s in &active_subs {
+        assert!(dialog.contains(s.as_str()), "{s} listed: {dialog}");
+    }
+    // A reference that could hold personal data keeps the dialog from submitting.
+    type_into(&c, "confirm-reference", "ada@example.com").await;
+    type_into(&c, "confirm-text", "DELETE").await;
+    assert!(
+        !enabled(&c, "confirm-submit").await,
+        "an email address is not a reference"
+    );
+    let reference = c.find(Locator::Id("confirm-reference")).await.unwrap();
+    reference.clear().await.unwrap();
+    reference.send_keys("TICKET-4711").await.unwrap();
+    until(
+        &c,
+        "!document.getElementById('confirm-submit').disabled",
+        "confirm enabled",
+    )
+    .await;
+    shots.take(&c, "erase-later-confirm").await;
+    click(&c, "#confirm-submit").await;
+    wait_dialog(&c, "confirm-dialog", false).await;
+    until_present(&c, "#pending-request", true, "the waiting request").await;
+    let req = request_of(&base, &token, &active.id, "deferred");
+    let rid_later = req["request_id"].as_str().unwrap().to_owned();
+    assert_eq!(req["reference"], "TICKET-4711", "{req}");
+    assert!(text_of(&c, "#pending-request").await.contains(&rid_later));
+    assert!(!delete_enabled(&c).await, "still blocked while deferred");
+    let row = format!("#requests-body tr[data-request='{rid_later}']");
+    until_present(&c, &row, true, "the request in the panel").await;
+    let row_text = text_of(&c, &row).await;
+    assert!(
+        row_text.contains("Deferred") && row_text.contains("TICKET-4711"),
+        "{row_text}"
+    );
+    let due = js(
+        &c,
+        &format!("return document.querySelector(\"{row} td:nth-child(5) time\").getAttribute('datetime');"),
+    )
+    .await;
+    assert_eq!(due, req["due_at"], "the due date is shown");
+    // Nothing is overdue yet, and nothing is highlighted as overdue.
+    let overdue = js(
+        &c,
+        "return document.querySelectorAll('#requests-body tr.overdue, #requests-body tr[data-overdue=\"true\"]').length;",
+    )
+    .await;
+    assert_eq!(overdue, json!(0));
+    shots.take(&c, "request-deferred").await;
+    js(&c, "document.getElementById('requests').scrollIntoView();").await;
+    shots.take(&c, "requests-deferred").await;
+    // On a phone the requests table scrolls inside its panel, never the page.
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_horizontal_scrolling(&c).await;
+    js(&c, "document.getElementById('requests').scrollIntoView();").await;
+    shots.take(&c, "phone-requests").await;
+    c.set_window_size(1280, 900).await.unwrap();
+    js(&c, "window.scrollTo(0, 0);").await;
+
+    // 13. Terminate the subscriptions from the summary; after the last one the
+    //     request completes by itself and the receipt names it.
+    for (i, s) in active_subs.iter().enumerate() {
+        click(&c, &format!("button.terminate[data-sub='{s}']")).await;
+        wait_dialog(&c, "action-dialog", true).await;
+        assert!(text_of(&c, "#action-dialog").await.contains(s.as_str()));
+        if i == 0 {
+            shots.take(&c, "terminate-dialog").await;
+        }
+        confirm_action(&c).await;
+        until_present(
+            &c,
+            &format!("button.terminate[data-sub='{s}']"),
+            false,
+            "the subscription terminated",
+        )
+        .await;
+        let (_, subs) = call(
+            "GET",
+            &format!("{base}/v1/customers/{}/subscriptions", active.id),
+            &token,
+            None,
+        );
+        let this = subs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["subscription_id"] == s.as_str())
+            .unwrap();
+        assert_eq!(this["active"], false, "{subs}");
+        if i + 1 < active_subs.len() {
+            let r = request(&base, &token, &rid_later);
+            assert_eq!(r["status"], "deferred", "waits for the others: {r}");
+        }
+    }
+    wait_erased(&c, "the deferred request completed").await;
+    let r = request(&base, &token, &rid_later);
+    assert_eq!(r["status"], "completed", "{r}");
+    let summary = text_of(&c, "#summary").await;
+    assert!(
+        summary.contains(&rid_later),
+        "the receipt names the request"
+    );
+    assert!(
+        !summary.contains(&active.email),
+        "no personal data after erasure"
+    );
+    shots.take(&c, "request-completed").await;
+    show_requests(&c, "completed").await;
+    let row_text = text_of(&c, &row).await;
+    assert!(row_text.contains("Completed"), "{row_text}");
+    js(&c, "document.getElementById('requests').scrollIntoView();").await;
+    shots.take(&c, "requests-completed").await;
+    show_requests(&c, "pending").await;
+
+    // 14. A second request: extended, then cancelled; then "terminate and erase".
+    search(&c, &active2.email).await;
+    open_result(&c, &active2.id).await;
+    click(&c, "#erase-later").await;
+    wait_dialog(&c, "confirm-dialog", true).await;
+    type_into(&c, "confirm-text", "DELETE").await;
+    click(&c, "#confirm-submit").await;
+    until_present(&c, "#pending-request", true, "the second waiting request").await;
+    let req2 = request_of(&base, &token, &active2.id, "deferred");
+    let rid2 = req2["request_id"].as_str().unwrap().to_owned();
+    assert!(
+        req2.get("reference").is_none(),
+        "no reference given: {req2}"
+    );
+    let row2 = format!("#requests-body tr[data-request='{rid2}']");
+    until_present(&c, &row2, true, "the second request in the panel").await;
+    click(&c, &format!("{row2} button[data-action='extend']")).await;
+    wait_dialog(&c, "action-dialog", true).await;
+    assert!(text_of(&c, "#action-dialog").await.contains("two months"));
+    shots.take(&c, "extend-dialog").await;
+    // Past the two months the server refuses, and the dialog shows its code.
+    let default_day = js(&c, "return document.getElementById('extend-date').value;").await;
+    js(
+        &c,
+        "const d = document.getElementById('extend-date'); \
+         const t = new Date(d.value + 'T00:00:00Z'); t.setUTCMonth(t.getUTCMonth() + 2); \
+         d.value = t.toISOString().slice(0, 10);",
+    )
+    .await;
+    click(&c, "#action-submit").await;
+    until(
+        &c,
+        "!document.getElementById('action-error').hidden",
+        "the refusal in the dialog",
+    )
+    .await;
+    let refusal = text_of(&c, "#action-error").await;
+    assert!(refusal.contains("409 EXTENSION_TOO_LONG"), "{refusal}");
+    shots.take(&c, "extend-refused-with-code").await;
+    js(
+        &c,
+        &format!("document.getElementById('extend-date').value = {default_day};"),
+    )
+    .await;
+    confirm_action(&c).await;
+    until(
+        &c,
+        &format!("(document.querySelector(\"{row2}\") || {{textContent: ''}}).textContent.includes('extended')"),
+        "the extension shown",
+    )
+    .await;
+    let r = request(&base, &token, &rid2);
+    assert_eq!(r["extension_reason"], "COMPLEXITY", "{r}");
+    assert!(
+        r["due_at"].as_str().unwrap() > req2["due_at"].as_str().unwrap(),
+        "{r}"
+    );
+    assert!(
+        c.find(Locator::Css(&format!(
+            "{row2} button[data-action='extend']"
+        )))
+        .await
+        .is_err(),
+        "a request is extended once"
+    );
+    click(&c, &format!("{row2} button[data-action='cancel']")).await;
+    wait_dialog(&c, "action-dialog", true).await;
+    confirm_action(&c).await;
+    until_present(&c, &row2, false, "the cancelled request leaves the list").await;
+    let r = request(&base, &token, &rid2);
+    assert_eq!(r["status"], "cancelled", "{r}");
+    // Nothing waits any more: the offer is back, and so is "terminate and erase".
+    until_present(&c, "#erase-later", true, "the offer again").await;
+    click(&c, "#terminate-erase").await;
+    wait_dialog(&c, "confirm-dialog", true).await;
+    let dialog = text_of(&c, "#confirm-dialog").await;
+    assert!(dialog.contains("terminated now"), "{dialog}");
+    for s in &active2_subs {
+        assert!(dialog.contains(s.as_str()), "{s} listed: {dialog}");
+    }
+    type_into(&c, "confirm-text", "DELETE").await;
+    shots.take(&c, "terminate-and-erase-confirm").await;
+    click(&c, "#confirm-submit").await;
+    wait_erased(&c, "terminated and erased").await;
+    let (_, s) = call(
+        "GET",
+        &format!("{base}/v1/customers/{}", active2.id),
+        &token,
+        None,
+    );
+    assert_eq!(s["status"], "erased", "{s}");
+    assert!(
+        s["subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["active"] == false),
+        "{s}"
+    );
+    assert!(text_of(&c, "#revenue-check").await.starts_with("Unchanged"));
+    shots.take(&c, "terminate-and-erase-receipt").await;
+
+    // 15. The platform operator: the admin key opens the operator view.
+    sign_out(&c).await;
+    type_into(&c, "api-key", &format!("{ADMIN}\u{E007}")).await;
+    until(
+        &c,
+        "!document.getElementById('app').hidden && document.body.classList.contains('operator')",
+        "the operator view",
+    )
+    .await;
+    assert!(text_of(&c, "#who").await.contains("Platform operator"));
+    assert!(
+        !c.find(Locator::Id("revenue"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap(),
+        "no revenue panel: revenue is each broadcaster's"
+    );
+    // Every broadcaster's requests, the requester named by id.
+    show_requests(&c, "all").await;
+    for rid in [&rid_later, &rid2] {
+        let row = format!("#requests-body tr[data-request='{rid}']");
+        until_present(
+            &c,
+            &row,
+            true,
+            "a broadcaster's request in the operator's list",
+        )
+        .await;
+        assert!(text_of(&c, &row).await.contains("Broadcaster "));
+    }
+    js(&c, "document.getElementById('requests').scrollIntoView();").await;
+    shots.take(&c, "operator-requests").await;
+    // A request's customer opens in the operator's view: the tombstone and the
+    // erasure's record, named by the request.
+    click(
+        &c,
+        &format!("#requests-body tr[data-request='{rid_later}'] button[data-customer]"),
+    )
+    .await;
+    wait_summary(&c, &active.id).await;
+    wait_erased(&c, "an erased customer in the operator's view").await;
+    let receipt = text_of(&c, "#receipt").await;
+    assert!(receipt.contains(&rid_later), "{receipt}");
+    assert!(receipt.contains("Broadcaster "), "{receipt}");
+    assert!(!text_of(&c, "#summary").await.contains(&active.email));
+    js(&c, "window.scrollTo(0, 0);").await;
+    shots.take(&c, "operator-erased-customer").await;
+    // No search by email across broadcasters.
+    search(&c, &operated.email).await;
+    assert!(text_of(&c, "#search-status")
+        .await
+        .contains("does not search by email"));
+    // A shared account, opened by id: ids only, no personal data.
+    open_by_id(&c, &operated.id).await;
+    let (_, view) = call(
+        "GET",
+        &format!("{base}/v1/admin/customers/{}", operated.id),
+        ADMIN,
+        None,
+    );
+    let linked = view["broadcasters"].as_array().unwrap().len();
+    assert!(linked > 1, "{view}");
+    let rows = js(
+        &c,
+        "return document.querySelectorAll('#op-broadcasters tbody tr').length;",
+    )
+    .await;
+    assert_eq!(rows, json!(linked));
+    assert!(!text_of(&c, "#summary").await.contains(&operated.email));
+    // Refused while any broadcaster has an active subscription: ended by their
+    // broadcasters (through the API), then the account is erasable.
+    let blocked: Vec<(String, String)> = view["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["active"] == true)
+        .map(|x| {
+            (
+                x["broadcaster_id"].as_str().unwrap().to_owned(),
+                x["subscription_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        !blocked.is_empty(),
+        "picked with an active subscription: {view}"
+    );
+    assert!(
+        !delete_enabled(&c).await,
+        "blocked while a subscription is active"
+    );
+    let note = text_of(&c, "#erasure-note").await;
+    assert!(note.contains("ACTIVE_SUBSCRIPTION"), "{note}");
+    shots.take(&c, "operator-blocked").await;
+    for (b, sub) in &blocked {
+        let (st, r) = call(
+            "POST",
+            &format!(
+                "{base}/v1/customers/{}/subscriptions/{sub}/terminate",
+                operated.id
+            ),
+            &tokens[b],
+            None,
+        );
+        assert_eq!(st, 200, "{r}");
+    }
+    open_by_id(&c, &operated.id).await;
+    until(
+        &c,
+        "!document.getElementById('delete-user').disabled",
+        "erasable now",
+    )
+    .await;
+    assert_eq!(text_of(&c, "#delete-user").await, "Erase as operator");
+    assert!(delete_enabled(&c).await);
+    shots.take(&c, "operator-shared-account").await;
+    click(&c, "#delete-user").await;
+    wait_dialog(&c, "confirm-dialog", true).await;
+    assert_eq!(
+        js(&c, "return document.activeElement.id;").await,
+        json!("confirm-reference")
+    );
+    type_into(&c, "confirm-text", "DELETE").await;
+    assert!(
+        !enabled(&c, "confirm-submit").await,
+        "the operator's erasure needs a reference"
+    );
+    type_into(&c, "confirm-reference", "OPS-2026-1130").await;
+    until(
+        &c,
+        "!document.getElementById('confirm-submit').disabled",
+        "confirm enabled",
+    )
+    .await;
+    shots.take(&c, "operator-confirm").await;
+    click(&c, "#confirm-submit").await;
+    wait_erased(&c, "the operator's erasure").await;
+    let receipt = text_of(&c, "#receipt").await;
+    assert!(receipt.contains("The platform operator"), "{receipt}");
+    assert!(
+        receipt.contains("Erased by the platform operator (the broadcaster rules"),
+        "the operator's precondition in words: {receipt}"
+    );
+    let req = request_of(&base, ADMIN, &operated.id, "completed");
+    assert_eq!(req["reference"], "OPS-2026-1130", "{req}");
+    assert_eq!(req["requested_by"]["kind"], "operator", "{req}");
+    // Every linked broadcaster sees the receipt, marked as the operator's.
+    for b in view["broadcasters"].as_array().unwrap() {
+        let key = &tokens[b["broadcaster_id"].as_str().unwrap()];
+        let (_, list) = call("GET", &format!("{base}/v1/erasures?limit=100"), key, None);
+        let mine = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["customer_id"] == operated.id.as_str())
+            .unwrap_or_else(|| panic!("{b} sees the receipt: {list}"));
+        assert_eq!(mine["erased_by"]["kind"], "operator");
+    }
+    shots.take(&c, "operator-erased").await;
+    js(&c, "document.getElementById('receipt').scrollIntoView();").await;
+    shots.take(&c, "operator-receipt").await;
+    sign_out(&c).await;
+
+    // 16. An expired (revoked) key: back to sign-in with a message.
     js(
         &c,
         "sessionStorage.setItem('ledger.apiKey', 'lk_revoked-or-expired');",
@@ -762,7 +1309,7 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
     assert!(text_of(&c, "#signin-error").await.contains("expired"));
     shots.take(&c, "expired-key").await;
 
-    // 13. Sign in again, then the server goes away: a network error, page kept.
+    // 17. Sign in again, then the server goes away: a network error, page kept.
     let key_input = c.find(Locator::Id("api-key")).await.unwrap();
     key_input
         .send_keys(&format!("{token}\u{E007}"))
@@ -787,7 +1334,7 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
         .contains("Cannot reach the server"));
     shots.take(&c, "network-failure").await;
 
-    // 14. Sign out forgets the key.
+    // 18. Sign out forgets the key.
     c.find(Locator::Id("sign-out"))
         .await
         .unwrap()
@@ -821,7 +1368,7 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
     // The server's log (debug level) holds none of the emails searched for.
     let server_log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
     assert!(server_log.contains("request"), "the log has request lines");
-    for p in [&active, &shared, &erasable] {
+    for p in [&active, &active2, &shared, &operated, &erasable] {
         assert!(
             !server_log.contains(&p.email),
             "an email reached the server log"

@@ -366,6 +366,7 @@ impl Modify for Security {
         audit::events, audit::verify,
         transparency::tree_head, transparency::inclusion, transparency::consistency,
         admin::create_broadcaster, admin::create_api_key, admin::list_api_keys, admin::revoke_api_key,
+        admin::customer,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     components(schemas(
@@ -381,6 +382,7 @@ impl Modify for Security {
         RevenueResponse, RevenueRow, CreateBroadcasterRequest, BroadcasterDto,
         CreateApiKeyRequest, ApiKeyCreated, ApiKeyDto, Health, Readiness, FailingPart,
         crate::money::Total,
+        admin::OperatorCustomerDto, admin::LinkedBroadcasterDto, admin::OperatorSubscriptionDto,
     )),
     modifiers(&Security, &CommonResponses, &RequestFields),
     tags(

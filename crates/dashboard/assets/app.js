@@ -1,11 +1,16 @@
-// Compliance ledger dashboard: Customer Accounts, "Delete user", revenue.
+// Compliance ledger dashboard: Customer Accounts, "Delete user", erasure requests,
+// revenue; and, signed in with the admin key, the platform operator's view of the
+// same pages across broadcasters.
 //
 // A plain script (no build step, no dependencies) that talks to the public /v1 API
-// with the broadcaster API key kept in sessionStorage. Rules it keeps:
+// with the API key (broadcaster `lk_`, or the operator's admin key `lka_`) kept in
+// sessionStorage. Rules it keeps:
 // - personal data never goes into the page's address, storage or the console;
 //   the DOM is built with textContent only (Trusted Types are enforced by the CSP);
+//   erasure requests carry ids and a non-personal reference only;
 // - a 401 anywhere signs out and says why; a network failure says so and keeps
-//   the page as it was; a 409 shows every blocker the API returned.
+//   the page as it was; every other API error is shown with its machine-readable
+//   code; a 409 shows every blocker the API returned.
 'use strict';
 
 (function () {
@@ -29,6 +34,41 @@
     BROADCASTER_IS_WHITE_LABEL: 'Your broadcaster is white-label',
     NOT_SHARED_ACROSS_BROADCASTERS: 'Account not shared with other broadcasters',
     NO_ACTIVE_SUBSCRIPTION: 'No active subscription',
+    ON_FORGET_LIST: 'On the forget list (decided before, re-applied)',
+    PLATFORM_OPERATOR: 'Erased by the platform operator (the broadcaster rules do not apply)',
+  };
+
+  const CATEGORIES = Object.keys(CATEGORY_LABELS);
+  const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  // What the API accepts as a reference (a ticket number): never personal data.
+  const REFERENCE_RE = /^[A-Za-z0-9._:\/#-]{1,64}$/;
+  const REQUEST_PAGE = 50;
+  // Which queries of GET /v1/erasure-requests make up each filter of the panel.
+  const REQUEST_FILTERS = {
+    pending: [{ status: 'open' }, { status: 'deferred' }],
+    overdue: [{ overdue: 'true' }],
+    completed: [{ status: 'completed' }],
+    refused: [{ status: 'refused' }],
+    cancelled: [{ status: 'cancelled' }],
+    all: [{}],
+  };
+  const STATUS_LABELS = {
+    open: 'Open',
+    deferred: 'Deferred',
+    completed: 'Completed',
+    refused: 'Refused',
+    cancelled: 'Cancelled',
+  };
+  const EXTENSION_REASONS = {
+    COMPLEXITY: 'Complexity of the request',
+    NUMBER_OF_REQUESTS: 'Number of requests',
+  };
+  // The confirmation dialog's wording per kind of erasure.
+  const CONFIRM_MODES = {
+    now: { title: 'Delete this user permanently?', submit: 'Delete user permanently', busy: 'Deleting…' },
+    later: { title: 'Erase this user when the subscription ends?', submit: 'File the erasure request', busy: 'Filing…' },
+    terminate: { title: 'Terminate the subscriptions and delete this user?', submit: 'Terminate and delete permanently', busy: 'Terminating and deleting…' },
+    operator: { title: 'Erase this account as the platform operator?', submit: 'Erase as operator', busy: 'Erasing…' },
   };
 
   const $ = (id) => document.getElementById(id);
@@ -37,6 +77,12 @@
 
   const state = {
     key: null,
+    role: 'broadcaster', // or 'operator' (admin key)
+    opView: null, // the operator's view of the open customer
+    requests: { filter: 'pending', queries: [], items: [] },
+    pending: new Map(), // customer id -> its open or deferred request
+    confirmMode: 'now',
+    action: null, // what the action dialog does on submit
     search: { q: '', cursors: [null], page: 0, next: null },
     selected: null, // customer id
     summary: null,
@@ -45,6 +91,7 @@
     revenueDigest: null,
     loadToken: 0,
     idempotencyKey: null,
+    idempotencyFor: null, // what the key was made for (see keyFor)
     busy: false,
   };
 
@@ -66,6 +113,18 @@
       e.append(typeof c === 'string' ? document.createTextNode(c) : c);
     }
     return e;
+  }
+
+  // The Idempotency-Key for a write: the same while its content stays the same (a
+  // retry after a network failure cannot act twice), a new one once it changes
+  // (say a reference corrected after a refusal), which the server would otherwise
+  // refuse as IDEMPOTENCY_KEY_REUSED.
+  function keyFor(content) {
+    if (state.idempotencyFor !== content) {
+      state.idempotencyFor = content;
+      state.idempotencyKey = randomKey();
+    }
+    return state.idempotencyKey;
   }
 
   function clear(node) {
@@ -116,6 +175,30 @@
 
   function shortId(id) {
     return id ? id.slice(0, 8) + '…' : '';
+  }
+
+  function enc(id) {
+    return encodeURIComponent(id);
+  }
+
+  function isOperator() {
+    return state.role === 'operator';
+  }
+
+  function currentCustomerId() {
+    if (isOperator()) return state.opView ? state.opView.customer_id : null;
+    return state.summary ? state.summary.customer_id : null;
+  }
+
+  // A date `months` later, clamped to the month's last day (as the server does).
+  function addMonthsUTC(d, months) {
+    const r = new Date(d.getTime());
+    const day = r.getUTCDate();
+    r.setUTCDate(1);
+    r.setUTCMonth(r.getUTCMonth() + months);
+    const last = new Date(Date.UTC(r.getUTCFullYear(), r.getUTCMonth() + 1, 0)).getUTCDate();
+    r.setUTCDate(Math.min(day, last));
+    return r;
   }
 
   function fullName(p) {
@@ -193,9 +276,14 @@
     if (err instanceof ApiFailure) {
       if (err.kind === 'network') return 'Cannot reach the server. Check your connection and try again.';
       if (err.body && err.body.message) return err.body.message + ' (' + err.status + ' ' + err.code + ')';
-      return 'The server answered ' + err.status + '.';
+      return 'The server answered ' + err.status + (err.code ? ' ' + err.code : '') + '.';
     }
     return 'Something went wrong.';
+  }
+
+  // A 404 in words, with its code.
+  function notFoundText(what) {
+    return what + ' (404 NOT_FOUND)';
   }
 
   // ------------------------------------------------------------------ banner
@@ -228,13 +316,28 @@
     $('app').hidden = false;
     $('session').hidden = false;
     const k = state.key;
-    $('who').textContent = 'Signed in · key ' + k.slice(0, 6) + '…' + k.slice(-4);
+    state.role = k.startsWith('lka_') ? 'operator' : 'broadcaster';
+    const op = isOperator();
+    document.body.classList.toggle('operator', op);
+    $('who').textContent = (op ? 'Platform operator · admin key ' : 'Signed in · key ') + k.slice(0, 6) + '…' + k.slice(-4);
+    $('accounts-title').textContent = op ? 'Customer Accounts · all broadcasters' : 'Customer Accounts';
+    $('search-label').textContent = op ? 'Open a customer by id' : 'Search by customer id, email or name';
+    $('search-q').placeholder = op ? 'Customer id (UUID)' : 'e.g. ada@example.com';
+    $('search-hint').hidden = !op;
+    $('revenue').hidden = op;
     resetSummary();
     clearResults();
     $('search-status').textContent = '';
     $('search-q').value = '';
     $('search-q').focus();
-    await loadRevenue();
+    await Promise.all([loadRequests(false), op ? null : loadRevenue()]);
+  }
+
+  // A request every key of its kind may make: the revenue for a broadcaster's
+  // key, the erasure requests for the admin key.
+  function checkKey(key) {
+    if (key.startsWith('lka_')) return api('GET', '/v1/erasure-requests', { key, query: { limit: 1 } });
+    return api('GET', '/v1/revenue', { key });
   }
 
   async function signIn(ev) {
@@ -252,7 +355,7 @@
     btn.textContent = 'Signing in…';
     err.hidden = true;
     try {
-      await api('GET', '/v1/revenue', { key });
+      await checkKey(key);
       state.key = key;
       sessionStorage.setItem(KEY_SLOT, key);
       hideBanner();
@@ -276,8 +379,15 @@
     state.revenueDigest = null;
     state.search = { q: '', cursors: [null], page: 0, next: null };
     state.loadToken++;
-    const dlg = $('confirm-dialog');
-    if (dlg.open) dlg.close();
+    for (const d of [$('confirm-dialog'), $('action-dialog')]) if (d.open) d.close();
+    state.role = 'broadcaster';
+    state.pending = new Map();
+    state.requests = { filter: 'pending', queries: [], items: [] };
+    document.body.classList.remove('operator');
+    clear($('requests-body'));
+    $('requests-table').hidden = true;
+    $('requests-more').hidden = true;
+    $('requests-status').textContent = '';
     hideBanner();
     resetSummary();
     clearResults();
@@ -302,6 +412,17 @@
     if (!q) {
       $('search-status').textContent = 'Type a customer id, an email address or the start of a name.';
       $('search-q').focus();
+      return;
+    }
+    if (isOperator()) {
+      // No search across broadcasters by email or name: the operator opens by id.
+      if (!UUID_RE.test(q)) {
+        $('search-status').textContent = 'Enter a customer id (a UUID). The operator view does not search by email or name.';
+        $('search-q').focus();
+        return;
+      }
+      $('search-status').textContent = '';
+      await openCustomer(q.toLowerCase());
       return;
     }
     state.search = { q, cursors: [null], page: 0, next: null };
@@ -381,6 +502,7 @@
   function resetSummary() {
     state.selected = null;
     state.summary = null;
+    state.opView = null;
     state.preview = null;
     state.receipt = null;
     $('summary-title').textContent = 'Customer summary';
@@ -394,7 +516,10 @@
     const del = $('delete-user');
     del.hidden = true;
     del.disabled = true;
-    $('summary-status').textContent = 'Search for a customer and open it to see its summary.';
+    $('summary-status').hidden = false;
+    $('summary-status').textContent = isOperator()
+      ? 'Open a customer by id, here or from an erasure request, to see its summary.'
+      : 'Search for a customer and open it to see its summary.';
   }
 
   async function openCustomer(id) {
@@ -407,13 +532,8 @@
     $('summary-status').hidden = false;
     $('delete-user').disabled = true;
     try {
-      const [summary, preview] = await Promise.all([
-        api('GET', '/v1/customers/' + encodeURIComponent(id)),
-        api('GET', '/v1/customers/' + encodeURIComponent(id) + '/erasure-preview'),
-      ]);
+      await fetchCustomer(id);
       if (token !== state.loadToken) return;
-      state.summary = summary;
-      state.preview = preview;
       renderSummary();
       hideBanner();
       if (window.matchMedia('(max-width: 56rem)').matches) $('summary-title').focus();
@@ -421,7 +541,9 @@
       if (token !== state.loadToken) return;
       if (e instanceof ApiFailure && e.status === 404) {
         resetSummary();
-        $('summary-status').textContent = 'This customer does not exist for your broadcaster.';
+        $('summary-status').textContent = notFoundText(
+          isOperator() ? 'No customer has this id.' : 'This customer does not exist for your broadcaster.',
+        );
       } else if (!handleCommon(e)) {
         $('summary-status').textContent = 'Could not load the customer: ' + describe(e);
       } else if (e.kind === 'network') {
@@ -432,6 +554,24 @@
     }
   }
 
+  // Reads what the summary panel shows: the broadcaster's summary and erasure
+  // preview, or the operator's view (ids only).
+  async function fetchCustomer(id) {
+    if (isOperator()) {
+      const view = await api('GET', '/v1/admin/customers/' + enc(id));
+      if (state.selected === id) state.opView = view;
+      return;
+    }
+    const [summary, preview] = await Promise.all([
+      api('GET', '/v1/customers/' + enc(id)),
+      api('GET', '/v1/customers/' + enc(id) + '/erasure-preview'),
+    ]);
+    if (state.selected === id) {
+      state.summary = summary;
+      state.preview = preview;
+    }
+  }
+
   function dlRow(term, value) {
     const dd = el('dd');
     if (value === null || value === undefined || value === '') dd.append(el('span', { class: 'muted', text: '–' }));
@@ -439,13 +579,23 @@
     return [el('dt', { text: term }), dd];
   }
 
-  function renderSummary() {
-    const s = state.summary;
+  // The summary panel's body, emptied and shown (the status line hidden).
+  function emptySummaryBody() {
     const body = $('summary-body');
     clear(body);
     $('summary-status').textContent = '';
     $('summary-status').hidden = true;
     body.hidden = false;
+    return body;
+  }
+
+  function renderSummary() {
+    if (isOperator()) {
+      renderOperatorSummary();
+      return;
+    }
+    const s = state.summary;
+    const body = emptySummaryBody();
     const erased = s.status === 'erased' || !s.profile;
     const p = s.profile;
     $('summary-title').textContent = erased ? 'Erased customer' : fullName(p);
@@ -505,6 +655,7 @@
           el('td', { class: 'nowrap' }, [dateEl(x.started_at)]),
           el('td', { class: 'nowrap' }, [x.terminated_at ? dateEl(x.terminated_at) : '–']),
           el('td', { text: x.yours ? 'You' : 'Another broadcaster' }),
+          el('td', null, [terminateCell(x)]),
         ]),
       );
       body.append(
@@ -512,7 +663,7 @@
           el('table', null, [
             el('caption', { class: 'sr-only', text: 'Subscriptions' }),
             el('thead', null, [
-              el('tr', null, ['Subscription', 'Offer', 'Status', 'Started', 'Ended', 'Started by'].map((h) => el('th', { scope: 'col', text: h }))),
+              el('tr', null, ['Subscription', 'Offer', 'Status', 'Started', 'Ended', 'Started by', 'Actions'].map((h) => el('th', { scope: 'col', text: h }))),
             ]),
             el('tbody', null, rows),
           ]),
@@ -562,26 +713,36 @@
     renderReceipt();
   }
 
+  // The open customer's subscriptions, whichever view shows it.
+  function viewSubscriptions() {
+    if (isOperator()) return state.opView ? state.opView.subscriptions : [];
+    return state.summary ? state.summary.subscriptions : [];
+  }
+
   function blockerItem(b) {
-    const subs = state.summary ? state.summary.subscriptions : [];
+    const item = blockerBody(b);
+    item.append(' ', el('code', { class: 'code', text: b.code }));
+    return item;
+  }
+
+  function blockerBody(b) {
+    const subs = viewSubscriptions();
     switch (b.code) {
       case 'ACTIVE_SUBSCRIPTION': {
         const ids = b.subscriptions || [];
         const ul = el('ul', { class: 'plain subs' });
         for (const id of ids) {
           const s = subs.find((x) => x.subscription_id === id);
-          ul.append(
-            el('li', null, [
-              el('code', { text: id }),
-              s ? ' — ' + s.offer_id + (s.yours ? '' : ' (started by another broadcaster: ask it to terminate)') : '',
-            ]),
-          );
+          let who = '';
+          if (s && isOperator()) who = ' (broadcaster ' + shortId(s.broadcaster_id) + ': only it can terminate it)';
+          else if (s && !s.yours) who = ' (started by another broadcaster: ask it to terminate)';
+          ul.append(el('li', null, [el('code', { text: id }), s ? ' — ' + s.offer_id + who : '']));
         }
         return el('li', { 'data-code': b.code }, [
           el('strong', { text: 'Active subscription. ' }),
-          'Deleting the user would end their access, so terminate ' +
+          'Deleting the user would end their access, so ' +
             (ids.length === 1 ? 'this subscription' : 'these ' + ids.length + ' subscriptions') +
-            ' first, then delete the user:',
+            ' must end first:',
           ul,
         ]);
       }
@@ -600,42 +761,205 @@
     }
   }
 
-  function renderErasureState(refusal) {
+  // Whether the open customer is erased, erasable now, and what blocks it, for
+  // the caller (a broadcaster's preview, or the operator's view).
+  function erasureFacts() {
+    if (isOperator()) {
+      const v = state.opView;
+      return { erased: v.status === 'erased', erasable: v.erasable, blockers: v.blockers || [] };
+    }
     const s = state.summary;
     const pv = state.preview;
+    return {
+      erased: s.status === 'erased' || !!(pv && pv.already_erased),
+      erasable: !!(pv && pv.erasable),
+      blockers: (pv && pv.blockers) || [],
+    };
+  }
+
+  function renderErasureState(refusal, message) {
     const del = $('delete-user');
     const note = $('erasure-note');
     clear(note);
     note.className = 'note';
     del.hidden = false;
-    const erased = s.status === 'erased' || (pv && pv.already_erased);
-    const blockers = (refusal && refusal.length ? refusal : pv && pv.blockers) || [];
-    if (erased) {
+    const f = erasureFacts();
+    const refused = !!(refusal && refusal.length);
+    const blockers = refused ? refusal : f.blockers;
+    const op = isOperator();
+    if (f.erased) {
       del.disabled = true;
-      del.textContent = 'Deleted';
+      del.textContent = op ? 'Erased' : 'Deleted';
       note.hidden = true;
       return;
     }
-    del.textContent = 'Delete user';
-    if (pv && pv.erasable && !(refusal && refusal.length)) {
+    del.textContent = op ? 'Erase as operator' : 'Delete user';
+    if (f.erasable && !refused) {
       del.disabled = false;
       note.hidden = true;
       return;
     }
     del.disabled = true;
     note.classList.add('blocked');
+    if (message) note.append(el('p', { class: 'note-message', text: message }));
     note.append(
-      el('p', { class: 'note-title', text: refusal ? 'The deletion was refused. It is blocked because:' : 'Delete user is unavailable for this customer:' }),
+      el('p', {
+        class: 'note-title',
+        text: refused
+          ? 'The erasure was refused. It is blocked because:'
+          : (op ? 'The operator’s erasure is unavailable for this customer:' : 'Delete user is unavailable for this customer:'),
+      }),
       el('ul', { class: 'blockers' }, blockers.map(blockerItem)),
     );
+    if (!op && blockers.length === 1 && blockers[0].code === 'ACTIVE_SUBSCRIPTION') note.append(waitingActions(blockers[0]));
     note.hidden = false;
+  }
+
+  // The two ways on when the only blocker is an active subscription: an erasure
+  // request that waits for it to end, and (when every one is the caller's)
+  // "terminate and erase".
+  function waitingActions(blocker) {
+    const s = state.summary;
+    const box = el('div', { class: 'note-actions' });
+    const pending = state.pending.get(s.customer_id);
+    if (pending) {
+      box.append(
+        el('p', { id: 'pending-request', class: 'pending' }, [
+          'Erasure request ',
+          el('code', { text: pending.request_id }),
+          ' is ' + (STATUS_LABELS[pending.status] || pending.status).toLowerCase() + ', due ',
+          dateEl(pending.due_at),
+          ': it completes by itself when the last subscription ends.',
+        ]),
+      );
+    } else {
+      const later = el('button', { id: 'erase-later', type: 'button', class: 'secondary', text: 'Erase when the subscription ends' });
+      later.addEventListener('click', () => openConfirm('later'));
+      box.append(later);
+    }
+    const ids = blocker.subscriptions || [];
+    const mine = ids.every((id) => s.subscriptions.some((x) => x.subscription_id === id && x.yours));
+    if (mine) {
+      const now = el('button', { id: 'terminate-erase', type: 'button', class: 'danger', text: 'Terminate and erase' });
+      now.addEventListener('click', () => openConfirm('terminate'));
+      box.append(now);
+    }
+    return box;
+  }
+
+  // ------------------------------------------------------------------ operator view
+
+  function renderOperatorSummary() {
+    const v = state.opView;
+    const body = emptySummaryBody();
+    const erased = v.status === 'erased';
+    $('summary-title').textContent = erased ? 'Erased customer' : 'Customer ' + shortId(v.customer_id);
+    $('summary-sub').textContent = 'Customer ' + v.customer_id;
+    body.append(
+      el('p', { class: 'note info', role: 'note' }, [
+        el('strong', { text: 'Operator view. ' }),
+        'Ids, links and subscriptions only: personal data is shown to the customer’s own broadcasters, never here.',
+      ]),
+    );
+    if (erased) {
+      body.append(
+        el('div', { class: 'tombstone', role: 'note' }, [
+          el('strong', { text: 'Tombstone. ' }),
+          'This account was anonymized. Its personal data is gone for good; only ids and revenue history remain.',
+        ]),
+      );
+    }
+    const shared = v.broadcasters.length > 1;
+    const facts = el('dl', { class: 'facts' });
+    facts.append(
+      ...dlRow('Status', el('span', { class: 'badge ' + (erased ? 'erased' : 'active'), text: erased ? 'Personal data erased' : 'Active' })),
+      ...dlRow('Linked broadcasters', v.broadcasters.length + (shared ? ' (shared account)' : '')),
+    );
+    body.append(el('h3', { text: 'Account' }), facts);
+
+    body.append(el('h3', { text: 'Linked broadcasters' }));
+    body.append(
+      el('div', { class: 'table-wrap' }, [
+        el('table', { id: 'op-broadcasters' }, [
+          el('caption', { class: 'sr-only', text: 'Linked broadcasters' }),
+          el('thead', null, [el('tr', null, ['Broadcaster', 'Integration', 'Account'].map((h) => el('th', { scope: 'col', text: h })))]),
+          el(
+            'tbody',
+            null,
+            v.broadcasters.map((b) =>
+              el('tr', null, [
+                el('td', null, [el('code', { text: b.broadcaster_id })]),
+                el('td', { text: b.integration === 'white_label' ? 'White-label' : b.integration === 'shared' ? 'Shared' : b.integration }),
+                el('td', { text: b.registered ? 'Registered here' : 'Linked later' }),
+              ]),
+            ),
+          ),
+        ]),
+      ]),
+    );
+
+    body.append(el('h3', { text: 'Subscriptions' }));
+    if (!v.subscriptions.length) {
+      body.append(el('p', { class: 'muted', text: 'No subscriptions.' }));
+    } else {
+      body.append(
+        el('div', { class: 'table-wrap' }, [
+          el('table', null, [
+            el('caption', { class: 'sr-only', text: 'Subscriptions with every broadcaster' }),
+            el('thead', null, [
+              el('tr', null, ['Subscription', 'Broadcaster', 'Offer', 'Status', 'Started', 'Ends', 'Ended'].map((h) => el('th', { scope: 'col', text: h }))),
+            ]),
+            el(
+              'tbody',
+              null,
+              v.subscriptions.map((x) =>
+                el('tr', null, [
+                  el('td', null, [el('code', { text: shortId(x.subscription_id), title: x.subscription_id, 'aria-label': x.subscription_id })]),
+                  el('td', null, [el('code', { text: shortId(x.broadcaster_id), title: x.broadcaster_id })]),
+                  el('td', { text: x.offer_id }),
+                  el('td', null, [el('span', { class: 'badge ' + (x.active ? 'active' : ''), text: x.active ? 'Active' : 'Terminated' })]),
+                  el('td', { class: 'nowrap' }, [dateEl(x.started_at)]),
+                  el('td', { class: 'nowrap' }, [x.ends_at ? dateEl(x.ends_at) : '–']),
+                  el('td', { class: 'nowrap' }, [x.terminated_at ? dateEl(x.terminated_at) : '–']),
+                ]),
+              ),
+            ),
+          ]),
+        ]),
+      );
+    }
+    if (erased && v.erasure && !state.receipt) state.receipt = receiptOfRecord(v.erasure);
+    renderErasureState();
+    renderReceipt();
+  }
+
+  // An erasure record (GET /v1/erasures, the operator's view) in a receipt's shape.
+  function receiptOfRecord(r) {
+    return {
+      request_id: r.request_id,
+      customer_id: r.customer_id,
+      at: r.at,
+      categories_erased: r.categories_erased,
+      preconditions_checked: r.preconditions_checked,
+      event_position: r.position,
+      erased_by: r.erased_by,
+      revenue_digest_before: r.revenue_digest_before,
+      revenue_digest_after: r.revenue_digest_after,
+    };
+  }
+
+  function actorText(a) {
+    if (!a) return '–';
+    if (a.kind === 'operator') return 'The platform operator';
+    if (!isOperator()) return 'Your broadcaster' + (a.key_id ? ' (key ' + shortId(a.key_id) + ')' : '');
+    return 'Broadcaster ' + shortId(a.broadcaster_id);
   }
 
   function renderReceipt() {
     const box = $('receipt');
     clear(box);
     const r = state.receipt;
-    if (!r || !state.summary || r.customer_id !== state.summary.customer_id) {
+    if (!r || r.customer_id !== currentCustomerId()) {
       box.hidden = true;
       return;
     }
@@ -646,8 +970,11 @@
       ...dlRow('Time', timeEl(r.at)),
       ...dlRow('Customer', el('code', { text: r.customer_id })),
       ...dlRow('Data erased', (r.categories_erased || []).map((c) => CATEGORY_LABELS[c] || c).join(', ')),
+      ...dlRow('Erased by', actorText(r.erased_by)),
       ...dlRow('Checks passed', (r.preconditions_checked || []).map((c) => PRECONDITION_LABELS[c] || c).join('; ')),
-      ...dlRow('Data key destroyed', r.data_key_destroyed ? 'Yes' : 'Pending (finished on restart)'),
+      ...(r.data_key_destroyed === undefined
+        ? []
+        : dlRow('Data key destroyed', r.data_key_destroyed ? 'Yes' : 'Pending (finished by the server shortly)')),
       ...dlRow('Log position', String(r.event_position)),
       ...dlRow('Revenue digest before', el('code', { class: 'digest-value', text: r.revenue_digest_before || '–' })),
       ...dlRow('Revenue digest after', el('code', { class: 'digest-value', text: r.revenue_digest_after || '–' })),
@@ -664,26 +991,86 @@
 
   // ------------------------------------------------------------------ erasure
 
-  function openConfirm() {
-    const s = state.summary;
-    const pv = state.preview;
-    if (!s || !pv || !pv.erasable) return;
-    $('confirm-id').textContent = s.customer_id;
+  // The subscriptions an erasure waits for or terminates, as a list.
+  function subscriptionList(ids) {
+    const subs = viewSubscriptions();
+    return el(
+      'ul',
+      { class: 'plain subs' },
+      ids.map((id) => {
+        const s = subs.find((x) => x.subscription_id === id);
+        return el('li', null, [el('code', { text: id }), s ? ' — ' + s.offer_id : '']);
+      }),
+    );
+  }
+
+  // mode: 'now' (DELETE), 'later' (an erasure request that waits for the
+  // subscriptions), 'terminate' (terminate and erase) or 'operator'.
+  function openConfirm(mode) {
+    const id = currentCustomerId();
+    if (!id) return;
+    const m = typeof mode === 'string' ? mode : isOperator() ? 'operator' : 'now';
+    const f = erasureFacts();
+    if (f.erased) return;
+    if ((m === 'now' || m === 'operator') && !f.erasable) return;
+    const waitingFor = (f.blockers.find((b) => b.code === 'ACTIVE_SUBSCRIPTION') || {}).subscriptions || [];
+    if ((m === 'later' || m === 'terminate') && !waitingFor.length) return;
+    state.confirmMode = m;
+    const words = CONFIRM_MODES[m];
+    $('confirm-title').textContent = words.title;
+    $('confirm-id').textContent = id;
+    const extra = $('confirm-extra');
+    clear(extra);
+    if (m === 'later') {
+      extra.append(
+        el('p', {
+          class: 'note info',
+          text: 'The erasure request is recorded now and is due in one month. It waits while these subscriptions are active and runs by itself as soon as the last one ends; until then you can cancel it under Erasure requests:',
+        }),
+        subscriptionList(waitingFor),
+      );
+    } else if (m === 'terminate') {
+      extra.append(
+        el('p', { class: 'note blocked', text: 'These subscriptions are terminated now (the customer loses access at once), then the user is deleted:' }),
+        subscriptionList(waitingFor),
+      );
+    } else if (m === 'operator') {
+      extra.append(
+        el('p', {
+          class: 'note info',
+          text: 'As the platform operator you erase this account for every broadcaster it is linked to; each of them sees the receipt, marked as the operator’s.',
+        }),
+      );
+    }
     const ul = $('confirm-categories');
     clear(ul);
-    for (const c of pv.categories) ul.append(el('li', { text: CATEGORY_LABELS[c] || c }));
+    const cats = (!isOperator() && state.preview && state.preview.categories) || CATEGORIES;
+    for (const c of cats) ul.append(el('li', { text: CATEGORY_LABELS[c] || c }));
+    $('confirm-reference-row').hidden = m === 'now';
+    $('confirm-reference-label').textContent = m === 'operator' ? 'Reference (required)' : 'Reference (optional)';
+    $('confirm-reference').value = '';
+    $('confirm-reference').disabled = false;
     $('confirm-text').value = '';
     $('confirm-submit').disabled = true;
-    $('confirm-submit').textContent = 'Delete user permanently';
+    $('confirm-submit').textContent = words.submit;
     $('confirm-error').hidden = true;
     $('confirm-text').disabled = false;
-    state.idempotencyKey = randomKey();
+    state.idempotencyFor = null;
     $('confirm-dialog').showModal();
-    $('confirm-text').focus();
+    (m === 'operator' ? $('confirm-reference') : $('confirm-text')).focus();
+  }
+
+  function referenceValue() {
+    return $('confirm-reference').value.trim();
   }
 
   function confirmReady() {
-    return $('confirm-text').value.trim() === 'DELETE' && !state.busy;
+    if (state.busy || $('confirm-text').value.trim() !== 'DELETE') return false;
+    const m = state.confirmMode;
+    const ref = referenceValue();
+    if (m === 'operator') return REFERENCE_RE.test(ref);
+    if (m === 'now') return true;
+    return ref === '' || REFERENCE_RE.test(ref);
   }
 
   function closeConfirm() {
@@ -691,28 +1078,58 @@
     if (dlg.open) dlg.close();
   }
 
+  // The erasure the dialog confirms: its receipt, or (a request that waits) the
+  // request.
+  async function runErasure(mode, id) {
+    const ref = referenceValue();
+    const opts = { idempotencyKey: keyFor(mode + ' ' + id + ' ' + ref) };
+    switch (mode) {
+      case 'now':
+        return { receipt: await api('DELETE', '/v1/customers/' + enc(id), opts) };
+      case 'terminate': {
+        const r = await api('POST', '/v1/customers/' + enc(id) + '/terminate-and-erase', { ...opts, body: ref ? { reference: ref } : {} });
+        return { receipt: r.receipt, request: r };
+      }
+      case 'operator': {
+        const r = await api('POST', '/v1/admin/customers/' + enc(id) + '/anonymize', { ...opts, body: { reference: ref } });
+        return { receipt: r.receipt, request: r };
+      }
+      default: {
+        const body = { customer_id: id };
+        if (ref) body.reference = ref;
+        const r = await api('POST', '/v1/erasure-requests', { ...opts, body });
+        return { receipt: r.receipt || null, request: r };
+      }
+    }
+  }
+
   async function submitConfirm(ev) {
     ev.preventDefault();
     if (!confirmReady()) return;
-    const s = state.summary;
-    const id = s.customer_id;
+    const id = currentCustomerId();
+    const mode = state.confirmMode;
     state.busy = true;
     const btn = $('confirm-submit');
     btn.disabled = true;
-    btn.textContent = 'Deleting…';
+    btn.textContent = CONFIRM_MODES[mode].busy;
     $('confirm-text').disabled = true;
+    $('confirm-reference').disabled = true;
     $('confirm-cancel').disabled = true;
     const err = $('confirm-error');
     err.hidden = true;
     const digestBefore = state.revenueDigest;
     try {
-      const receipt = await api('DELETE', '/v1/customers/' + encodeURIComponent(id), {
-        idempotencyKey: state.idempotencyKey,
-      });
-      state.receipt = receipt;
+      const done = await runErasure(mode, id);
       closeConfirm();
-      forgetResult(id);
-      await reloadAfterErasure(id, digestBefore);
+      if (done.receipt) {
+        state.receipt = done.receipt;
+        if (done.request) state.pending.delete(id);
+        forgetResult(id);
+        await reloadAfterErasure(id, digestBefore);
+      } else {
+        await afterRequestFiled(id, done.request);
+      }
+      loadRequests(false);
     } catch (e) {
       if (e instanceof ApiFailure && e.status === 409 && e.body && e.body.details && e.body.details.blockers) {
         closeConfirm();
@@ -721,22 +1138,48 @@
       } else if (e instanceof ApiFailure && e.status === 404) {
         closeConfirm();
         resetSummary();
-        $('summary-status').textContent = 'This customer no longer exists for your broadcaster.';
+        $('summary-status').textContent = notFoundText('This customer no longer exists for your broadcaster.');
       } else if (e instanceof ApiFailure && e.kind === 'unauthorized') {
         handleCommon(e);
       } else {
         err.textContent =
           e instanceof ApiFailure && e.kind === 'network'
-            ? 'Cannot reach the server, so the deletion is not confirmed. Try again: retrying is safe.'
-            : 'The deletion failed: ' + describe(e);
+            ? 'Cannot reach the server, so the erasure is not confirmed. Try again: retrying is safe.'
+            : 'The erasure failed: ' + describe(e);
         err.hidden = false;
       }
     } finally {
       state.busy = false;
-      btn.textContent = 'Delete user permanently';
+      btn.textContent = CONFIRM_MODES[mode].submit;
       btn.disabled = !confirmReady();
       $('confirm-text').disabled = false;
+      $('confirm-reference').disabled = false;
       $('confirm-cancel').disabled = false;
+    }
+  }
+
+  // A request filed to wait for the subscriptions: deferred (the usual case), or
+  // refused for a permanent reason (recorded, and shown with its code).
+  async function afterRequestFiled(id, request) {
+    if (request.status === 'open' || request.status === 'deferred') state.pending.set(id, request);
+    await refreshCustomer(id);
+    if (request.status === 'refused') {
+      renderErasureState(
+        [{ code: request.refusal_code, message: 'The request was refused and recorded.' }],
+        'Erasure request ' + request.request_id + ' was refused (' + request.refusal_code + ').',
+      );
+    }
+    const p = $('pending-request');
+    if (p) p.focus();
+  }
+
+  // Re-reads the open customer and redraws the panel (keeps the receipt).
+  async function refreshCustomer(id) {
+    try {
+      await fetchCustomer(id);
+      if (state.selected === id) renderSummary();
+    } catch (e) {
+      if (!handleCommon(e)) $('summary-status').textContent = 'Could not reload the customer: ' + describe(e);
     }
   }
 
@@ -753,21 +1196,303 @@
   }
 
   async function reloadAfterErasure(id, digestBefore) {
-    try {
-      const [summary, preview] = await Promise.all([
-        api('GET', '/v1/customers/' + encodeURIComponent(id)),
-        api('GET', '/v1/customers/' + encodeURIComponent(id) + '/erasure-preview'),
-      ]);
-      if (state.selected === id) {
-        state.summary = summary;
-        state.preview = preview;
-        renderSummary();
-      }
-    } catch (e) {
-      handleCommon(e);
-    }
-    await loadRevenue(digestBefore);
+    await refreshCustomer(id);
+    if (!isOperator()) await loadRevenue(digestBefore);
     $('summary-title').focus();
+  }
+
+  // ------------------------------------------------------------------ action dialog
+
+  // A small confirmation for one action: terminate a subscription, cancel or
+  // extend a request. `run` performs it; errors are shown with their code.
+  function openAction(cfg) {
+    state.action = cfg;
+    $('action-title').textContent = cfg.title;
+    $('action-desc').textContent = cfg.desc;
+    const fields = $('action-fields');
+    clear(fields);
+    for (const f of cfg.fields || []) fields.append(f);
+    const btn = $('action-submit');
+    btn.textContent = cfg.submit;
+    btn.className = cfg.danger ? 'danger' : '';
+    btn.disabled = false;
+    $('action-error').hidden = true;
+    state.idempotencyFor = null;
+    $('action-dialog').showModal();
+    (fields.querySelector('input, select') || btn).focus();
+  }
+
+  async function submitAction(ev) {
+    ev.preventDefault();
+    const cfg = state.action;
+    if (!cfg || state.busy) return;
+    state.busy = true;
+    const btn = $('action-submit');
+    btn.disabled = true;
+    $('action-cancel').disabled = true;
+    const err = $('action-error');
+    err.hidden = true;
+    try {
+      const result = await cfg.run(keyFor(cfg.title + ' ' + (cfg.content ? cfg.content() : '')));
+      $('action-dialog').close();
+      if (cfg.done) await cfg.done(result);
+    } catch (e) {
+      if (e instanceof ApiFailure && e.kind === 'unauthorized') handleCommon(e);
+      else {
+        err.textContent =
+          e instanceof ApiFailure && e.kind === 'network'
+            ? 'Cannot reach the server. Try again: retrying is safe.'
+            : cfg.failed + ': ' + describe(e);
+        err.hidden = false;
+      }
+    } finally {
+      state.busy = false;
+      btn.disabled = false;
+      $('action-cancel').disabled = false;
+    }
+  }
+
+  // ------------------------------------------------------------------ terminate
+
+  function terminateCell(x) {
+    if (!x.active) return '–';
+    if (!x.yours) return el('span', { class: 'muted', text: 'Its broadcaster only' });
+    const b = el('button', {
+      type: 'button',
+      class: 'secondary small terminate',
+      'data-sub': x.subscription_id,
+      'aria-label': 'Terminate subscription ' + x.subscription_id,
+      text: 'Terminate',
+    });
+    b.addEventListener('click', () => openTerminate(x));
+    return b;
+  }
+
+  function openTerminate(x) {
+    const id = currentCustomerId();
+    openAction({
+      title: 'Terminate this subscription?',
+      desc:
+        'Subscription ' + x.subscription_id + ' (' + x.offer_id + ') ends now and the customer loses access to it. This cannot be undone. Payments and revenue are not affected.',
+      submit: 'Terminate subscription',
+      danger: true,
+      failed: 'The subscription was not terminated',
+      run: (key) =>
+        api('POST', '/v1/customers/' + enc(id) + '/subscriptions/' + enc(x.subscription_id) + '/terminate', { idempotencyKey: key }),
+      done: () => afterTerminate(id),
+    });
+  }
+
+  // After a termination: redraw the customer; a request waiting for its
+  // subscriptions may now complete (the server does it by itself), so watch it.
+  async function afterTerminate(id) {
+    const digestBefore = state.revenueDigest;
+    const waiting = state.pending.get(id);
+    await refreshCustomer(id);
+    const f = state.selected === id ? erasureFacts() : null;
+    if (waiting && f && !f.blockers.length) {
+      $('summary-status').hidden = false;
+      $('summary-status').textContent = 'Subscription terminated. Erasure request ' + waiting.request_id + ' now runs…';
+      await watchRequest(waiting.request_id, id, digestBefore);
+    } else {
+      $('summary-status').hidden = false;
+      $('summary-status').textContent = 'Subscription terminated.';
+    }
+    loadRequests(false);
+  }
+
+  async function watchRequest(rid, id, digestBefore) {
+    const until = Date.now() + TIMEOUT_MS;
+    while (Date.now() < until) {
+      let r;
+      try {
+        r = await api('GET', '/v1/erasure-requests/' + enc(rid));
+      } catch (e) {
+        if (!handleCommon(e)) $('summary-status').textContent = 'Could not follow erasure request ' + rid + ': ' + describe(e);
+        return;
+      }
+      if (r.status !== 'open' && r.status !== 'deferred') {
+        state.pending.delete(id);
+        if (r.status === 'completed' && r.receipt) {
+          state.receipt = r.receipt;
+          forgetResult(id);
+          $('summary-status').textContent = 'Erasure request ' + rid + ' completed.';
+          await reloadAfterErasure(id, digestBefore);
+        } else {
+          $('summary-status').textContent = 'Erasure request ' + rid + ' is ' + r.status + (r.refusal_code ? ' (' + r.refusal_code + ')' : '') + '.';
+          await refreshCustomer(id);
+        }
+        return;
+      }
+      await new Promise((res) => setTimeout(res, 400));
+    }
+    $('summary-status').textContent = 'Erasure request ' + rid + ' is still waiting; see Erasure requests.';
+  }
+
+  // ------------------------------------------------------------------ requests
+
+  // Every open or deferred request the caller can see, by customer (what the
+  // summary panel needs to say "a request is waiting").
+  async function refreshPending() {
+    const pending = new Map();
+    for (const status of ['open', 'deferred']) {
+      let cursor = null;
+      for (let page = 0; page < 10; page++) {
+        const r = await api('GET', '/v1/erasure-requests', { query: { status, limit: 100, cursor } });
+        for (const q of r.items) pending.set(q.customer_id, q);
+        cursor = r.next_cursor || null;
+        if (!cursor) break;
+      }
+    }
+    state.pending = pending;
+  }
+
+  async function loadRequests(more) {
+    const r = state.requests;
+    if (!more) {
+      r.filter = $('requests-filter').value;
+      r.queries = (REQUEST_FILTERS[r.filter] || REQUEST_FILTERS.pending).map((query) => ({ query, cursor: null, done: false }));
+      r.items = [];
+    }
+    const status = $('requests-status');
+    status.textContent = 'Loading requests…';
+    $('requests').setAttribute('aria-busy', 'true');
+    try {
+      if (!more) await refreshPending();
+      for (const q of r.queries) {
+        if (q.done) continue;
+        const page = await api('GET', '/v1/erasure-requests', { query: { ...q.query, limit: REQUEST_PAGE, cursor: q.cursor } });
+        r.items.push(...page.items);
+        q.cursor = page.next_cursor || null;
+        q.done = !q.cursor;
+      }
+      renderRequests();
+      if (!more && state.selected && !isOperator() && state.summary) renderErasureState();
+    } catch (e) {
+      if (!handleCommon(e)) status.textContent = 'Could not load the erasure requests: ' + describe(e);
+      else if (e.kind === 'network') status.textContent = 'Could not load the erasure requests: the server could not be reached.';
+    } finally {
+      $('requests').removeAttribute('aria-busy');
+    }
+  }
+
+  function renderRequests() {
+    const r = state.requests;
+    const items = r.items.slice();
+    // Waiting requests by due date (the most urgent first); the others as filed.
+    if (r.filter === 'pending' || r.filter === 'overdue') items.sort((a, b) => a.due_at.localeCompare(b.due_at));
+    const body = $('requests-body');
+    clear(body);
+    for (const q of items) body.append(requestRow(q));
+    $('requests-table').hidden = items.length === 0;
+    const overdue = items.filter((q) => q.overdue).length;
+    $('requests-status').textContent = items.length
+      ? items.length + ' request' + (items.length === 1 ? '' : 's') + (overdue ? ', ' + overdue + ' overdue' : '') + '.'
+      : 'No erasure requests here.';
+    $('requests-more').hidden = r.queries.every((q) => q.done);
+  }
+
+  function requestRow(q) {
+    const ended = q.status !== 'open' && q.status !== 'deferred';
+    const open = el('button', { type: 'button', class: 'link', 'data-customer': q.customer_id, title: q.customer_id, text: shortId(q.customer_id) });
+    open.addEventListener('click', () => openCustomer(q.customer_id));
+    const statusCell = el('td', null, [
+      el('span', { class: 'badge status-' + q.status, text: STATUS_LABELS[q.status] || q.status }),
+      q.overdue ? el('span', { class: 'badge overdue', text: 'Overdue' }) : null,
+    ]);
+    if (q.status === 'deferred' && q.waiting_for && q.waiting_for.length) {
+      statusCell.append(
+        el('div', { class: 'small-text muted', text: 'waits for ' + q.waiting_for.length + ' subscription' + (q.waiting_for.length === 1 ? '' : 's') }),
+      );
+    }
+    if (q.refusal_code) statusCell.append(el('div', null, [el('code', { text: q.refusal_code })]));
+    const due = el('td', { class: 'nowrap' }, [dateEl(q.due_at)]);
+    if (q.extension_reason) due.append(el('div', { class: 'small-text muted', text: 'extended: ' + (EXTENSION_REASONS[q.extension_reason] || q.extension_reason) }));
+    const actions = el('div', { class: 'actions-cell' });
+    if (!ended) {
+      const cancel = el('button', { type: 'button', class: 'secondary small', 'data-action': 'cancel', text: 'Cancel' });
+      cancel.addEventListener('click', () => openCancel(q));
+      actions.append(cancel);
+      if (!q.extension_reason) {
+        const extend = el('button', { type: 'button', class: 'secondary small', 'data-action': 'extend', text: 'Extend' });
+        extend.addEventListener('click', () => openExtend(q));
+        actions.append(extend);
+      }
+    } else {
+      actions.append(q.ended_at ? el('span', { class: 'small-text muted' }, ['ended ', dateEl(q.ended_at)]) : '–');
+    }
+    return el(
+      'tr',
+      { class: q.overdue ? 'overdue' : null, 'data-request': q.request_id, 'data-status': q.status, 'data-overdue': String(!!q.overdue) },
+      [
+        el('td', null, [el('code', { text: shortId(q.request_id), title: q.request_id })]),
+        el('td', null, [open]),
+        statusCell,
+        el('td', { class: 'nowrap' }, [dateEl(q.received_at)]),
+        due,
+        el('td', { text: actorText(q.requested_by) }),
+        el('td', null, [q.reference ? el('code', { text: q.reference }) : '–']),
+        el('td', null, [actions]),
+      ],
+    );
+  }
+
+  function afterRequestChange(q) {
+    return async () => {
+      await loadRequests(false);
+      if (state.selected === q.customer_id) await refreshCustomer(q.customer_id);
+    };
+  }
+
+  function openCancel(q) {
+    openAction({
+      title: 'Cancel this erasure request?',
+      desc:
+        'Request ' + q.request_id + ' for customer ' + q.customer_id + ' is withdrawn and erases nothing. The cancellation is recorded; a new request can be filed later.',
+      submit: 'Cancel request',
+      danger: true,
+      failed: 'The request was not cancelled',
+      run: (key) => api('POST', '/v1/erasure-requests/' + enc(q.request_id) + '/cancel', { idempotencyKey: key }),
+      done: afterRequestChange(q),
+    });
+  }
+
+  function openExtend(q) {
+    const due = new Date(q.due_at);
+    const day = (d) => d.toISOString().slice(0, 10);
+    const latest = addMonthsUTC(due, 2);
+    const input = el('input', { id: 'extend-date', type: 'date', min: day(new Date(due.getTime() + 86400000)), max: day(latest), value: day(latest), required: true });
+    const reason = el(
+      'select',
+      { id: 'extend-reason' },
+      Object.entries(EXTENSION_REASONS).map(([v, t]) => el('option', { value: v, text: t })),
+    );
+    openAction({
+      title: 'Extend the due date?',
+      desc:
+        'Request ' + q.request_id + ' is due ' + fmtTime(q.due_at) + '. GDPR Art. 12(3) allows one extension, by at most two months, for the complexity or the number of requests; tell the data subject why within the first month.',
+      fields: [
+        el('label', { for: 'extend-date', text: 'New due date' }),
+        input,
+        el('label', { for: 'extend-reason', text: 'Reason' }),
+        reason,
+      ],
+      submit: 'Extend due date',
+      failed: 'The due date was not extended',
+      content: () => input.value + ' ' + reason.value,
+      run: (key) => {
+        // The chosen day, at the time of day of the current due date.
+        const dueAt = new Date(input.value + due.toISOString().slice(10));
+        if (!input.value || Number.isNaN(dueAt.getTime())) {
+          return Promise.reject(new ApiFailure('http', 400, { code: 'INVALID_INPUT', message: 'Choose a new due date.' }));
+        }
+        return api('POST', '/v1/erasure-requests/' + enc(q.request_id) + '/extend', {
+          idempotencyKey: key,
+          body: { due_at: dueAt.toISOString(), reason: reason.value },
+        });
+      },
+      done: afterRequestChange(q),
+    });
   }
 
   // ------------------------------------------------------------------ revenue
@@ -852,9 +1577,19 @@
     });
     $('delete-user').addEventListener('click', openConfirm);
     $('confirm-form').addEventListener('submit', submitConfirm);
-    $('confirm-text').addEventListener('input', () => {
-      $('confirm-submit').disabled = !confirmReady();
+    for (const f of ['confirm-text', 'confirm-reference']) {
+      $(f).addEventListener('input', () => {
+        $('confirm-submit').disabled = !confirmReady();
+      });
+    }
+    $('action-form').addEventListener('submit', submitAction);
+    $('action-cancel').addEventListener('click', () => $('action-dialog').close());
+    $('action-dialog').addEventListener('cancel', (ev) => {
+      if (state.busy) ev.preventDefault();
     });
+    $('requests-filter').addEventListener('change', () => loadRequests(false));
+    $('requests-refresh').addEventListener('click', () => loadRequests(false));
+    $('requests-more').addEventListener('click', () => loadRequests(true));
     $('confirm-cancel').addEventListener('click', closeConfirm);
     $('confirm-dialog').addEventListener('cancel', (ev) => {
       if (state.busy) ev.preventDefault();
@@ -870,7 +1605,7 @@
     const saved = sessionStorage.getItem(KEY_SLOT);
     if (saved) {
       state.key = saved;
-      api('GET', '/v1/revenue')
+      checkKey(saved)
         .then(() => enterApp())
         .catch((e) => {
           if (e instanceof ApiFailure && e.kind === 'network') {

@@ -1,4 +1,6 @@
-//! The broadcaster dashboard: Customer Accounts, "Delete user", revenue.
+//! The dashboard: Customer Accounts, "Delete user" (now, when the subscription
+//! ends, or terminate and erase), erasure requests, revenue; and, with the admin
+//! key, the platform operator's view of the same pages across broadcasters.
 //!
 //! Three static files (`assets/index.html`, `assets/app.js`, `assets/app.css`, plus a
 //! small SVG icon) are compiled into the binary with `include_str!`/`include_bytes!`:

@@ -376,6 +376,28 @@ pub async fn the_operator_erases_a_shared_account_once_no_subscription_is_active
         .call(Method::GET, "/v1/erasure-requests", Some(&admin), None)
         .await;
     assert_eq!(ids(&listed.body), Vec::<String>::new());
+    // The operator's view of the customer: both broadcasters, both subscriptions,
+    // the same blocker; ids only, no personal data; admin key only.
+    let view_path = format!("/v1/admin/customers/{c}");
+    let view = h.call(Method::GET, &view_path, Some(&admin), None).await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.text);
+    assert_eq!(view.body["status"], "active");
+    assert_eq!(view.body["erasable"], false);
+    assert_eq!(view.body["blockers"][0]["code"], "ACTIVE_SUBSCRIPTION");
+    assert_eq!(view.body["broadcasters"].as_array().unwrap().len(), 2);
+    assert_eq!(view.body["subscriptions"].as_array().unwrap().len(), 2);
+    for personal in ["Linus", "Pauling", "linus@example.org"] {
+        assert!(!view.text.contains(personal), "{}", view.text);
+    }
+    let r = h.get(&view_path, &h.a).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    let r = h
+        .call(Method::GET, "/v1/admin/customers/nope", Some(&admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let unknown = format!("/v1/admin/customers/{}", ledger_types::CustomerId::new());
+    let r = h.call(Method::GET, &unknown, Some(&admin), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     // Bad input: a personal-looking reference, a bad id, an unknown customer.
     let r = op(json!({"reference": "Linus Pauling"})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
@@ -427,6 +449,11 @@ pub async fn the_operator_erases_a_shared_account_once_no_subscription_is_active
         assert_eq!(mine[0]["erased_by"]["kind"], "operator");
         assert_eq!(mine[0]["position"], position);
     }
+    // The operator's view shows the erasure.
+    let view = h.call(Method::GET, &view_path, Some(&admin), None).await;
+    assert_eq!(view.body["status"], "erased", "{}", view.text);
+    assert_eq!(view.body["erasure"]["position"], position);
+    assert_eq!(view.body["erasure"]["erased_by"]["kind"], "operator");
     // Not another tenant's.
     let list = h.get("/v1/erasures", &h.b).await;
     assert!(!list.text.contains(&c), "{}", list.text);
