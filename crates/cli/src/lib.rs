@@ -423,12 +423,24 @@ enum LogFormat {
     Json,
 }
 
+/// `LEDGER_LOG` is a target filter (`info`, `info,ledger_app=debug`): levels by
+/// target prefix, parsed by `tracing_subscriber::filter::Targets`, which needs no
+/// regular-expression engine (`EnvFilter`'s span-field matching, which nothing
+/// here uses, brought two of the longest crates of a first build; ADR 0024). A
+/// value that does not parse means `info`, with a warning that does not echo it.
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LEDGER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal as _;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let info = || tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO);
+    let (filter, invalid) = match std::env::var("LEDGER_LOG") {
+        Ok(v) if !v.trim().is_empty() => match v.parse() {
+            Ok(f) => (f, false),
+            Err(_) => (info(), true),
+        },
+        _ => (info(), false),
+    };
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         // A log line that cannot be written (stderr is a file on a full disk) is
@@ -436,10 +448,16 @@ fn init_tracing(format: LogFormat) {
         // `eprintln!`, which panics when stderr cannot be written either: a request
         // lost its connection, and the SQLite writer thread died for good.
         .log_internal_errors(false);
+    let registry = tracing_subscriber::registry().with(filter);
     if format == LogFormat::Json {
-        builder.json().init();
+        registry.with(layer.json()).init();
     } else {
-        builder.init();
+        registry.with(layer).init();
+    }
+    if invalid {
+        tracing::warn!(
+            "LEDGER_LOG is not a valid filter (e.g. `info,ledger_app=debug`); logging at info"
+        );
     }
 }
 
