@@ -34,7 +34,7 @@ for tool in patroni patronictl etcd setpriv python3 "/usr/lib/postgresql/15/bin/
     fi
 done
 if [ ! -x "$ledger_bin" ]; then
-    echo "failover.sh: no ledger binary at $ledger_bin (cargo build -p ledger-cli, or set LEDGER_BIN)" >&2
+    echo "failover.sh: no ledger binary at $ledger_bin (cargo build -p ledger-cli --features postgres, or set LEDGER_BIN)" >&2
     exit 2
 fi
 if [ "$(id -u)" != 0 ]; then

@@ -201,6 +201,7 @@ impl Scratch {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// `url` naming database `db` instead, keeping its options (a multi-host URL's
 /// `target_session_attrs=read-write` must survive, or the scratch store could land
 /// on a standby).
@@ -779,7 +780,7 @@ async fn fold_in_memory(store: &Arc<dyn EventStore>) -> Result<f64> {
     Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "postgres"))]
 mod tests {
     use super::*;
 
