@@ -135,7 +135,7 @@ fn chosen_id(s: Option<&str>) -> Result<RequestId, ApiError> {
     Ok(s.map(request_id).transpose()?.unwrap_or_default())
 }
 
-fn reference(s: Option<&str>) -> Result<Option<Reference>, ApiError> {
+pub(crate) fn reference(s: Option<&str>) -> Result<Option<Reference>, ApiError> {
     s.map(|r| {
         Reference::parse(r).map_err(|_| {
             ApiError::invalid_input(

@@ -546,7 +546,7 @@ impl Ledger {
         failpoint::hit(failpoint::JOB_AFTER_FILE);
 
         let gone: Vec<CustomerId> = erased.iter().map(|(k, _, _, _)| items[*k].1).collect();
-        if let Some(list) = self.forget_list() {
+        if let Some(list) = self.forget_list().filter(|_| !erased.is_empty()) {
             let entries: Vec<ForgetEntry> = erased
                 .iter()
                 .map(|(k, p, a, _)| ForgetEntry {
@@ -628,6 +628,15 @@ impl Ledger {
     }
 }
 
+/// What one pass of the [`JobRunner`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Jobs driven to their end (or to their cancellation).
+    pub driven: usize,
+    /// Jobs another task of this process held (a submission validating it).
+    pub held: usize,
+}
+
 /// Drives every unfinished job, in `serve` (see the module doc). It keeps no
 /// state of its own: the job streams are its checkpoint, as the request streams
 /// are the process manager's (ADR 0023).
@@ -646,26 +655,28 @@ impl JobRunner {
     }
 
     /// One pass: every unfinished job driven to its end. Returns how many jobs it
-    /// drove; a job that failed is tried again on the next pass.
-    pub async fn pass(&self) -> Result<usize, AppError> {
+    /// drove and how many another task held (the submitting request validating
+    /// one: the next pass comes soon); a job that failed is tried again on the
+    /// next pass.
+    pub async fn pass(&self) -> Result<Pass, AppError> {
         let index = self.ledger.requests();
         index.catch_up().await?;
-        let mut driven = 0;
+        let mut pass = Pass::default();
         let mut failed = None;
         for id in index.unfinished_jobs() {
             match self.ledger.run_job(id, self.chunk, &|_| {}).await {
-                Ok(Some(_)) => driven += 1,
-                Ok(None) => {}
+                Ok(Some(_)) => pass.driven += 1,
+                Ok(None) => pass.held += 1,
                 Err(e) => {
                     warn!(job = %id, code = e.code(), "erasure job step failed; retried on the next pass");
                     failed = Some(e);
                 }
             }
         }
-        if driven > 0 {
+        if pass.driven > 0 {
             index.catch_up().await?;
         }
-        failed.map_or(Ok(driven), Err)
+        failed.map_or(Ok(pass), Err)
     }
 
     /// Runs passes until `stop` resolves: when the log grows, at least every
@@ -673,16 +684,16 @@ impl JobRunner {
     pub async fn run(
         &self,
         stop: impl std::future::Future<Output = ()>,
-        on_result: impl Fn(Result<usize, &AppError>),
+        on_result: impl Fn(Result<Pass, &AppError>),
     ) {
-        crate::process::follow_log(
-            &self.ledger,
-            || self.pass(),
-            |_| PASS_EVERY,
-            stop,
-            on_result,
-        )
-        .await;
+        let next = |p: &Pass| {
+            if p.held > 0 {
+                Duration::from_millis(100)
+            } else {
+                PASS_EVERY
+            }
+        };
+        crate::process::follow_log(&self.ledger, || self.pass(), next, stop, on_result).await;
         info!("erasure job runner stopped");
     }
 }

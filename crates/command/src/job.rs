@@ -309,6 +309,11 @@ impl ErasureJob {
         self.findings.get(i).map_or(&[], Vec::as_slice)
     }
 
+    /// How item `i` was settled, if it was.
+    pub fn outcome(&self, i: usize) -> Option<ItemOutcome> {
+        self.outcomes.get(i).copied()
+    }
+
     /// Where item `i` is.
     pub fn item_state(&self, i: usize) -> ItemState {
         match self.outcomes.get(i) {
