@@ -83,6 +83,22 @@ fn destroyed(data: &Path) -> Vec<String> {
     v
 }
 
+/// How far the job got, as its stream says (for the test's output).
+fn progress(data: &Path) -> String {
+    let job = counts(data, &format!("erasure-job-{JOB}"));
+    let n = |t: &str| {
+        job.get(&(format!("erasure-job-{JOB}"), t.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    };
+    format!(
+        "{} chunks begun, {} settled, finished: {}",
+        n("ErasureJobChunkStarted"),
+        n("ErasureJobItemsSettled"),
+        n("ErasureJobFinished")
+    )
+}
+
 fn kill9(child: &mut Child) {
     let ok = std::process::Command::new("kill")
         .args(["-KILL", &child.id().to_string()])
@@ -255,11 +271,13 @@ fn a_bulk_job_survives_kill_9_at_random_moments_and_erases_each_customer_once() 
     // Killed while it runs, at a moment that varies from run to run.
     std::thread::sleep(Duration::from_millis(random_ms(800)));
     kill9(&mut s.child);
+    eprintln!("killed at: {}", progress(&data));
 
     // Killed again during the recovery, then left to finish.
     let mut s = start(&data, free_port(), None);
     std::thread::sleep(Duration::from_millis(random_ms(500)));
     kill9(&mut s.child);
+    eprintln!("killed again at: {}", progress(&data));
     let (s, j) = resume(&data);
     stop(s);
     check(&data, &ids, &j);
