@@ -83,6 +83,19 @@ pub fn ledger(data: &Path, store: Option<&str>) -> Command {
     c
 }
 
+/// `ledger audit verify --json` on the data folder; the report, once the command
+/// succeeded.
+pub fn audit(data: &Path, store: Option<&str>) -> Value {
+    let out = ledger(data, store)
+        .args(["audit", "verify", "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("audit --json: {}", crate::stderr(&out)));
+    assert!(out.status.success(), "{report}");
+    report
+}
+
 /// `ledger serve` on `port` (see [`start_with`]).
 pub fn start(data: &Path, port: u16, store: Option<&str>) -> Server {
     start_with(data, port, store, &[])

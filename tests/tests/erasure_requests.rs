@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use ledger_system_tests as common;
 
-use common::server::{call, free_port, ledger, start, stop, wait_ok, Server, ADMIN};
+use common::server::{audit, call, free_port, ledger, start, stop, wait_ok, Server, ADMIN};
 
 /// `ledger demo` on the store under test; the summary.
 fn demo(data: &Path, store: Option<&str>, customers: usize) -> Value {
@@ -40,17 +40,6 @@ fn key_for(base: &str, b: &str) -> String {
     );
     assert_eq!(st, 201, "{k}");
     k["token"].as_str().unwrap().to_owned()
-}
-
-fn audit(data: &Path, store: Option<&str>) -> Value {
-    let out = ledger(data, store)
-        .args(["audit", "verify", "--json"])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("audit --json: {}", common::stderr(&out)));
-    assert!(out.status.success(), "{report}");
-    report
 }
 
 #[test]

@@ -94,6 +94,7 @@ objects_only!(
     TerminateAndEraseRequest,
     ExtendErasureRequest,
     OperatorAnonymizeRequest,
+    SubmitErasureJob,
 );
 serialize_inherent!(AnswerDto, MoneyDto);
 
@@ -729,6 +730,28 @@ pub struct FileErasureRequest {
     /// A ticket or case number to match the request with your records: 1 to 64
     /// characters of `A-Z a-z 0-9 . _ - : / #`. Never personal data: no spaces,
     /// `@` or `+`, so no name, email address or phone number fits.
+    #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._:/#-]{1,64}$", min_length = 1, max_length = 64)]
+    pub reference: Option<String>,
+}
+
+/// Submit a bulk erasure job: every customer becomes an erasure request of its
+/// own (due one month after receipt), filed by the runner in the background.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, remote = "Self")]
+pub struct SubmitErasureJob {
+    /// 1 to 10,000 distinct customer ids (canonical UUIDs). More, a duplicate or a
+    /// malformed id refuses the whole job, with nothing recorded.
+    #[schema(schema_with = crate::jobs::customer_ids_schema)]
+    pub customer_ids: Vec<String>,
+    /// Client-chosen id (canonical UUID) to make retries safe: the same id with the
+    /// same customers answers the same job; a new one if absent.
+    #[serde(default)]
+    #[schema(schema_with = crate::money::optional_uuid_schema)]
+    pub job_id: Option<String>,
+    /// A ticket or case number, as for an erasure request: 1 to 64 characters of
+    /// `A-Z a-z 0-9 . _ - : / #`, never personal data. Every request of the job
+    /// carries it.
     #[serde(default)]
     #[schema(pattern = "^[A-Za-z0-9._:/#-]{1,64}$", min_length = 1, max_length = 64)]
     pub reference: Option<String>,

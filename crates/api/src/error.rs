@@ -174,7 +174,9 @@ pub fn refusal_status(r: &Refusal) -> StatusCode {
         Refusal::NotFound | Refusal::SubscriptionNotFound | Refusal::PaymentNotFound => {
             StatusCode::NOT_FOUND
         }
-        Refusal::InvalidInput { .. } => StatusCode::BAD_REQUEST,
+        Refusal::InvalidInput { .. }
+        | Refusal::TooManyIds { .. }
+        | Refusal::DuplicateIds { .. } => StatusCode::BAD_REQUEST,
         _ => StatusCode::CONFLICT,
     }
 }

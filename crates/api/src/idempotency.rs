@@ -80,6 +80,8 @@ pub const REPLAYABLE: &[(Method, &str)] = &[
     (Method::POST, "/v1/erasure-requests/{id}/extend"),
     (Method::POST, "/v1/admin/customers/{id}/anonymize"),
     (Method::POST, "/v1/customers/{id}/terminate-and-erase"),
+    (Method::POST, "/v1/erasure-jobs"),
+    (Method::POST, "/v1/erasure-jobs/{id}/cancel"),
 ];
 
 /// The writes that accept an `Idempotency-Key` but never save an answer, and why.

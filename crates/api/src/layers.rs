@@ -39,10 +39,13 @@
 //! 7. **Timeout** ([`TimeoutLayer`]): the time to produce the answer's head. It
 //!    answers with `408`, a status no route of this API uses, so step 6 can tell
 //!    its answer from every other one.
-//! 8. **Body limit** ([`RequestBodyLimitLayer`]): a `Content-Length` over the limit
-//!    is answered before any handler runs; a body without one is cut at the limit,
-//!    which the body extractors report as `413 BODY_TOO_LARGE`. axum's own
-//!    default limit is switched off, so this is the one limit.
+//! 8. **Body limit** ([`limit_body`], what tower-http's `RequestBodyLimitLayer`
+//!    does, with a limit per route): a `Content-Length` over the limit is answered
+//!    before any handler runs; a body without one is cut at the limit, which the
+//!    body extractors report as `413 BODY_TOO_LARGE`. The limit is `body_limit`,
+//!    and `bulk_body_limit` on the [`BULK_ROUTES`] (a bulk erasure job names up to
+//!    10,000 ids, about 400 KB). axum's own default limit is switched off, so this
+//!    is the one limit.
 //!
 //! Inside these, [`crate::router`] adds the method check and idempotency keys.
 
@@ -58,7 +61,6 @@ use bytes::Bytes;
 use tower::util::{MapRequestLayer, MapResponseLayer};
 use tower_http::compression::predicate::{DefaultPredicate, Predicate as _};
 use tower_http::compression::CompressionLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -92,7 +94,7 @@ where
     // `Router::layer` wraps what is already there: innermost first.
     router
         .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(state.config.body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.config.timeout,
@@ -116,6 +118,32 @@ where
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(MapRequestLayer::new(keep_short_request_id))
         .layer(SetSensitiveHeadersLayer::new(SENSITIVE))
+}
+
+/// The routes whose body may reach `bulk_body_limit` rather than `body_limit`.
+pub const BULK_ROUTES: &[(Method, &str)] = &[(Method::POST, "/v1/erasure-jobs")];
+
+/// The body limit (step 8 of the module doc).
+async fn limit_body(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let bulk = BULK_ROUTES
+        .iter()
+        .any(|(m, p)| req.method() == m && req.uri().path() == *p);
+    let limit = if bulk {
+        state.config.bulk_body_limit.max(state.config.body_limit)
+    } else {
+        state.config.body_limit
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return body_too_large().into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let body = Body::new(http_body_util::Limited::new(body, limit));
+    next.run(Request::from_parts(parts, body)).await
 }
 
 /// A client's request id is kept if it is one short token, `[A-Za-z0-9._-]{1,64}`;

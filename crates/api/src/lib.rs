@@ -35,6 +35,7 @@ pub mod dto;
 pub mod erasure;
 pub mod error;
 pub mod idempotency;
+pub mod jobs;
 pub mod layers;
 pub mod metrics;
 pub mod money;
@@ -79,6 +80,9 @@ use crate::dto::*;
 pub struct ApiConfig {
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// Largest request body accepted on the bulk routes (`layers::BULK_ROUTES`:
+    /// an erasure job of up to 10,000 ids), in bytes.
+    pub bulk_body_limit: usize,
     /// Longest time a request may take to produce its response head.
     pub timeout: Duration,
     /// Most saved idempotent answers kept (the oldest are forgotten first).
@@ -93,6 +97,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             body_limit: 64 * 1024,
+            bulk_body_limit: 1024 * 1024,
             timeout: Duration::from_secs(30),
             idempotency_capacity: 1_000_000,
             idempotency_ttl: Duration::from_secs(24 * 3600),
@@ -299,6 +304,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(billing::router())
         .merge(erasure::router())
         .merge(requests::router())
+        .merge(jobs::router())
         .merge(revenue::router())
         .merge(audit::router())
         .merge(transparency::router())
@@ -362,6 +368,7 @@ impl Modify for Security {
         erasure::preview, erasure::anonymize, erasure::delete_customer, erasure::list,
         requests::file, requests::list, requests::show, requests::cancel, requests::extend,
         requests::operator_anonymize, requests::terminate_and_erase,
+        jobs::submit, jobs::show, jobs::items, jobs::cancel,
         revenue::revenue,
         audit::events, audit::verify,
         transparency::tree_head, transparency::inclusion, transparency::consistency,
@@ -376,7 +383,8 @@ impl Modify for Security {
         StartSubscriptionRequest, CapturePaymentRequest, RefundPaymentRequest, MoneyDto,
         ErasurePreview, BlockerDto, ReceiptDto, ErasureList, ErasureRecordDto, ActorDto,
         FileErasureRequest, ExtendErasureRequest, OperatorAnonymizeRequest, ErasureRequestDto,
-        ErasureRequestPage, TerminateAndEraseRequest,
+        ErasureRequestPage, TerminateAndEraseRequest, SubmitErasureJob,
+        jobs::ErasureJobDto, jobs::ErasureJobItemDto, jobs::ErasureJobItemPage, jobs::ItemCounts,
         transparency::SignedTreeHeadDto, transparency::InclusionProofDto,
         transparency::ConsistencyProofDto,
         RevenueResponse, RevenueRow, CreateBroadcasterRequest, BroadcasterDto,

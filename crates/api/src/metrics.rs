@@ -72,6 +72,8 @@ pub struct Metrics {
 
 /// The gauge of erasure requests by status (labelled `status`).
 const REQUESTS_BY_STATUS: &str = "ledger_erasure_requests";
+/// The gauge of bulk erasure jobs by state (labelled `state`).
+const JOBS_BY_STATE: &str = "ledger_erasure_jobs";
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,6 +94,8 @@ pub struct Gauges {
     pub erasure_requests_overdue: u64,
     /// Age of the oldest open (or deferred) erasure request (0 if none).
     pub oldest_open_request_seconds: f64,
+    /// Bulk erasure jobs by state, in `ledger_command::JobState::ALL` order.
+    pub erasure_jobs: [u64; 6],
 }
 
 impl Default for Metrics {
@@ -115,6 +119,7 @@ impl Metrics {
             );
             metrics::describe_histogram!(DURATION, "Request latency by route template.");
             metrics::describe_gauge!(REQUESTS_BY_STATUS, "Erasure requests by status.");
+            metrics::describe_gauge!(JOBS_BY_STATE, "Bulk erasure jobs by state.");
             let counter = |name: &'static str, help: &'static str| {
                 metrics::describe_counter!(name, help);
                 metrics::counter!(name)
@@ -207,6 +212,9 @@ impl Metrics {
             {
                 metrics::gauge!(REQUESTS_BY_STATUS, "status" => status.as_str()).set(n as f64);
             }
+            for (state, n) in ledger_command::JobState::ALL.iter().zip(g.erasure_jobs) {
+                metrics::gauge!(JOBS_BY_STATE, "state" => state.as_str()).set(n as f64);
+            }
         });
         self.handle.render()
     }
@@ -236,6 +244,7 @@ mod tests {
             erasure_requests: [3, 1, 7, 2, 0],
             erasure_requests_overdue: 1,
             oldest_open_request_seconds: 86_400.0,
+            erasure_jobs: [0, 0, 1, 4, 2, 0],
         });
         assert!(
             text.contains("ledger_erasure_requests{status=\"open\"} 3"),
@@ -250,6 +259,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ledger_erasure_requests_overdue 1"), "{text}");
+        assert!(
+            text.contains("ledger_erasure_jobs{state=\"succeeded\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ledger_erasure_jobs{state=\"partially_failed\"} 2"),
+            "{text}"
+        );
         assert!(
             text.contains("ledger_oldest_open_erasure_request_seconds 86400"),
             "{text}"

@@ -94,6 +94,11 @@ async fn gauges(state: &SharedState, failing: &mut Vec<FailingPart>) -> Gauges {
     for (slot, s) in by_status.iter_mut().zip(ledger_command::RequestStatus::ALL) {
         *slot = counts.by_status.get(s.as_str()).copied().unwrap_or(0);
     }
+    let jobs = requests.job_counts();
+    let mut by_state = [0u64; 6];
+    for (slot, s) in by_state.iter_mut().zip(ledger_command::JobState::ALL) {
+        *slot = jobs.get(s.as_str()).copied().unwrap_or(0);
+    }
     Gauges {
         log_head: head,
         read_model_position: pos,
@@ -101,6 +106,7 @@ async fn gauges(state: &SharedState, failing: &mut Vec<FailingPart>) -> Gauges {
         oldest_pending_destruction_seconds: oldest.as_secs_f64(),
         erasure_requests: by_status,
         erasure_requests_overdue: counts.overdue,
+        erasure_jobs: by_state,
         oldest_open_request_seconds: counts.oldest_open_received_at.map_or(0.0, |t| {
             now.millis().saturating_sub(t.millis()).max(0) as f64 / 1000.0
         }),

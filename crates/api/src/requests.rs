@@ -138,7 +138,7 @@ fn chosen_id(s: Option<&str>) -> Result<RequestId, ApiError> {
         .unwrap_or_else(|| crate::idempotency::new_id("erasure-request", RequestId::from_uuid)))
 }
 
-fn reference(s: Option<&str>) -> Result<Option<Reference>, ApiError> {
+pub(crate) fn reference(s: Option<&str>) -> Result<Option<Reference>, ApiError> {
     s.map(|r| {
         Reference::parse(r).map_err(|_| {
             ApiError::invalid_input(

@@ -6,6 +6,7 @@
 //! against the OpenAPI document.
 
 mod common;
+mod erasure_jobs;
 mod erasure_requests;
 mod layers;
 mod transparency;
@@ -1705,7 +1706,11 @@ async fn every_operation_answers_its_common_statuses() {
             }
             if op.get("requestBody").is_some() {
                 with_body += 1;
-                let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(70_000));
+                // Just over the route's limit: `body_limit` (64 KiB), or
+                // `bulk_body_limit` (1 MiB) on `POST /v1/erasure-jobs`.
+                let bulk = method == Method::POST && template == "/v1/erasure-jobs";
+                let pad = if bulk { 1_100_000 } else { 70_000 };
+                let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(pad));
                 let r = h
                     .raw(
                         method.clone(),
@@ -2138,6 +2143,19 @@ async fn erase_when_it_ends_races_a_new_subscription() {
 }
 
 #[tokio::test]
+async fn erasure_jobs_are_validated_run_counted_and_paged() {
+    erasure_jobs::a_job_is_validated_run_counted_and_paged().await;
+}
+#[tokio::test]
+async fn the_operator_erases_shared_accounts_by_job_and_a_cancel_stops_a_job() {
+    erasure_jobs::the_operator_erases_shared_accounts_by_job_and_a_cancel_stops_a_job().await;
+}
+#[tokio::test]
+async fn bad_job_lists_are_refused_whole_and_change_nothing() {
+    erasure_jobs::bad_job_lists_are_refused_whole_and_change_nothing().await;
+}
+
+#[tokio::test]
 async fn every_documented_response_is_produced_by_a_test() {
     let text = ledger_api::openapi_json();
     let parsed: utoipa::openapi::OpenApi =
@@ -2191,6 +2209,9 @@ async fn every_documented_response_is_produced_by_a_test() {
     erasure_requests::erasure_receipts_are_paged().await;
     erasure_requests::terminate_and_erase_and_the_refusals_of_every_route().await;
     erasure_requests::requests_whose_key_destruction_failed_are_completed_by_the_process().await;
+    erasure_jobs::a_job_is_validated_run_counted_and_paged().await;
+    erasure_jobs::the_operator_erases_shared_accounts_by_job_and_a_cancel_stops_a_job().await;
+    erasure_jobs::bad_job_lists_are_refused_whole_and_change_nothing().await;
     let produced = seen().lock().unwrap().clone();
     // The one exclusion: 503 (STORE_UNAVAILABLE, TIMEOUT) and 507 (STORAGE_FULL),
     // which `CommonResponses` documents on every authenticated `/v1/` operation

@@ -302,7 +302,7 @@ pub async fn verify(
                     _ => {}
                 },
                 Ok(DomainEvent::Broadcaster(..)) => broadcasters += 1,
-                Ok(DomainEvent::ErasureRequest(..)) => {}
+                Ok(DomainEvent::ErasureRequest(..) | DomainEvent::ErasureJob(..)) => {}
                 Err(e) => problems.push(Problem {
                     code: "SCHEMA_INVALID",
                     position: Some(r.position),

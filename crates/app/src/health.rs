@@ -28,6 +28,8 @@ pub enum Part {
     Transparency,
     /// The erasure process manager (deferred requests, subscription end dates).
     ErasureProcess,
+    /// The runner of bulk erasure jobs.
+    ErasureJobs,
 }
 
 impl Part {
@@ -37,6 +39,7 @@ impl Part {
             Part::Reconciler => "reconciler",
             Part::Transparency => "transparency",
             Part::ErasureProcess => "erasure_process",
+            Part::ErasureJobs => "erasure_jobs",
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod export;
 pub mod failpoint;
 pub mod forget;
 pub mod health;
+pub mod jobs;
 pub mod process;
 pub mod read;
 pub mod requests;
@@ -25,6 +26,7 @@ pub mod retry;
 pub mod search;
 mod service;
 pub mod shred;
+mod stream;
 pub mod transparency;
 
 pub use codec::{decode_record, encode_customer_event};

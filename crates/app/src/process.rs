@@ -160,40 +160,66 @@ impl ErasureProcess {
         stop: impl std::future::Future<Output = ()>,
         on_result: impl Fn(Result<Pass, &AppError>),
     ) {
-        tokio::pin!(stop);
-        let mut backoff = Duration::from_millis(250);
-        loop {
-            let wait = match self.pass(Timestamp::now()).await {
-                Ok(p) => {
-                    on_result(Ok(p));
-                    backoff = Duration::from_millis(250);
-                    let next_end = self.ledger.requests().next_ending().map(|t| {
-                        let ms = t.millis().saturating_sub(Timestamp::now().millis()).max(0);
-                        Duration::from_millis(ms as u64)
-                    });
-                    next_end.map_or(PASS_EVERY, |d| d.min(PASS_EVERY))
-                }
-                Err(e) => {
-                    on_result(Err(&e));
-                    warn!(code = e.code(), "erasure process pass failed; retrying");
-                    let w = backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    w
-                }
-            };
-            let position = self.ledger.requests().position();
-            let store = self.ledger.store().clone();
-            let woken = async move {
-                // A store that fails answers at once: wait out the delay then.
-                if store.wait_for_head(position, wait).await.is_err() {
-                    tokio::time::sleep(wait).await;
-                }
-            };
-            tokio::select! {
-                _ = &mut stop => break,
-                _ = woken => {}
-            }
-        }
+        let next = |_: &Pass| {
+            let next_end = self.ledger.requests().next_ending().map(|t| {
+                let ms = t.millis().saturating_sub(Timestamp::now().millis()).max(0);
+                Duration::from_millis(ms as u64)
+            });
+            next_end.map_or(PASS_EVERY, |d| d.min(PASS_EVERY))
+        };
+        follow_log(
+            &self.ledger,
+            || self.pass(Timestamp::now()),
+            next,
+            stop,
+            on_result,
+        )
+        .await;
         info!("erasure process stopped");
+    }
+}
+
+/// Runs `pass` until `stop` resolves: again when the log grows past what the
+/// request index folded, or after `next(last pass)`; after a failure, again after
+/// a backoff doubling up to 10 s. `on_result` hears how each pass went.
+pub(crate) async fn follow_log<T, Fut>(
+    ledger: &Ledger,
+    mut pass: impl FnMut() -> Fut,
+    next: impl Fn(&T) -> Duration,
+    stop: impl std::future::Future<Output = ()>,
+    on_result: impl Fn(Result<T, &AppError>),
+) where
+    Fut: std::future::Future<Output = Result<T, AppError>>,
+{
+    tokio::pin!(stop);
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let wait = match pass().await {
+            Ok(p) => {
+                let wait = next(&p);
+                on_result(Ok(p));
+                backoff = Duration::from_millis(250);
+                wait
+            }
+            Err(e) => {
+                on_result(Err(&e));
+                warn!(code = e.code(), "pass failed; retrying");
+                let w = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                w
+            }
+        };
+        let position = ledger.requests().position();
+        let store = ledger.store().clone();
+        let woken = async move {
+            // A store that fails answers at once: wait out the delay then.
+            if store.wait_for_head(position, wait).await.is_err() {
+                tokio::time::sleep(wait).await;
+            }
+        };
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = woken => {}
+        }
     }
 }

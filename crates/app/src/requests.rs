@@ -38,13 +38,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use ledger_command::{ErasurePlan, ErasureRequest, Refusal, RequestCommand, RequestStatus};
-use ledger_events::{
-    streams, Actor, BlockerCode, CustomerEvent, ErasureRequestEvent, ExtensionReason,
-    SCHEMA_VERSION,
+use ledger_command::{
+    ErasurePlan, ErasureRequest, JobState, Refusal, RequestCommand, RequestStatus,
 };
-use ledger_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, Position, StoreError};
-use ledger_types::{CustomerId, EventId, Reference, RequestId, SubscriptionId, Timestamp};
+use ledger_events::{
+    streams, Actor, BlockerCode, CustomerEvent, ErasureJobEvent, ErasureRequestEvent,
+    ExtensionReason, JobEnd,
+};
+use ledger_store::{EventStore, Position};
+use ledger_types::{CustomerId, JobId, Reference, RequestId, SubscriptionId, Timestamp};
 use tracing::{info, instrument};
 
 use crate::service::ErasedBy;
@@ -86,20 +88,11 @@ pub struct RequestOutcome {
 }
 
 impl Ledger {
-    async fn load_request(&self, id: RequestId) -> Result<(ErasureRequest, u64), AppError> {
-        let records = self
-            .store
-            .read_stream(&streams::erasure_request(id), 1)
-            .await?;
-        let mut r = ErasureRequest::default();
-        for rec in &records {
-            r.apply(&ErasureRequestEvent::decode(
-                &rec.event_type,
-                rec.schema_version,
-                &rec.payload,
-            )?);
-        }
-        Ok((r, records.last().map_or(0, |r| r.version)))
+    pub(crate) async fn load_request(
+        &self,
+        id: RequestId,
+    ) -> Result<(ErasureRequest, u64), AppError> {
+        crate::stream::load(&*self.store, &streams::erasure_request(id)).await
     }
 
     /// Decides a command on a request and appends its events with optimistic
@@ -109,47 +102,7 @@ impl Ledger {
         id: RequestId,
         cmd: &RequestCommand,
     ) -> Result<ErasureRequest, AppError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (mut state, version) = self.load_request(id).await?;
-            let events = state.handle(cmd)?;
-            if events.is_empty() {
-                return Ok(state);
-            }
-            let at = Timestamp::now();
-            let new = events
-                .iter()
-                .map(|e| {
-                    Ok(NewEvent {
-                        event_id: EventId::new(),
-                        event_type: e.event_type().to_owned(),
-                        schema_version: SCHEMA_VERSION,
-                        payload: e.encode()?,
-                        recorded_at: at,
-                    })
-                })
-                .collect::<Result<Vec<_>, AppError>>()?;
-            let expected = if version == 0 {
-                ExpectedVersion::NoStream
-            } else {
-                ExpectedVersion::Exact(version)
-            };
-            let req = AppendRequest {
-                stream: streams::erasure_request(id),
-                expected,
-                events: new,
-            };
-            match self.store.append(req).await {
-                Ok(_) => {
-                    for e in &events {
-                        state.apply(e);
-                    }
-                    return Ok(state);
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(AppError::Contention)
+        crate::stream::execute(&*self.store, &streams::erasure_request(id), cmd).await
     }
 
     /// Files an erasure request and takes it as far as it can go now (see the
@@ -457,6 +410,63 @@ struct Folded {
     /// Active subscriptions with an end date: (ends_at, customer, subscription).
     endings: BTreeSet<(Timestamp, CustomerId, SubscriptionId)>,
     ending_of: HashMap<SubscriptionId, (Timestamp, CustomerId)>,
+    /// Erasure jobs, briefly (see [`JobBrief`]).
+    jobs: BTreeMap<JobId, JobBrief>,
+    /// Requests a job runner is taking through their steps itself: the process
+    /// manager leaves them alone meanwhile (see `crate::jobs`).
+    claimed: HashSet<RequestId>,
+    /// Jobs a runner of this process is driving (one at a time per job).
+    busy_jobs: HashSet<JobId>,
+}
+
+/// What the index keeps of an erasure job: enough for the runner to find the jobs
+/// it must drive and for the metrics to count them by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobBrief {
+    pub state: JobState,
+    /// A chunk is begun and not settled.
+    pub in_flight: bool,
+}
+
+impl JobBrief {
+    /// Whether the runner still has something to do for this job.
+    pub fn unfinished(&self) -> bool {
+        !self.state.is_ended() || self.in_flight
+    }
+
+    fn apply(brief: Option<Self>, e: &ErasureJobEvent) -> Option<Self> {
+        let mut b = match (brief, e) {
+            (None, ErasureJobEvent::Submitted(_)) => {
+                return Some(JobBrief {
+                    state: JobState::Validating,
+                    in_flight: false,
+                })
+            }
+            (None, _) => return None,
+            (Some(b), _) => b,
+        };
+        let ended = b.state.is_ended();
+        match e {
+            ErasureJobEvent::Submitted(_) => {}
+            ErasureJobEvent::Validated(_) if b.state == JobState::Validating => {
+                b.state = JobState::Ready
+            }
+            ErasureJobEvent::Started(_) if b.state == JobState::Ready => {
+                b.state = JobState::Running
+            }
+            ErasureJobEvent::ChunkStarted(_) if b.state == JobState::Running => b.in_flight = true,
+            ErasureJobEvent::ItemsSettled(_) => b.in_flight = false,
+            ErasureJobEvent::Finished(f) if b.state == JobState::Running => {
+                b.state = match f.end {
+                    JobEnd::Succeeded => JobState::Succeeded,
+                    JobEnd::PartiallyFailed => JobState::PartiallyFailed,
+                }
+            }
+            ErasureJobEvent::Cancelled(_) if !ended => b.state = JobState::Cancelled,
+            _ => {}
+        }
+        Some(b)
+    }
 }
 
 impl Folded {
@@ -531,8 +541,12 @@ impl RequestIndex {
             let last = last.position;
             let mut decoded = Vec::new();
             let mut customers = Vec::new();
+            let mut jobs = Vec::new();
             for r in &page {
-                if let Some(id) = streams::parse_erasure_request(&r.stream) {
+                if let Some(id) = streams::parse_erasure_job(&r.stream) {
+                    let e = ErasureJobEvent::decode(&r.event_type, r.schema_version, &r.payload)?;
+                    jobs.push((id, e));
+                } else if let Some(id) = streams::parse_erasure_request(&r.stream) {
                     let e =
                         ErasureRequestEvent::decode(&r.event_type, r.schema_version, &r.payload)?;
                     decoded.push((r.position, id, e));
@@ -546,6 +560,12 @@ impl RequestIndex {
             let mut f = self.lock()?;
             for (c, e) in customers {
                 f.customer_event(c, &e);
+            }
+            for (id, e) in jobs {
+                let brief = JobBrief::apply(f.jobs.get(&id).copied(), &e);
+                if let Some(b) = brief {
+                    f.jobs.insert(id, b);
+                }
             }
             for (position, id, e) in decoded {
                 let entry = f
@@ -618,6 +638,7 @@ impl RequestIndex {
         let Ok(f) = self.lock() else { return vec![] };
         f.order
             .values()
+            .filter(|id| !f.claimed.contains(id))
             .filter_map(|id| {
                 let (_, r) = f.requests.get(id)?;
                 let status = r.status().filter(|s| !s.is_ended())?;
@@ -625,6 +646,57 @@ impl RequestIndex {
                 Some((*id, c, status == RequestStatus::Deferred))
             })
             .collect()
+    }
+
+    /// Marks requests as driven by a job runner: [`RequestIndex::unfinished_entries`]
+    /// leaves them out until [`RequestIndex::release`].
+    pub fn claim(&self, ids: &[RequestId]) {
+        if let Ok(mut f) = self.lock() {
+            f.claimed.extend(ids.iter().copied());
+        }
+    }
+
+    /// Hands requests back to the process manager.
+    pub fn release(&self, ids: &[RequestId]) {
+        if let Ok(mut f) = self.lock() {
+            for id in ids {
+                f.claimed.remove(id);
+            }
+        }
+    }
+
+    /// Takes a job for this caller alone; `false` if another holds it.
+    pub fn claim_job(&self, id: JobId) -> bool {
+        self.lock().is_ok_and(|mut f| f.busy_jobs.insert(id))
+    }
+
+    /// Lets another caller take the job.
+    pub fn release_job(&self, id: JobId) {
+        if let Ok(mut f) = self.lock() {
+            f.busy_jobs.remove(&id);
+        }
+    }
+
+    /// The erasure jobs the runner still has something to do for, oldest id first.
+    pub fn unfinished_jobs(&self) -> Vec<JobId> {
+        let Ok(f) = self.lock() else { return vec![] };
+        f.jobs
+            .iter()
+            .filter(|(_, b)| b.unfinished())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// How many erasure jobs are in each state (every state listed).
+    pub fn job_counts(&self) -> BTreeMap<&'static str, u64> {
+        let mut out: BTreeMap<&'static str, u64> =
+            JobState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+        if let Ok(f) = self.lock() {
+            for b in f.jobs.values() {
+                *out.entry(b.state.as_str()).or_default() += 1;
+            }
+        }
+        out
     }
 
     /// The customers whose stream changed since the last call (and forgets them).

@@ -60,6 +60,10 @@ pub struct BenchArgs {
     /// Concurrent clients of the erasure measurement.
     #[arg(long, default_value_t = 16)]
     erasure_clients: usize,
+    /// Measure bulk erasure jobs instead (embedded store): this many customers
+    /// erased by one job (validation, filing, key destruction, receipts projected).
+    #[arg(long, default_value_t = 0)]
+    jobs: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -319,13 +323,15 @@ fn median(mut xs: Vec<f64>) -> f64 {
 pub async fn run(data: &Path, store: Option<&str>, args: BenchArgs) -> Result<()> {
     let dir = data.join(format!("bench-{}", std::process::id()));
     let kind = StoreKind::parse(store, data)?;
-    if args.read_side || args.erasures > 0 {
+    if args.read_side || args.erasures > 0 || args.jobs > 0 {
         anyhow::ensure!(
             matches!(kind, StoreKind::Sqlite(_)),
-            "--read-side and --erasures measure the embedded store only"
+            "--read-side, --erasures and --jobs measure the embedded store only"
         );
         let r = if args.read_side {
             read_side(&dir, &args).await
+        } else if args.jobs > 0 {
+            jobs(&dir, &args).await
         } else {
             erasures(&dir, &args).await
         };
@@ -442,15 +448,23 @@ struct ErasureRun {
 }
 
 /// Registers `n` customers of one white-label broadcaster on a fresh scratch
-/// folder, then erases them with `clients` concurrent clients, each erasure as the
-/// API runs it: `Ledger::erase` (decision, grouped key destruction, forget nothing:
-/// no forget list here) then the read side caught up (read-your-writes).
-async fn erasure_run(dir: &Path, n: usize, clients: usize, grouped: bool) -> Result<ErasureRun> {
-    use ledger_app::{read::ReadSide, ErasedBy, Ledger};
+/// folder: the ledger (destroying keys in groups or not), the read side caught up
+/// with them, the broadcaster and the customers.
+async fn scratch_customers(
+    dir: &Path,
+    n: usize,
+    grouped: bool,
+) -> Result<(
+    ledger_app::Ledger,
+    Arc<ledger_app::read::ReadSide>,
+    ledger_types::BroadcasterId,
+    Vec<ledger_types::CustomerId>,
+)> {
+    use ledger_app::{read::ReadSide, Ledger};
     use ledger_command::CustomerCommand;
     use ledger_crypto::{Kek, Keyring, SqliteKeyStore};
     use ledger_events::{Integration, Profile};
-    use ledger_types::{BroadcasterId, CustomerId, RequestId};
+    use ledger_types::{BroadcasterId, CustomerId};
 
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
@@ -505,6 +519,17 @@ async fn erasure_run(dir: &Path, n: usize, clients: usize, grouped: bool) -> Res
     )?);
     let read =
         Arc::new(ReadSide::open_unindexed(store.clone(), ledger.keyring().clone(), views).await?);
+    Ok((ledger, read, b, customers))
+}
+
+/// Erases `n` fresh customers with `clients` concurrent clients, each erasure as
+/// the API runs it: `Ledger::erase` (decision, grouped key destruction, forget
+/// nothing: no forget list here) then the read side caught up (read-your-writes).
+async fn erasure_run(dir: &Path, n: usize, clients: usize, grouped: bool) -> Result<ErasureRun> {
+    use ledger_app::ErasedBy;
+    use ledger_types::RequestId;
+
+    let (ledger, read, b, customers) = scratch_customers(dir, n, grouped).await?;
     let by = ErasedBy::Broadcaster {
         broadcaster_id: b,
         key_id: None,
@@ -539,6 +564,140 @@ async fn erasure_run(dir: &Path, n: usize, clients: usize, grouped: bool) -> Res
         p50_ms: pct(&lat, 0.50),
         p99_ms: pct(&lat, 0.99),
     })
+}
+
+/// One bulk job measurement.
+#[derive(Debug, Clone, Serialize)]
+struct JobRun {
+    customers: usize,
+    /// From the submission (validation included) to the last receipt projected.
+    customers_per_s: f64,
+    validate_ms: f64,
+    run_ms: f64,
+    project_ms: f64,
+}
+
+/// Registers `n` customers, then erases them all with one job as `serve` runs it:
+/// submitted and validated, run in chunks (requests filed, erasures appended,
+/// the forget list written, keys destroyed in one key-store transaction per chunk,
+/// requests completed), every key checked gone, then the read side caught up (the
+/// receipts projected). All durable: SQLite `synchronous=FULL`, fsync'd key store
+/// and forget list.
+async fn job_run(dir: &Path, n: usize) -> Result<JobRun> {
+    use ledger_app::forget::FileForgetList;
+    use ledger_app::jobs::{SubmitJob, CHUNK};
+    use ledger_crypto::KeyState;
+    use ledger_events::Actor;
+    use ledger_types::JobId;
+
+    let (ledger, read, b, customers) = scratch_customers(dir, n, true).await?;
+    let list = FileForgetList::open(&dir.join("forget-list.ndjson"), true)?;
+    let ledger = ledger.with_forget_list(Arc::new(list));
+    let job_id = JobId::new();
+    let t = Instant::now();
+    let (job, _) = ledger
+        .submit_job(SubmitJob {
+            job_id,
+            by: Actor::Broadcaster {
+                broadcaster_id: b,
+                key_id: None,
+            },
+            reference: None,
+            customer_ids: customers.clone(),
+        })
+        .await?;
+    anyhow::ensure!(job.state() == Some(ledger_command::JobState::Ready));
+    let validated = t.elapsed();
+    let job = ledger
+        .run_job(job_id, CHUNK, &|_| {})
+        .await?
+        .context("job held elsewhere")?;
+    let ran = t.elapsed();
+    read.catch_up().await?;
+    let secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        job.state() == Some(ledger_command::JobState::Succeeded),
+        "the job did not succeed: {:?}",
+        job.state()
+    );
+    let keyring = ledger.keyring().clone();
+    let alive = tokio::task::spawn_blocking(move || {
+        customers
+            .iter()
+            .filter(|c| matches!(keyring.state(**c), Ok(KeyState::Active(_))))
+            .count()
+    })
+    .await?;
+    anyhow::ensure!(alive == 0, "{alive} keys survived their erasure");
+    Ok(JobRun {
+        customers: n,
+        customers_per_s: n as f64 / secs,
+        validate_ms: validated.as_secs_f64() * 1e3,
+        run_ms: (ran - validated).as_secs_f64() * 1e3,
+        project_ms: (secs - ran.as_secs_f64()) * 1e3,
+    })
+}
+
+/// `ledger bench --jobs N`: one bulk erasure job of N customers, `--runs` times,
+/// beside the single-request path (`--erasures` with N/4 customers, 16 clients).
+async fn jobs(dir: &Path, args: &BenchArgs) -> Result<()> {
+    let mut runs = Vec::new();
+    let mut single = Vec::new();
+    for i in 0..args.runs.max(1) {
+        let j = job_run(dir, args.jobs).await?;
+        let s = erasure_run(dir, (args.jobs / 4).max(1), args.erasure_clients, true).await?;
+        if !args.json {
+            eprintln!("run {}: {:?} {:?}", i + 1, j, s);
+        }
+        runs.push(j);
+        single.push(s);
+    }
+    let m = |f: fn(&JobRun) -> f64| median(runs.iter().map(f).collect());
+    let summary = serde_json::json!({
+        "store": "sqlite (WAL, synchronous=FULL, group commit; key destructions grouped)",
+        "runs": args.runs.max(1),
+        "median": {
+            "job_customers": args.jobs,
+            "job_customers_per_s": m(|r| r.customers_per_s),
+            "job_validate_ms": m(|r| r.validate_ms),
+            "job_run_ms": m(|r| r.run_ms),
+            "job_project_ms": m(|r| r.project_ms),
+            "single_erasure_clients": args.erasure_clients,
+            "single_erasures_per_s": median(single.iter().map(|r| r.erasures_per_s).collect()),
+        },
+        "all_runs": { "jobs": runs, "single": single },
+    });
+    report(&summary, args.json, |f| {
+        println!(
+            "bulk erasure job, {} customers: {:.0} customers/s end to end (validate {:.0} ms, run {:.0} ms, project {:.0} ms; median of {} runs)",
+            args.jobs,
+            f("job_customers_per_s"),
+            f("job_validate_ms"),
+            f("job_run_ms"),
+            f("job_project_ms"),
+            args.runs.max(1)
+        );
+        println!(
+            "single erasures, {} clients: {:.0}/s",
+            args.erasure_clients,
+            f("single_erasures_per_s")
+        );
+    })
+}
+
+/// Prints `summary` as JSON, or calls `text` with its medians by name.
+fn report(
+    summary: &serde_json::Value,
+    json: bool,
+    text: impl FnOnce(&dyn Fn(&str) -> f64),
+) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+    } else {
+        let md = &summary["median"];
+        text(&|k: &str| md[k].as_f64().unwrap_or(0.0));
+    }
+    Ok(())
 }
 
 /// `ledger bench --erasures N`: the single-request erasure path, with
@@ -576,11 +735,7 @@ async fn erasures(dir: &Path, args: &BenchArgs) -> Result<()> {
         },
         "all_runs": { "concurrent": concurrent, "ungrouped": ungrouped, "one_client": single },
     });
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        let md = &summary["median"];
-        let f = |k: &str| md[k].as_f64().unwrap_or(0.0);
+    report(&summary, args.json, |f| {
         println!(
             "erasures, {} clients: {:.0}/s, p50 {:.1} ms, p99 {:.1} ms (median of {} runs)",
             args.erasure_clients,
@@ -602,8 +757,7 @@ async fn erasures(dir: &Path, args: &BenchArgs) -> Result<()> {
             f("erasure_1_client_p50_ms"),
             f("erasure_1_client_p99_ms")
         );
-    }
-    Ok(())
+    })
 }
 
 async fn read_side(dir: &Path, args: &BenchArgs) -> Result<()> {

@@ -12,6 +12,7 @@ mod backends;
 mod bench;
 mod bench_tree;
 mod folder;
+mod jobs;
 mod listener;
 mod serve;
 mod transparency;
@@ -152,6 +153,11 @@ enum Command {
     ErasureRequests {
         #[command(subcommand)]
         command: RequestsCommand,
+    },
+    /// Bulk erasure jobs (up to 10,000 customers each): submit, status, cancel.
+    ErasureJobs {
+        #[command(subcommand)]
+        command: jobs::JobsCommand,
     },
     /// Right of access (GDPR Art. 15/20): all personal data held on a customer, as JSON.
     ExportCustomer {
@@ -834,6 +840,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::ErasureRequests { command } => {
             let backends = open(Access::Read, "erasure-requests").await?;
             erasure_requests(command, &backends).await
+        }
+        Command::ErasureJobs { command } => {
+            let (access, what) = command.access();
+            let backends = open(access, what).await?;
+            jobs::run(command, backends).await
         }
         Command::ExportCustomer {
             broadcaster,

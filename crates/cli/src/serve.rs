@@ -321,6 +321,8 @@ pub async fn run(
         .with_context(|| format!("--listen {}: expected IP:PORT", conf.listen))?;
     let config = ApiConfig {
         body_limit: conf.body_limit,
+        // An erasure job's 10,000 ids (about 400 KB) fit, whatever `body_limit` is.
+        bulk_body_limit: ApiConfig::default().bulk_body_limit,
         timeout: Duration::from_secs(conf.request_timeout_secs),
         idempotency_capacity: conf.idempotency_capacity,
         idempotency_ttl: Duration::from_secs(conf.idempotency_ttl_secs),
@@ -504,6 +506,20 @@ pub async fn run(
                 .await
         })
     };
+    // Bulk erasure jobs run to their end here, and resume after any restart
+    // (ADR 0025).
+    let erasure_jobs = {
+        let (ledger, health, stop) = (ledger.clone(), health.clone(), stopped());
+        tokio::spawn(async move {
+            let runner = ledger_app::jobs::JobRunner::new(ledger);
+            runner
+                .run(stop, |r| match r {
+                    Ok(_) => health.ok(Part::ErasureJobs),
+                    Err(e) => health.failed(Part::ErasureJobs, e),
+                })
+                .await
+        })
+    };
     let tree_follower = {
         let (t, health, stop) = (transparency.clone(), health.clone(), stopped());
         tokio::spawn(async move { t.follow(stop, &health).await })
@@ -527,7 +543,8 @@ pub async fn run(
         space_probe,
         expiry,
         tree_follower,
-        erasure_process
+        erasure_process,
+        erasure_jobs
     );
     // Persist what the projector folded last, then commit everything queued.
     if let Err(e) = read.catch_up().await {

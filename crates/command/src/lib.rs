@@ -40,11 +40,13 @@ use std::fmt;
 
 mod customer;
 mod decide;
+mod job;
 mod refusal;
 mod request;
 pub mod validate;
 
 pub use customer::{Customer, Payment, Refund, Subscription};
+pub use job::{check_ids, duplicate_ids, ErasureJob, ItemState, JobCommand, JobState};
 pub use ledger_events::Integration;
 pub use refusal::Refusal;
 pub use request::{

@@ -4,7 +4,8 @@
 
 use ledger_types::{Money, SubscriptionId, Timestamp};
 
-use crate::RequestStatus;
+use crate::{JobState, RequestStatus};
+use ledger_types::CustomerId;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use thiserror::Error;
@@ -81,6 +82,23 @@ pub enum Refusal {
     /// A request completes only once its customer's data key is destroyed.
     #[error("the customer's data key is not destroyed yet")]
     KeyNotDestroyed,
+    /// An erasure job with this id was already submitted, for other customers or by
+    /// another requester.
+    #[error("an erasure job with this id already exists")]
+    JobExists,
+    /// The erasure job ended (succeeded, partially failed): it can no longer be
+    /// cancelled.
+    #[error("the erasure job is {} and can no longer change", state.as_str())]
+    JobClosed { state: JobState },
+    /// The erasure job is not in the state the command needs.
+    #[error("the erasure job is {}", state.as_str())]
+    JobState { state: JobState },
+    /// An erasure job names more customers than allowed.
+    #[error("an erasure job names at most {max} customers ({given} given)")]
+    TooManyIds { given: usize, max: usize },
+    /// An erasure job names a customer more than once.
+    #[error("an erasure job names each customer once; {} are named more than once", ids.len())]
+    DuplicateIds { ids: Vec<CustomerId> },
     /// A field of the command is malformed. Names the field, never its value.
     #[error("invalid {field}: {reason}")]
     InvalidInput {
@@ -122,6 +140,11 @@ impl Refusal {
             Refusal::DueDateNotLater { .. } => "DUE_DATE_NOT_LATER",
             Refusal::ExtensionTooLong { .. } => "EXTENSION_TOO_LONG",
             Refusal::KeyNotDestroyed => "KEY_NOT_DESTROYED",
+            Refusal::JobExists => "JOB_EXISTS",
+            Refusal::JobClosed { .. } => "JOB_CLOSED",
+            Refusal::JobState { .. } => "JOB_STATE",
+            Refusal::TooManyIds { .. } => "TOO_MANY_IDS",
+            Refusal::DuplicateIds { .. } => "DUPLICATE_IDS",
             Refusal::InvalidInput { .. } => "INVALID_INPUT",
         }
     }
@@ -133,7 +156,8 @@ impl Refusal {
 
 /// Serializes as `{"code": "...", "message": "...", ...details}` where the details
 /// are `subscriptions` (ACTIVE_SUBSCRIPTION), `refundable` (REFUND_EXCEEDS_PAYMENT),
-/// `status` (REQUEST_CLOSED), `current_due_at` (DUE_DATE_NOT_LATER), `latest_due_at`
+/// `status` (REQUEST_CLOSED), `state` (JOB_CLOSED, JOB_STATE), `given` and `max`
+/// (TOO_MANY_IDS), `duplicates` (DUPLICATE_IDS), `current_due_at` (DUE_DATE_NOT_LATER), `latest_due_at`
 /// (EXTENSION_TOO_LONG) or `field` and
 /// `reason` (INVALID_INPUT).
 impl Serialize for Refusal {
@@ -156,6 +180,16 @@ impl Serialize for Refusal {
             }
             Refusal::ExtensionTooLong { latest } => {
                 m.serialize_entry("latest_due_at", &latest.to_rfc3339())?;
+            }
+            Refusal::JobClosed { state } | Refusal::JobState { state } => {
+                m.serialize_entry("state", state)?;
+            }
+            Refusal::TooManyIds { given, max } => {
+                m.serialize_entry("given", given)?;
+                m.serialize_entry("max", max)?;
+            }
+            Refusal::DuplicateIds { ids } => {
+                m.serialize_entry("duplicates", ids)?;
             }
             Refusal::InvalidInput { field, reason } => {
                 m.serialize_entry("field", field)?;

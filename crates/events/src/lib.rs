@@ -12,9 +12,15 @@
 //! with a default is a compatible change; anything else bumps the type's version and
 //! adds an upcaster in [`CustomerEvent::decode`]. This crate does no I/O.
 
+mod job;
 mod personal;
 mod request;
 
+pub use job::{
+    ErasureJobCancelled, ErasureJobChunkStarted, ErasureJobEvent, ErasureJobFinished,
+    ErasureJobItemsSettled, ErasureJobStarted, ErasureJobSubmitted, ErasureJobValidated, ItemCheck,
+    ItemFinding, ItemOutcome, JobEnd, MAX_JOB_ITEMS,
+};
 pub use personal::{
     Answer, LoginData, PaymentData, Personal, PersonalCategory, Profile, ProfilePatch, SealedBox,
 };
@@ -24,8 +30,8 @@ pub use request::{
 };
 
 use ledger_types::{
-    BroadcasterId, CustomerId, Money, OfferId, PaymentId, RefundId, RequestId, SubscriptionId,
-    Timestamp,
+    BroadcasterId, CustomerId, JobId, Money, OfferId, PaymentId, RefundId, RequestId,
+    SubscriptionId, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -344,6 +350,7 @@ pub enum DomainEvent {
     Customer(CustomerId, CustomerEvent),
     Broadcaster(BroadcasterId, BroadcasterRegistered),
     ErasureRequest(RequestId, ErasureRequestEvent),
+    ErasureJob(JobId, ErasureJobEvent),
 }
 
 impl DomainEvent {
@@ -366,6 +373,12 @@ impl DomainEvent {
                 ErasureRequestEvent::decode(event_type, version, payload)?,
             ));
         }
+        if let Some(j) = streams::parse_erasure_job(stream) {
+            return Ok(DomainEvent::ErasureJob(
+                j,
+                ErasureJobEvent::decode(event_type, version, payload)?,
+            ));
+        }
         if let Some(b) = streams::parse_broadcaster(stream) {
             if event_type == BroadcasterRegistered::EVENT_TYPE {
                 return Ok(DomainEvent::Broadcaster(
@@ -381,13 +394,23 @@ impl DomainEvent {
     }
 }
 
-/// Stream names: one stream per customer and per broadcaster.
+/// Stream names: one stream per customer, broadcaster, erasure request and erasure job.
 pub mod streams {
-    use ledger_types::{BroadcasterId, CustomerId, RequestId};
+    use ledger_types::{BroadcasterId, CustomerId, JobId, RequestId};
 
     pub const CUSTOMER_PREFIX: &str = "customer-";
     pub const BROADCASTER_PREFIX: &str = "broadcaster-";
     pub const ERASURE_REQUEST_PREFIX: &str = "erasure-request-";
+    pub const ERASURE_JOB_PREFIX: &str = "erasure-job-";
+
+    pub fn erasure_job(id: JobId) -> String {
+        format!("{ERASURE_JOB_PREFIX}{id}")
+    }
+    pub fn parse_erasure_job(stream: &str) -> Option<JobId> {
+        stream
+            .strip_prefix(ERASURE_JOB_PREFIX)
+            .and_then(|s| JobId::parse(s).ok())
+    }
 
     pub fn erasure_request(id: RequestId) -> String {
         format!("{ERASURE_REQUEST_PREFIX}{id}")

@@ -160,6 +160,12 @@ uuid_id!(
 );
 
 uuid_id!(
+    /// The id of a bulk erasure job (a list of customers, each filed as one erasure
+    /// request).
+    JobId,
+    "job id"
+);
+uuid_id!(
     /// The id of a broadcaster's API key (the key itself is never stored; see the
     /// api crate's key file). Recorded as the actor of an erasure.
     KeyId,
