@@ -248,7 +248,8 @@ pub async fn layer(State(state): State<SharedState>, req: Request, next: Next) -
         // (401).
         return next.run(Request::from_parts(parts, body)).await;
     };
-    let bytes = match axum::body::to_bytes(body, state.config.body_limit).await {
+    let limit = crate::layers::body_limit_for(&state, &parts.method, parts.uri.path());
+    let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => return body_too_large().into_response(),
     };

@@ -123,16 +123,19 @@ where
 /// The routes whose body may reach `bulk_body_limit` rather than `body_limit`.
 pub const BULK_ROUTES: &[(Method, &str)] = &[(Method::POST, "/v1/erasure-jobs")];
 
-/// The body limit (step 8 of the module doc).
-async fn limit_body(State(state): State<SharedState>, req: Request, next: Next) -> Response {
-    let bulk = BULK_ROUTES
-        .iter()
-        .any(|(m, p)| req.method() == m && req.uri().path() == *p);
-    let limit = if bulk {
+/// The largest body a request to `path` with `method` may have.
+pub(crate) fn body_limit_for(state: &SharedState, method: &Method, path: &str) -> usize {
+    let bulk = BULK_ROUTES.iter().any(|(m, p)| method == m && path == *p);
+    if bulk {
         state.config.bulk_body_limit.max(state.config.body_limit)
     } else {
         state.config.body_limit
-    };
+    }
+}
+
+/// The body limit (step 8 of the module doc).
+async fn limit_body(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let limit = body_limit_for(&state, req.method(), req.uri().path());
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

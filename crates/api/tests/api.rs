@@ -2154,6 +2154,10 @@ async fn the_operator_erases_shared_accounts_by_job_and_a_cancel_stops_a_job() {
 async fn bad_job_lists_are_refused_whole_and_change_nothing() {
     erasure_jobs::bad_job_lists_are_refused_whole_and_change_nothing().await;
 }
+#[tokio::test]
+async fn a_full_job_with_an_idempotency_key_is_accepted_and_replayed() {
+    erasure_jobs::a_full_job_with_an_idempotency_key_is_accepted_and_replayed().await;
+}
 
 #[tokio::test]
 async fn every_documented_response_is_produced_by_a_test() {

@@ -361,3 +361,34 @@ pub async fn bad_job_lists_are_refused_whole_and_change_nothing() {
     let s = h.get(&format!("/v1/customers/{c}"), &h.a).await;
     assert!(s.body["erasure"].is_null(), "{}", s.text);
 }
+
+/// A job of the full 10,000 ids sent with an `Idempotency-Key`: the idempotency
+/// layer buffers the body to fingerprint it, and must allow the route's own limit
+/// (1 MiB), not the plain 64 KiB (about 1,600 ids), or the retry-safe way to send
+/// a job would be refused 413.
+pub async fn a_full_job_with_an_idempotency_key_is_accepted_and_replayed() {
+    let h = Harness::new().await;
+    let ids: Vec<String> = (0..10_000)
+        .map(|_| ledger_types::CustomerId::new().to_string())
+        .collect();
+    let body = json!({ "customer_ids": ids, "job_id": "0000000a-0000-4000-8000-0000000000cc" });
+    let key = [("idempotency-key", "full-job-1")];
+    let t = h.a.token.clone();
+    let first = h
+        .call_with(
+            Method::POST,
+            "/v1/erasure-jobs",
+            Some(&t),
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    assert_eq!(first.body["total"], 10_000);
+    let again = h
+        .call_with(Method::POST, "/v1/erasure-jobs", Some(&t), Some(body), &key)
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
+    assert_eq!(again.headers.get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(again.body, first.body);
+}
