@@ -10,9 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[cfg(feature = "postgres")]
-use anyhow::Context;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use ledger_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
 use ledger_store_sqlite::SqliteStore;
