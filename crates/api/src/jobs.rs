@@ -55,6 +55,9 @@ pub fn customer_ids_schema() -> Schema {
             .items(utoipa::openapi::RefOr::T(crate::money::uuid_schema()))
             .min_items(Some(1))
             .max_items(Some(MAX_ITEMS))
+            // Duplicates are refused (DUPLICATE_IDS): say so in the schema, so a
+            // client's validator (and a fuzzer) knows the list is a set.
+            .unique_items(true)
             .build(),
     )
 }

@@ -310,7 +310,17 @@ pub async fn bad_job_lists_are_refused_whole_and_change_nothing() {
     assert_eq!(r.body["code"], "TOO_MANY_IDS");
     assert_eq!(r.body["details"], json!({ "given": 10_001, "max": 10_000 }));
 
-    // Duplicates: refused, the duplicates listed.
+    // Duplicates: refused, the duplicates listed; the schema says the list is a set
+    // (`uniqueItems`), so a schema-valid job never meets this refusal.
+    let doc = h
+        .call(Method::GET, "/v1/openapi.json", None, None)
+        .await
+        .body;
+    assert_eq!(
+        doc["components"]["schemas"]["SubmitErasureJob"]["properties"]["customer_ids"]
+            ["uniqueItems"],
+        true
+    );
     let r = submit(&h, &h.a, with(vec![c.clone(), c.clone()])).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert_eq!(r.body["code"], "DUPLICATE_IDS");
