@@ -379,7 +379,7 @@ impl Modify for Security {
         ErasureRequestPage, TerminateAndEraseRequest,
         transparency::SignedTreeHeadDto, transparency::InclusionProofDto,
         transparency::ConsistencyProofDto,
-        RevenueResponse, RevenueRow, CreateBroadcasterRequest, BroadcasterDto,
+        RevenueResponse, RevenueRow, revenue::RevenueLineDto, CreateBroadcasterRequest, BroadcasterDto,
         CreateApiKeyRequest, ApiKeyCreated, ApiKeyDto, Health, Readiness, FailingPart,
         crate::money::Total,
         admin::OperatorCustomerDto, admin::LinkedBroadcasterDto, admin::OperatorSubscriptionDto,

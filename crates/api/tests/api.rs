@@ -5,6 +5,7 @@
 //! _produced_by_a_test` runs them all again and checks the responses they produced
 //! against the OpenAPI document.
 
+mod analysts;
 mod common;
 mod erasure_requests;
 mod layers;
@@ -2038,6 +2039,10 @@ async fn revenue_has_totals_groups_and_a_digest_per_tenant() {
     revenue_totals_groups_and_digest().await;
 }
 #[tokio::test]
+async fn revenue_csv_digest_is_recomputed_by_the_python_verifier() {
+    analysts::revenue_as_csv_ndjson_and_platform_wide().await;
+}
+#[tokio::test]
 async fn erasure_is_refused_while_subscribed_then_leaves_a_tombstone_and_revenue_intact() {
     erasure_story_refused_then_allowed_with_receipt_and_tombstone().await;
 }
@@ -2171,6 +2176,7 @@ async fn every_documented_response_is_produced_by_a_test() {
     customers_register_read_update_login_search().await;
     subscriptions_and_payments_with_every_refusal().await;
     revenue_totals_groups_and_digest().await;
+    analysts::revenue_as_csv_ndjson_and_platform_wide().await;
     erasure_story_refused_then_allowed_with_receipt_and_tombstone().await;
     erasure_refusals_not_white_label_and_shared_across_broadcasters().await;
     tenant_boundaries_are_404_never_403().await;

@@ -13,6 +13,7 @@ mod bench;
 mod bench_tree;
 mod folder;
 mod listener;
+mod revenue;
 mod serve;
 mod transparency;
 
@@ -136,8 +137,14 @@ enum Command {
         #[arg(long)]
         rows: bool,
         /// Print the totals (and rows) with the digest as JSON.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Print the canonical rows for analysts: `csv` or `ndjson` (exactly what
+        /// `GET /v1/revenue` serves for `Accept: text/csv` or
+        /// `application/x-ndjson`; the digest on stderr), or `json` (digest, totals
+        /// with each currency's exponent, rows with real dates).
+        #[arg(long, value_enum, conflicts_with_all = ["digest", "rows"])]
+        format: Option<revenue::Format>,
     },
     /// The erasure receipts, oldest first.
     Erasures {
@@ -737,6 +744,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             digest,
             rows,
             json,
+            format,
         } => {
             let filter = RevenueFilter {
                 broadcaster_id: broadcaster
@@ -753,7 +761,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let backends = open(Access::Read, "revenue").await?;
             let read = backends.snapshot().await?;
             let report = read.revenue(&filter)?;
-            if digest {
+            if let Some(format) = format {
+                revenue::print(&report, format)?;
+            } else if digest {
                 println!("{}", report.digest);
             } else if json {
                 let mut v = serde_json::json!({
