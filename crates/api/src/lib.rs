@@ -34,6 +34,7 @@ pub mod customers;
 pub mod dto;
 pub mod erasure;
 pub mod error;
+pub mod feed;
 pub mod idempotency;
 pub mod layers;
 pub mod metrics;
@@ -300,6 +301,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(erasure::router())
         .merge(requests::router())
         .merge(revenue::router())
+        .merge(feed::router())
         .merge(audit::router())
         .merge(transparency::router())
         .merge(admin::router())
@@ -363,6 +365,7 @@ impl Modify for Security {
         requests::file, requests::list, requests::show, requests::cancel, requests::extend,
         requests::operator_anonymize, requests::terminate_and_erase,
         revenue::revenue,
+        feed::events,
         audit::events, audit::verify,
         transparency::tree_head, transparency::inclusion, transparency::consistency,
         admin::create_broadcaster, admin::create_api_key, admin::list_api_keys, admin::revoke_api_key,
@@ -383,11 +386,14 @@ impl Modify for Security {
         CreateApiKeyRequest, ApiKeyCreated, ApiKeyDto, Health, Readiness, FailingPart,
         crate::money::Total,
         admin::OperatorCustomerDto, admin::LinkedBroadcasterDto, admin::OperatorSubscriptionDto,
+        feed::PublicEvent, feed::PublicData, ledger_public_events::EventType, feed::ActorData,
+        feed::AmountData, feed::AnonymizedData, feed::BroadcasterData, feed::IdsData,
+        feed::PaymentData, feed::RefundData, feed::RequestData, feed::SubscriptionData,
     )),
     modifiers(&Security, &CommonResponses, &RequestFields),
     tags(
         (name = "customers"), (name = "subscriptions"), (name = "payments"),
-        (name = "erasure"), (name = "revenue"), (name = "audit"), (name = "admin"), (name = "ops")
+        (name = "erasure"), (name = "revenue"), (name = "events"), (name = "audit"), (name = "admin"), (name = "ops")
     )
 )]
 pub struct ApiDoc;

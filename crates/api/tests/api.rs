@@ -8,6 +8,7 @@
 mod analysts;
 mod common;
 mod erasure_requests;
+mod feed;
 mod layers;
 mod transparency;
 
@@ -2041,6 +2042,16 @@ async fn revenue_has_totals_groups_and_a_digest_per_tenant() {
 #[tokio::test]
 async fn revenue_csv_digest_is_recomputed_by_the_python_verifier() {
     analysts::revenue_as_csv_ndjson_and_platform_wide().await;
+    feed::the_feed_serves_public_events_per_tenant().await;
+    feed::following_streams_new_events_as_sse_and_resumes().await;
+}
+#[tokio::test]
+async fn the_change_feed_serves_public_events_scoped_to_the_tenant() {
+    feed::the_feed_serves_public_events_per_tenant().await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_feed_follows_new_events_as_server_sent_events() {
+    feed::following_streams_new_events_as_sse_and_resumes().await;
 }
 #[tokio::test]
 async fn erasure_is_refused_while_subscribed_then_leaves_a_tombstone_and_revenue_intact() {
