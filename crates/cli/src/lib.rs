@@ -11,6 +11,7 @@
 mod backends;
 mod bench;
 mod bench_tree;
+mod events;
 mod folder;
 mod listener;
 mod revenue;
@@ -160,6 +161,11 @@ enum Command {
         #[command(subcommand)]
         command: RequestsCommand,
     },
+    /// The change feed: public, PII-free events (docs/events.md) as NDJSON.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Right of access (GDPR Art. 15/20): all personal data held on a customer, as JSON.
     ExportCustomer {
         /// The broadcaster asking (UUID); it must see the customer.
@@ -271,6 +277,13 @@ enum AuditCommand {
         #[arg(long, env = "LEDGER_SIGNING_KEY_FILE", value_name = "FILE")]
         signing_key: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Every tenant's public events after a position, as NDJSON on stdout; with
+    /// --follow, keeps waiting for new ones. Read-only; needs no KEK.
+    Tail(events::TailArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -839,6 +852,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     );
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Events {
+            command: EventsCommand::Tail(args),
+        } => {
+            let backends = open(Access::Read, "events tail").await?;
+            events::tail(backends.events.clone(), args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ErasureRequests { command } => {

@@ -147,7 +147,7 @@ pub struct PublicEvent {
     /// The record's position in the log (1-based, gap-free, increasing): the
     /// cursor to resume after.
     pub position: u64,
-    /// When it happened (the event's own time), RFC 3339 UTC with milliseconds.
+    /// When it happened (the event's own time), RFC 3339 UTC (`Timestamp::to_rfc3339`).
     pub occurred_at: String,
     /// The broadcaster the event names, when it names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
