@@ -118,11 +118,14 @@ fn parse_types(s: Option<&str>) -> Result<Option<BTreeSet<EventType>>, ApiError>
 }
 
 /// The public events after a position, as NDJSON, or followed as SSE.
+///
+/// A broadcaster key sees its own tenant's events, the admin key every tenant's
+/// (`docs/events.md`). With `follow=true`, a reconnecting SSE client's
+/// `Last-Event-ID` header (a position) resumes after it when it is past `after`;
+/// a `Last-Event-ID` that is not a position is refused (400 `INVALID_INPUT`). The
+/// header is not a documented parameter: `EventSource` sends it by itself.
 #[utoipa::path(get, path = "/v1/events", tag = "events",
-    params(
-        EventsQuery,
-        ("last-event-id" = Option<u64>, Header, description = "With follow=true: resume after this position (an SSE client's reconnect); wins over `after` when greater", minimum = 0, maximum = 9223372036854775807_u64),
-    ),
+    params(EventsQuery),
     responses(
         (status = 200, description = "NDJSON: one PublicEvent per line, the last position examined in Ledger-Next-After. With follow=true: an SSE stream (id = position, event = type, data = PublicEvent)",
             headers(("ledger-next-after" = u64, description = "The last log position this page examined (NDJSON answers)")),
@@ -130,7 +133,7 @@ fn parse_types(s: Option<&str>) -> Result<Option<BTreeSet<EventType>>, ApiError>
                 (PublicEvent = "application/x-ndjson"),
                 (String = "text/event-stream"),
             )),
-        (status = 400, description = "Invalid after, limit, types or follow, or an unknown parameter", body = ErrorBody),
+        (status = 400, description = "Invalid after, limit, types, follow or Last-Event-ID, or an unknown parameter", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ),
     security(("bearer" = []), ("admin" = [])))]
@@ -142,6 +145,23 @@ pub async fn events(
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let mut after = parse_after(q.after.as_deref())?;
+    // An SSE client's reconnect: always one of our positions, so anything else is
+    // refused (with or without `follow`, as the header is documented for both).
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|n| *n <= i64::MAX as u64)
+                .ok_or_else(|| {
+                    ApiError::invalid_input(
+                        "last-event-id",
+                        "must be a log position (an integer >= 0)",
+                    )
+                })?,
+        ),
+    };
     let types = parse_types(q.types.as_deref())?;
     let follow = match q.follow.as_deref() {
         None | Some("false") => false,
@@ -189,12 +209,7 @@ pub async fn events(
         )
             .into_response());
     }
-    if let Some(last) = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|n| *n <= i64::MAX as u64)
-    {
+    if let Some(last) = last_event_id {
         after = after.max(last);
     }
     let store = state.ledger.store().clone();

@@ -171,6 +171,19 @@ pub async fn the_feed_serves_public_events_per_tenant() {
         );
         assert!(!r.text.contains("adelheid"));
     }
+    let r = h
+        .call_with(
+            Method::GET,
+            "/v1/events",
+            Some(&h.a.token),
+            None,
+            &[("last-event-id", "x")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("INVALID_INPUT"))
+    );
     assert_eq!(
         h.call(Method::GET, "/v1/events", None, None).await.status,
         StatusCode::UNAUTHORIZED
