@@ -61,14 +61,7 @@ pub async fn revenue_as_csv_ndjson_and_platform_wide() {
         .await;
     let pid = h.pay(&h.a, &c, 1000, "EUR").await;
     h.pay(&h.a, &c, 700, "JPY").await;
-    let r = h
-        .post(
-            &format!("/v1/customers/{c}/payments/{pid}/refunds"),
-            &h.a,
-            json!({"amount": {"minor": 250, "currency": "EUR"}}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    h.refund(&h.a, &c, &pid, 250, "EUR").await;
     let d = h
         .register(&h.b, "Grace", "Hopperton", "grace@example.com")
         .await;

@@ -37,14 +37,7 @@ pub async fn the_feed_serves_public_events_per_tenant() {
         .await;
     let sid = h.subscribe(&h.a, &c).await;
     let pid = h.pay(&h.a, &c, 1299, "EUR").await;
-    let r = h
-        .post(
-            &format!("/v1/customers/{c}/payments/{pid}/refunds"),
-            &h.a,
-            json!({"amount": {"minor": 299, "currency": "EUR"}}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    h.refund(&h.a, &c, &pid, 299, "EUR").await;
     let r = h
         .post(
             &format!("/v1/customers/{c}/subscriptions/{sid}/terminate"),
