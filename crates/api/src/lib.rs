@@ -3,7 +3,7 @@
 //! # What it owns
 //!
 //! - the axum [`router`], one router per feature ([`customers`], [`billing`],
-//!   [`erasure`], [`revenue`], [`audit`], [`transparency`], [`admin`], [`ops`]) over one shared
+//!   [`erasure`], [`revenue`], [`feed`], [`audit`], [`transparency`], [`admin`], [`ops`]) over one shared
 //!   [`ApiState`];
 //! - the wire format: DTOs ([`dto`]), one error type and body ([`error::ApiError`]),
 //!   extractors that map every rejection to a code;
