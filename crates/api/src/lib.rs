@@ -3,7 +3,7 @@
 //! # What it owns
 //!
 //! - the axum [`router`], one router per feature ([`customers`], [`billing`],
-//!   [`erasure`], [`revenue`], [`audit`], [`transparency`], [`admin`], [`ops`]) over one shared
+//!   [`erasure`], [`revenue`], [`feed`], [`audit`], [`transparency`], [`admin`], [`ops`]) over one shared
 //!   [`ApiState`];
 //! - the wire format: DTOs ([`dto`]), one error type and body ([`error::ApiError`]),
 //!   extractors that map every rejection to a code;
@@ -34,6 +34,7 @@ pub mod customers;
 pub mod dto;
 pub mod erasure;
 pub mod error;
+pub mod feed;
 pub mod idempotency;
 pub mod jobs;
 pub mod layers;
@@ -306,6 +307,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(requests::router())
         .merge(jobs::router())
         .merge(revenue::router())
+        .merge(feed::router())
         .merge(audit::router())
         .merge(transparency::router())
         .merge(admin::router())
@@ -370,6 +372,7 @@ impl Modify for Security {
         requests::operator_anonymize, requests::terminate_and_erase,
         jobs::submit, jobs::show, jobs::items, jobs::cancel,
         revenue::revenue,
+        feed::events,
         audit::events, audit::verify,
         transparency::tree_head, transparency::inclusion, transparency::consistency,
         admin::create_broadcaster, admin::create_api_key, admin::list_api_keys, admin::revoke_api_key,
@@ -387,15 +390,18 @@ impl Modify for Security {
         jobs::ErasureJobDto, jobs::ErasureJobItemDto, jobs::ErasureJobItemPage, jobs::ItemCounts,
         transparency::SignedTreeHeadDto, transparency::InclusionProofDto,
         transparency::ConsistencyProofDto,
-        RevenueResponse, RevenueRow, CreateBroadcasterRequest, BroadcasterDto,
+        RevenueResponse, RevenueRow, revenue::RevenueLineDto, CreateBroadcasterRequest, BroadcasterDto,
         CreateApiKeyRequest, ApiKeyCreated, ApiKeyDto, Health, Readiness, FailingPart,
         crate::money::Total,
         admin::OperatorCustomerDto, admin::LinkedBroadcasterDto, admin::OperatorSubscriptionDto,
+        feed::PublicEvent, feed::PublicData, ledger_public_events::EventType, feed::ActorData,
+        feed::AmountData, feed::AnonymizedData, feed::BroadcasterData, feed::IdsData,
+        feed::PaymentData, feed::RefundData, feed::RequestData, feed::SubscriptionData,
     )),
     modifiers(&Security, &CommonResponses, &RequestFields),
     tags(
         (name = "customers"), (name = "subscriptions"), (name = "payments"),
-        (name = "erasure"), (name = "revenue"), (name = "audit"), (name = "admin"), (name = "ops")
+        (name = "erasure"), (name = "revenue"), (name = "events"), (name = "audit"), (name = "admin"), (name = "ops")
     )
 )]
 pub struct ApiDoc;

@@ -5,9 +5,11 @@
 //! _produced_by_a_test` runs them all again and checks the responses they produced
 //! against the OpenAPI document.
 
+mod analysts;
 mod common;
 mod erasure_jobs;
 mod erasure_requests;
+mod feed;
 mod layers;
 mod transparency;
 
@@ -2043,6 +2045,20 @@ async fn revenue_has_totals_groups_and_a_digest_per_tenant() {
     revenue_totals_groups_and_digest().await;
 }
 #[tokio::test]
+async fn revenue_csv_digest_is_recomputed_by_the_python_verifier() {
+    analysts::revenue_as_csv_ndjson_and_platform_wide().await;
+    feed::the_feed_serves_public_events_per_tenant().await;
+    feed::following_streams_new_events_as_sse_and_resumes().await;
+}
+#[tokio::test]
+async fn the_change_feed_serves_public_events_scoped_to_the_tenant() {
+    feed::the_feed_serves_public_events_per_tenant().await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_feed_follows_new_events_as_server_sent_events() {
+    feed::following_streams_new_events_as_sse_and_resumes().await;
+}
+#[tokio::test]
 async fn erasure_is_refused_while_subscribed_then_leaves_a_tombstone_and_revenue_intact() {
     erasure_story_refused_then_allowed_with_receipt_and_tombstone().await;
 }
@@ -2193,6 +2209,7 @@ async fn every_documented_response_is_produced_by_a_test() {
     customers_register_read_update_login_search().await;
     subscriptions_and_payments_with_every_refusal().await;
     revenue_totals_groups_and_digest().await;
+    analysts::revenue_as_csv_ndjson_and_platform_wide().await;
     erasure_story_refused_then_allowed_with_receipt_and_tombstone().await;
     erasure_refusals_not_white_label_and_shared_across_broadcasters().await;
     tenant_boundaries_are_404_never_403().await;

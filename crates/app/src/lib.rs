@@ -16,6 +16,7 @@ mod codec;
 pub mod demo;
 pub mod export;
 pub mod failpoint;
+pub mod feed;
 pub mod forget;
 pub mod health;
 pub mod jobs;

@@ -11,9 +11,11 @@
 mod backends;
 mod bench;
 mod bench_tree;
+mod events;
 mod folder;
 mod jobs;
 mod listener;
+mod revenue;
 mod serve;
 mod transparency;
 
@@ -137,8 +139,14 @@ enum Command {
         #[arg(long)]
         rows: bool,
         /// Print the totals (and rows) with the digest as JSON.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Print the canonical rows for analysts: `csv` or `ndjson` (exactly what
+        /// `GET /v1/revenue` serves for `Accept: text/csv` or
+        /// `application/x-ndjson`; the digest on stderr), or `json` (digest, totals
+        /// with each currency's exponent, rows with real dates).
+        #[arg(long, value_enum, conflicts_with_all = ["digest", "rows"])]
+        format: Option<revenue::Format>,
     },
     /// The erasure receipts, oldest first.
     Erasures {
@@ -158,6 +166,11 @@ enum Command {
     ErasureJobs {
         #[command(subcommand)]
         command: jobs::JobsCommand,
+    },
+    /// The change feed: public, PII-free events (docs/events.md) as NDJSON.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
     },
     /// Right of access (GDPR Art. 15/20): all personal data held on a customer, as JSON.
     ExportCustomer {
@@ -270,6 +283,13 @@ enum AuditCommand {
         #[arg(long, env = "LEDGER_SIGNING_KEY_FILE", value_name = "FILE")]
         signing_key: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Every tenant's public events after a position, as NDJSON on stdout; with
+    /// --follow, keeps waiting for new ones. Read-only; needs no KEK.
+    Tail(events::TailArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -743,6 +763,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             digest,
             rows,
             json,
+            format,
         } => {
             let filter = RevenueFilter {
                 broadcaster_id: broadcaster
@@ -759,7 +780,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let backends = open(Access::Read, "revenue").await?;
             let read = backends.snapshot().await?;
             let report = read.revenue(&filter)?;
-            if digest {
+            if let Some(format) = format {
+                revenue::print(&report, format)?;
+            } else if digest {
                 println!("{}", report.digest);
             } else if json {
                 let mut v = serde_json::json!({
@@ -835,6 +858,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     );
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Events {
+            command: EventsCommand::Tail(args),
+        } => {
+            let backends = open(Access::Read, "events tail").await?;
+            events::tail(backends.events.clone(), args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ErasureRequests { command } => {

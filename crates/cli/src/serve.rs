@@ -303,6 +303,8 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             let _ = tokio::signal::ctrl_c().await;
         }
         info!("shutdown signal received: finishing in-flight requests");
+        // Followers of the change feed would otherwise hold the shutdown open.
+        ledger_api::feed::close_streams();
     }
 }
 

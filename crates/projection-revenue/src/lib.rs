@@ -24,6 +24,8 @@ use sha2::{Digest as _, Sha256};
 
 use ledger_events::Envelope;
 
+pub mod table;
+
 /// The first line of the canonical form, newline included.
 pub const CANONICAL_HEADER: &str = "ledger-revenue-v1\n";
 

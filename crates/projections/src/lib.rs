@@ -68,8 +68,8 @@ pub use ledger_projection_customers::{
 };
 pub use ledger_projection_erasures::{ErasureRecord, Erasures};
 pub use ledger_projection_revenue::{
-    canonical_day, fold_revenue_from, Revenue, RevenueFilter, RevenueKey, RevenueTotals,
-    CANONICAL_HEADER,
+    canonical_day, fold_revenue_from, table as revenue_table, Revenue, RevenueFilter, RevenueKey,
+    RevenueTotals, CANONICAL_HEADER,
 };
 pub use ledger_types::total as amount;
 pub use model::ReadModel;

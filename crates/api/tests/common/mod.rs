@@ -368,6 +368,26 @@ impl Harness {
         r.body["subscription_id"].as_str().unwrap().to_owned()
     }
 
+    /// Refunds `minor` units of a payment; returns the refund id.
+    pub async fn refund(
+        &self,
+        t: &Tenant,
+        c: &str,
+        pid: &str,
+        minor: i64,
+        currency: &str,
+    ) -> String {
+        let r = self
+            .post(
+                &format!("/v1/customers/{c}/payments/{pid}/refunds"),
+                t,
+                json!({"amount": {"minor": minor, "currency": currency}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body["refund_id"].as_str().unwrap().to_owned()
+    }
+
     pub async fn pay(&self, t: &Tenant, c: &str, minor: i64, currency: &str) -> String {
         let r = self
             .post(&format!("/v1/customers/{c}/payments"), t,
