@@ -389,7 +389,7 @@ fn code<T: Serialize>(v: &T) -> String {
 }
 
 /// The public event of one stored record, or `None` for a record consumers have no
-/// use for (`LoginRecorded`). A function of the record alone (see the crate's
+/// use for (`LoginRecorded`, a bulk erasure job's bookkeeping). A function of the record alone (see the crate's
 /// documentation): the same record always gives the same event.
 pub fn project(e: &Envelope<'_>) -> Option<PublicEvent> {
     let mut broadcaster_id = None;
@@ -525,6 +525,10 @@ pub fn project(e: &Envelope<'_>) -> Option<PublicEvent> {
             };
             (t, at, PublicData::Request(d))
         }
+        // A bulk job's own events (submitted, validated, chunks settled) are the
+        // job's bookkeeping: each of its customers appears as an erasure request
+        // of its own (`erasure_request.*`), which is what a consumer acts on.
+        DomainEvent::ErasureJob(..) => return None,
     };
     Some(PublicEvent {
         id: e.event_id.to_string(),
