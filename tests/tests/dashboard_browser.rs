@@ -188,13 +188,28 @@ async fn until(c: &Client, expr: &str, what: &str) {
     }
 }
 
+/// The text of the element `css` names. The page re-renders while it follows a
+/// request or refreshes a panel, so the element found can be replaced before its
+/// text is read (a stale element reference): then it is found again, a few times.
 async fn text_of(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|_| panic!("no {css}"))
-        .text()
-        .await
-        .unwrap()
+    let mut tries = 0;
+    loop {
+        let e = c
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|_| panic!("no {css}"));
+        match e.text().await {
+            Ok(t) => return t,
+            Err(fantoccini::error::CmdError::Standard(w))
+                if w.error == fantoccini::error::ErrorStatus::StaleElementReference
+                    && tries < 20 =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the text of {css}: {e}"),
+        }
+    }
 }
 
 async fn search(c: &Client, q: &str) {
