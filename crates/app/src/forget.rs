@@ -60,10 +60,53 @@ pub trait ForgetList: Send + Sync + std::fmt::Debug {
 }
 
 /// The forget list in an NDJSON file outside the data folder.
+///
+/// Appends are group-committed, as the log's and the key store's writes are:
+/// concurrent erasures queue their lines, and whoever holds the file writes
+/// everything queued with one `fsync`. Each append still returns only once its
+/// own lines are durable (or with the error of the write that carried them).
 #[derive(Debug)]
 pub struct FileForgetList {
     path: PathBuf,
+    /// Held by the one thread writing the file.
     write: Mutex<()>,
+    group: Mutex<Group>,
+}
+
+/// The queue of a [`FileForgetList`]'s group commit. Appends are numbered in the
+/// order they were queued.
+#[derive(Debug, Default)]
+struct Group {
+    /// Lines queued and not yet written.
+    pending: String,
+    /// Appends queued so far.
+    queued: u64,
+    /// Appends whose write ended (durable, or failed) so far.
+    ended: u64,
+    /// Failed writes: the appends each carried (after, up to and including), and
+    /// the error. Failures are rare (a full disk); the oldest are dropped past
+    /// [`FAILURES_KEPT`].
+    failures: std::collections::VecDeque<(u64, u64, String)>,
+}
+
+const FAILURES_KEPT: usize = 1024;
+
+impl Group {
+    /// The outcome of append `n`, whose write has ended.
+    fn outcome(&self, n: u64) -> Result<(), AppError> {
+        match self
+            .failures
+            .iter()
+            .find(|(after, to, _)| *after < n && n <= *to)
+        {
+            Some((_, _, e)) => Err(AppError::Io(e.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+fn poisoned() -> AppError {
+    AppError::Io("forget list lock poisoned".into())
 }
 
 fn io(what: &str, e: &std::io::Error) -> AppError {
@@ -93,7 +136,37 @@ impl FileForgetList {
         Ok(Self {
             path: path.to_path_buf(),
             write: Mutex::new(()),
+            group: Mutex::new(Group::default()),
         })
+    }
+}
+
+impl FileForgetList {
+    /// Appends `text` to the file and syncs it. A write that fails part way (a
+    /// full disk) is cut off again, so no torn line is left for the next append to
+    /// be glued to.
+    fn write_durably(&self, text: &str) -> Result<(), AppError> {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| io("cannot open it", &e))?;
+        let before = f
+            .metadata()
+            .map_err(|e| io("cannot read its size", &e))?
+            .len();
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_data())
+            .inspect_err(|_| {
+                let _ = f.set_len(before);
+            })
+            .map_err(|e| {
+                if e.raw_os_error() == Some(28) {
+                    // ENOSPC: the disk holding the list is full.
+                    AppError::Io("forget list: the disk is full".into())
+                } else {
+                    io("cannot append to it", &e)
+                }
+            })
     }
 }
 
@@ -109,24 +182,35 @@ impl ForgetList for FileForgetList {
             text.push_str(&line);
             text.push('\n');
         }
-        let _one = self
-            .write
-            .lock()
-            .map_err(|_| AppError::Io("forget list lock poisoned".into()))?;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| io("cannot open it", &e))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_data())
-            .map_err(|e| {
-                if e.raw_os_error() == Some(28) {
-                    // ENOSPC: the disk holding the list is full.
-                    AppError::Io("forget list: the disk is full".into())
-                } else {
-                    io("cannot append to it", &e)
-                }
-            })
+        let me = {
+            let mut g = self.group.lock().map_err(|_| poisoned())?;
+            g.pending.push_str(&text);
+            g.queued += 1;
+            g.queued
+        };
+        let _one = self.write.lock().map_err(|_| poisoned())?;
+        // The writer before us may have carried our lines already.
+        let (batch, after, upto) = {
+            let mut g = self.group.lock().map_err(|_| poisoned())?;
+            if g.ended >= me {
+                return g.outcome(me);
+            }
+            (std::mem::take(&mut g.pending), g.ended, g.queued)
+        };
+        let written = self.write_durably(&batch);
+        let mut g = self.group.lock().map_err(|_| poisoned())?;
+        g.ended = upto;
+        if let Err(e) = &written {
+            if g.failures.len() == FAILURES_KEPT {
+                g.failures.pop_front();
+            }
+            let message = match e {
+                AppError::Io(m) => m.clone(),
+                other => other.to_string(),
+            };
+            g.failures.push_back((after, upto, message));
+        }
+        written
     }
 
     fn read(&self) -> Result<Vec<ForgetEntry>, AppError> {
@@ -285,4 +369,74 @@ pub async fn restore_check(
         );
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(position: u64) -> ForgetEntry {
+        ForgetEntry {
+            customer_id: CustomerId::new(),
+            request_id: RequestId::new(),
+            broadcaster_id: BroadcasterId::new(),
+            position,
+            at: Timestamp::now(),
+        }
+    }
+
+    fn append_concurrently(
+        list: &std::sync::Arc<FileForgetList>,
+        threads: u64,
+        each: u64,
+    ) -> Vec<Result<(), AppError>> {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let list = list.clone();
+                std::thread::spawn(move || {
+                    (0..each)
+                        .map(|i| list.append(&[entry(t * 1_000 + i)]))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn concurrent_appends_are_each_written_once_and_answered_once_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = std::sync::Arc::new(FileForgetList::open(&dir.path().join("f"), true).unwrap());
+        let results = append_concurrently(&list, 16, 50);
+        assert!(results.iter().all(Result::is_ok));
+        let mut positions: Vec<u64> = list.read().unwrap().iter().map(|e| e.position).collect();
+        positions.sort_unstable();
+        let expected: Vec<u64> = (0..16)
+            .flat_map(|t| (0..50).map(move |i| t * 1_000 + i))
+            .collect();
+        assert_eq!(positions, expected);
+    }
+
+    #[test]
+    fn every_append_a_failed_write_carried_gets_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let list = std::sync::Arc::new(FileForgetList::open(&path, true).unwrap());
+        list.append(&[entry(1)]).unwrap();
+        // The list is gone: no append may be answered durable.
+        std::fs::remove_file(&path).unwrap();
+        let results = append_concurrently(&list, 8, 20);
+        assert_eq!(results.len(), 160);
+        for r in results {
+            let e = r.unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with("i/o error: forget list: cannot open it"),
+                "{e}"
+            );
+        }
+    }
 }
