@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the API figures: ledger serve --demo (release) on loopback, then wrk.
 #   scripts/wrk/run.sh            (needs: wrk, python3; builds the release binary)
-# Env: DURATION (default 15s), CONNS (64), THREADS (2), ERASABLE (4000), PORT (18080).
+# Env: DURATION (default 15s), CONNS (64), THREADS (2), ERASABLE (4000), PORT (18080),
+# ONLY=anonymize (the erasure run alone: 16 clients, each request a different customer).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-15s}; CONNS=${CONNS:-64}; THREADS=${THREADS:-2}
@@ -17,12 +18,14 @@ TRY=$(grep '^try:' "$OUT")
 KEY=$(echo "$TRY" | sed -E 's/.*Bearer ([^'"'"']+).*/\1/')
 URL=$(echo "$TRY" | awk '{print $NF}')
 BASE="http://127.0.0.1:$PORT"
+if [ "${ONLY:-}" != anonymize ]; then
 echo "== GET /v1/customers/{id}"
 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $KEY" "$URL"
 echo "== GET /v1/customers?q=...&limit=20"
 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $KEY" -s scripts/wrk/search.lua "$BASE"
 echo "== POST /v1/customers/search {q, limit: 20}"
 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $KEY" -s scripts/wrk/search_post.lua "$BASE"
+fi
 echo "== POST /v1/customers/{id}/anonymize (each request a different customer)"
 python3 scripts/wrk/prepare_erasable.py "$BASE" "$KEY" "$ERASABLE" "$DATA/ids.txt"
 IDS="$DATA/ids.txt" NTHREADS="$THREADS" wrk -t"$THREADS" -c16 -d5s --latency \

@@ -50,16 +50,16 @@ pub struct BenchArgs {
     /// measure the tree on the scratch log (build, proofs, signed heads).
     #[arg(long)]
     with_tree: bool,
-    /// Measure erasures instead (embedded store): this many customers erased one
-    /// request at a time, as the API does (decision, key destruction, read side
+    /// Measure erasures instead (`--store` as for appends): this many customers
+    /// erased one request at a time, as the API does (decision, key destruction, read side
     /// caught up), by `--erasure-clients` concurrent clients and by one.
     #[arg(long, default_value_t = 0)]
     erasures: usize,
     /// Concurrent clients of the erasure measurement.
     #[arg(long, default_value_t = 16)]
     erasure_clients: usize,
-    /// Measure bulk erasure jobs instead (embedded store): this many customers
-    /// erased by one job (validation, filing, key destruction, receipts projected).
+    /// Measure bulk erasure jobs instead (`--store` as for appends): this many
+    /// customers erased by one job (validation, filing, key destruction, receipts projected).
     #[arg(long, default_value_t = 0)]
     jobs: usize,
 }
@@ -180,6 +180,44 @@ impl Scratch {
                 let db = self.db_name().unwrap_or_default();
                 admin(admin_url, &format!("CREATE DATABASE {db}")).await?;
                 open_event_store(&StoreKind::Postgres(database.clone())).await
+            }
+        }
+    }
+
+    /// The key store and the view store beside the scratch event store (its
+    /// folder, or its database), for the erasure measurements.
+    fn state(
+        &self,
+    ) -> Result<(
+        Arc<dyn ledger_crypto::KeyStore>,
+        Arc<dyn ledger_projections::ViewStore>,
+    )> {
+        Ok(match self {
+            Scratch::Sqlite(dir) => (
+                Arc::new(ledger_crypto::SqliteKeyStore::open(
+                    &dir.join("keys.sqlite"),
+                )?),
+                Arc::new(ledger_store_sqlite::SqliteViewStore::open(
+                    &dir.join("views.sqlite"),
+                )?),
+            ),
+            #[cfg(feature = "postgres")]
+            Scratch::Postgres { database, .. } => (
+                Arc::new(ledger_store_postgres::PgKeyStore::connect(database)?),
+                Arc::new(ledger_store_postgres::PgViewStore::connect(database)?),
+            ),
+        })
+    }
+
+    /// What the erasure measurements ran on, for their reports.
+    fn label(&self) -> &'static str {
+        match self {
+            Scratch::Sqlite(_) => {
+                "sqlite (WAL, synchronous=FULL, group commit; key destructions grouped)"
+            }
+            #[cfg(feature = "postgres")]
+            Scratch::Postgres { .. } => {
+                "postgres (synchronous_commit=on, group commit; key destructions grouped)"
             }
         }
     }
@@ -321,22 +359,26 @@ fn median(mut xs: Vec<f64>) -> f64 {
 pub async fn run(data: &Path, store: Option<&str>, args: BenchArgs) -> Result<()> {
     let dir = data.join(format!("bench-{}", std::process::id()));
     let kind = StoreKind::parse(store, data)?;
-    if args.read_side || args.erasures > 0 || args.jobs > 0 {
+    if args.read_side {
         anyhow::ensure!(
             matches!(kind, StoreKind::Sqlite(_)),
-            "--read-side, --erasures and --jobs measure the embedded store only"
+            "--read-side measures the embedded store only"
         );
-        let r = if args.read_side {
-            read_side(&dir, &args).await
-        } else if args.jobs > 0 {
-            jobs(&dir, &args).await
-        } else {
-            erasures(&dir, &args).await
-        };
+        let r = read_side(&dir, &args).await;
         let _ = std::fs::remove_dir_all(&dir);
         return r;
     }
     let scratch = Scratch::new(&kind, &dir)?;
+    if args.erasures > 0 || args.jobs > 0 {
+        let r = if args.jobs > 0 {
+            jobs(&scratch, &dir, &args).await
+        } else {
+            erasures(&scratch, &dir, &args).await
+        };
+        scratch.remove().await?;
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
+    }
     let mut runs = Vec::new();
     for i in 0..args.runs.max(1) {
         let r = one_run(&scratch, &args, i == 0).await?;
@@ -445,34 +487,41 @@ struct ErasureRun {
     p99_ms: f64,
 }
 
-/// Registers `n` customers of one white-label broadcaster on a fresh scratch
-/// folder: the ledger (destroying keys in groups or not), the read side caught up
-/// with them, the broadcaster and the customers.
+/// A fresh scratch ledger with `n` registered customers of one white-label
+/// broadcaster: the ledger (destroying keys in groups or not), the read side
+/// caught up with them, the broadcaster, the customers, and the event store's
+/// closer. On the scratch store of the kind under test (its folder, or a fresh
+/// PostgreSQL database for the key store and the views too), with a forget list
+/// in `dir` as `serve` keeps one.
+struct ScratchLedger {
+    ledger: ledger_app::Ledger,
+    read: Arc<ledger_app::read::ReadSide>,
+    broadcaster: ledger_types::BroadcasterId,
+    customers: Vec<ledger_types::CustomerId>,
+    closer: Closer,
+}
+
 async fn scratch_customers(
+    scratch: &Scratch,
     dir: &Path,
     n: usize,
     grouped: bool,
-) -> Result<(
-    ledger_app::Ledger,
-    Arc<ledger_app::read::ReadSide>,
-    ledger_types::BroadcasterId,
-    Vec<ledger_types::CustomerId>,
-)> {
+) -> Result<ScratchLedger> {
+    use ledger_app::forget::FileForgetList;
     use ledger_app::{read::ReadSide, Ledger};
     use ledger_command::CustomerCommand;
-    use ledger_crypto::{Kek, Keyring, SqliteKeyStore};
+    use ledger_crypto::{Kek, Keyring};
     use ledger_events::{Integration, Profile};
     use ledger_types::{BroadcasterId, CustomerId};
 
-    let _ = std::fs::remove_dir_all(dir);
+    let (store, closer) = scratch.open().await?;
+    let (keys, views) = scratch.state()?;
     std::fs::create_dir_all(dir)?;
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&dir.join("events.sqlite"))?);
-    let keys = SqliteKeyStore::open(&dir.join("keys.sqlite"))?;
-    let ledger = Ledger::new(
-        store.clone(),
-        Arc::new(Keyring::new(Kek::generate(), Arc::new(keys))),
-    )
-    .with_grouped_destruction(grouped);
+    let forget = dir.join("forget-list.ndjson");
+    let _ = std::fs::remove_file(&forget);
+    let ledger = Ledger::new(store.clone(), Arc::new(Keyring::new(Kek::generate(), keys)))
+        .with_grouped_destruction(grouped)
+        .with_forget_list(Arc::new(FileForgetList::open(&forget, true)?));
     let b = BroadcasterId::new();
     ledger
         .register_broadcaster(
@@ -512,22 +561,37 @@ async fn scratch_customers(
     while let Some(r) = tasks.join_next().await {
         r??;
     }
-    let views = Arc::new(ledger_store_sqlite::SqliteViewStore::open(
-        &dir.join("views.sqlite"),
-    )?);
     let read =
         Arc::new(ReadSide::open_unindexed(store.clone(), ledger.keyring().clone(), views).await?);
-    Ok((ledger, read, b, customers))
+    Ok(ScratchLedger {
+        ledger,
+        read,
+        broadcaster: b,
+        customers,
+        closer,
+    })
 }
 
 /// Erases `n` fresh customers with `clients` concurrent clients, each erasure as
-/// the API runs it: `Ledger::erase` (decision, grouped key destruction, forget
-/// nothing: no forget list here) then the read side caught up (read-your-writes).
-async fn erasure_run(dir: &Path, n: usize, clients: usize, grouped: bool) -> Result<ErasureRun> {
+/// the API runs it: `Ledger::erase` (decision, forget list, grouped key
+/// destruction) then the read side caught up (read-your-writes).
+async fn erasure_run(
+    scratch: &Scratch,
+    dir: &Path,
+    n: usize,
+    clients: usize,
+    grouped: bool,
+) -> Result<ErasureRun> {
     use ledger_app::ErasedBy;
     use ledger_types::RequestId;
 
-    let (ledger, read, b, customers) = scratch_customers(dir, n, grouped).await?;
+    let ScratchLedger {
+        ledger,
+        read,
+        broadcaster: b,
+        customers,
+        closer,
+    } = scratch_customers(scratch, dir, n, grouped).await?;
     let by = ErasedBy::Broadcaster {
         broadcaster_id: b,
         key_id: None,
@@ -553,6 +617,7 @@ async fn erasure_run(dir: &Path, n: usize, clients: usize, grouped: bool) -> Res
         lat.extend(r??);
     }
     let secs = t.elapsed().as_secs_f64();
+    closer.close().await;
     lat.sort();
     Ok(ErasureRun {
         grouped,
@@ -581,16 +646,19 @@ struct JobRun {
 /// requests completed), every key checked gone, then the read side caught up (the
 /// receipts projected). All durable: SQLite `synchronous=FULL`, fsync'd key store
 /// and forget list.
-async fn job_run(dir: &Path, n: usize) -> Result<JobRun> {
-    use ledger_app::forget::FileForgetList;
+async fn job_run(scratch: &Scratch, dir: &Path, n: usize) -> Result<JobRun> {
     use ledger_app::jobs::{SubmitJob, CHUNK};
     use ledger_crypto::KeyState;
     use ledger_events::Actor;
     use ledger_types::JobId;
 
-    let (ledger, read, b, customers) = scratch_customers(dir, n, true).await?;
-    let list = FileForgetList::open(&dir.join("forget-list.ndjson"), true)?;
-    let ledger = ledger.with_forget_list(Arc::new(list));
+    let ScratchLedger {
+        ledger,
+        read,
+        broadcaster: b,
+        customers,
+        closer,
+    } = scratch_customers(scratch, dir, n, true).await?;
     let job_id = JobId::new();
     let t = Instant::now();
     let (job, _) = ledger
@@ -627,6 +695,7 @@ async fn job_run(dir: &Path, n: usize) -> Result<JobRun> {
     })
     .await?;
     anyhow::ensure!(alive == 0, "{alive} keys survived their erasure");
+    closer.close().await;
     Ok(JobRun {
         customers: n,
         customers_per_s: n as f64 / secs,
@@ -638,12 +707,19 @@ async fn job_run(dir: &Path, n: usize) -> Result<JobRun> {
 
 /// `ledger bench --jobs N`: one bulk erasure job of N customers, `--runs` times,
 /// beside the single-request path (`--erasures` with N/4 customers, 16 clients).
-async fn jobs(dir: &Path, args: &BenchArgs) -> Result<()> {
+async fn jobs(scratch: &Scratch, dir: &Path, args: &BenchArgs) -> Result<()> {
     let mut runs = Vec::new();
     let mut single = Vec::new();
     for i in 0..args.runs.max(1) {
-        let j = job_run(dir, args.jobs).await?;
-        let s = erasure_run(dir, (args.jobs / 4).max(1), args.erasure_clients, true).await?;
+        let j = job_run(scratch, dir, args.jobs).await?;
+        let s = erasure_run(
+            scratch,
+            dir,
+            (args.jobs / 4).max(1),
+            args.erasure_clients,
+            true,
+        )
+        .await?;
         if !args.json {
             eprintln!("run {}: {:?} {:?}", i + 1, j, s);
         }
@@ -652,7 +728,7 @@ async fn jobs(dir: &Path, args: &BenchArgs) -> Result<()> {
     }
     let m = |f: fn(&JobRun) -> f64| median(runs.iter().map(f).collect());
     let summary = serde_json::json!({
-        "store": "sqlite (WAL, synchronous=FULL, group commit; key destructions grouped)",
+        "store": scratch.label(),
         "runs": args.runs.max(1),
         "median": {
             "job_customers": args.jobs,
@@ -662,6 +738,8 @@ async fn jobs(dir: &Path, args: &BenchArgs) -> Result<()> {
             "job_project_ms": m(|r| r.project_ms),
             "single_erasure_clients": args.erasure_clients,
             "single_erasures_per_s": median(single.iter().map(|r| r.erasures_per_s).collect()),
+            "single_erasure_p50_ms": median(single.iter().map(|r| r.p50_ms).collect()),
+            "single_erasure_p99_ms": median(single.iter().map(|r| r.p99_ms).collect()),
         },
         "all_runs": { "jobs": runs, "single": single },
     });
@@ -676,9 +754,11 @@ async fn jobs(dir: &Path, args: &BenchArgs) -> Result<()> {
             args.runs.max(1)
         );
         println!(
-            "single erasures, {} clients: {:.0}/s",
+            "single erasures, {} clients: {:.0}/s, p50 {:.1} ms, p99 {:.1} ms",
             args.erasure_clients,
-            f("single_erasures_per_s")
+            f("single_erasures_per_s"),
+            f("single_erasure_p50_ms"),
+            f("single_erasure_p99_ms")
         );
     })
 }
@@ -700,14 +780,15 @@ fn report(
 
 /// `ledger bench --erasures N`: the single-request erasure path, with
 /// `--erasure-clients` concurrent clients and with one, `--runs` times each.
-async fn erasures(dir: &Path, args: &BenchArgs) -> Result<()> {
+async fn erasures(scratch: &Scratch, dir: &Path, args: &BenchArgs) -> Result<()> {
     let mut concurrent = Vec::new();
     let mut ungrouped = Vec::new();
     let mut single = Vec::new();
     for i in 0..args.runs.max(1) {
-        let c = erasure_run(dir, args.erasures, args.erasure_clients, true).await?;
-        let u = erasure_run(dir, args.erasures, args.erasure_clients, false).await?;
-        let s = erasure_run(dir, (args.erasures / 4).max(1), 1, true).await?;
+        let (n, clients) = (args.erasures, args.erasure_clients);
+        let c = erasure_run(scratch, dir, n, clients, true).await?;
+        let u = erasure_run(scratch, dir, n, clients, false).await?;
+        let s = erasure_run(scratch, dir, (n / 4).max(1), 1, true).await?;
         if !args.json {
             eprintln!("run {}: {:?} {:?} {:?}", i + 1, c, u, s);
         }
@@ -717,7 +798,7 @@ async fn erasures(dir: &Path, args: &BenchArgs) -> Result<()> {
     }
     let m = |runs: &[ErasureRun], f: fn(&ErasureRun) -> f64| median(runs.iter().map(f).collect());
     let summary = serde_json::json!({
-        "store": "sqlite (WAL, synchronous=FULL, group commit; key destructions grouped)",
+        "store": scratch.label(),
         "runs": args.runs.max(1),
         "median": {
             "erasure_clients": args.erasure_clients,
