@@ -10,12 +10,9 @@
 //! a second request is extended and cancelled, then "terminate and erase"; and the
 //! platform operator, signed in with the admin key, sees every broadcaster's
 //! requests and erases a shared account with a ticket reference. Error states too:
-//! a wrong key, an expired key, the server gone.
-//!
-//! Not covered: the highlighting of an overdue request. A request is due a month
-//! after it is received and `serve` has no shorter policy or clock to set, so an
-//! overdue request cannot be produced honestly here; the test only checks that no
-//! request is highlighted as overdue when none is.
+//! a wrong key, an expired key, the server gone. The second request is entered
+//! as received 40 days ago (a letter answered late), so it is overdue at once and
+//! highlighted as such until its extension moves the due date on.
 //!
 //! Screenshots of every step go to `target/dashboard-screenshots/NN-step.png`.
 //! Without `chromium`/`chromedriver` the test says so in one line and returns
@@ -1051,6 +1048,17 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
     open_result(&c, &active2.id).await;
     click(&c, "#erase-later").await;
     wait_dialog(&c, "confirm-dialog", true).await;
+    // The customer wrote 40 days ago: the request is entered as received then.
+    let received_day = js(
+        &c,
+        "const d = new Date(); d.setDate(d.getDate() - 40); \
+         const p = (n) => String(n).padStart(2, '0'); \
+         const v = d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()); \
+         const i = document.getElementById('confirm-received'); i.value = v; \
+         i.dispatchEvent(new Event('input')); \
+         return new Date(v + 'T00:00:00').toISOString();",
+    )
+    .await;
     type_into(&c, "confirm-text", "DELETE").await;
     click(&c, "#confirm-submit").await;
     until_present(&c, "#pending-request", true, "the second waiting request").await;
@@ -1060,8 +1068,47 @@ async fn the_dashboard_erases_a_customer_in_a_real_browser() {
         req2.get("reference").is_none(),
         "no reference given: {req2}"
     );
+    let received = req2["received_at"].as_str().unwrap();
+    let expected = received_day.as_str().unwrap();
+    assert_eq!(
+        received.get(..19),
+        expected.get(..19),
+        "received on the chosen day: {req2}"
+    );
+    assert_eq!(req2["overdue"], true, "due a month after receipt: {req2}");
     let row2 = format!("#requests-body tr[data-request='{rid2}']");
     until_present(&c, &row2, true, "the second request in the panel").await;
+    // Overdue, and highlighted: the row's class and flag, and its badge.
+    let flagged = js(
+        &c,
+        &format!("const r = document.querySelector(\"{row2}\"); return [r.classList.contains('overdue'), r.dataset.overdue, !!r.querySelector('.badge.overdue')];"),
+    )
+    .await;
+    assert_eq!(
+        flagged,
+        json!([true, "true", true]),
+        "the overdue row is highlighted"
+    );
+    let highlight = js(
+        &c,
+        &format!(
+            "const bg = (r) => getComputedStyle(r.querySelector('td')).backgroundColor; \
+                  const n = document.querySelector('#requests-body tr:not(.overdue)'); \
+                  return [bg(document.querySelector(\"{row2}\")), n ? bg(n) : 'rgba(0, 0, 0, 0)'];"
+        ),
+    )
+    .await;
+    assert_ne!(
+        highlight[0], highlight[1],
+        "an overdue row looks different: {highlight}"
+    );
+    assert_ne!(highlight[0], "rgba(0, 0, 0, 0)", "{highlight}");
+    js(
+        &c,
+        &format!("document.querySelector(\"{row2}\").scrollIntoView();"),
+    )
+    .await;
+    shots.take(&c, "request-overdue").await;
     click(&c, &format!("{row2} button[data-action='extend']")).await;
     wait_dialog(&c, "action-dialog", true).await;
     assert!(text_of(&c, "#action-dialog").await.contains("two months"));

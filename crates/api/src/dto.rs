@@ -717,7 +717,8 @@ impl From<Actor> for ActorDto {
 }
 
 /// File an erasure request for a customer (GDPR Art. 17). The request is due one
-/// month after receipt.
+/// month after receipt: now, or `received_at` when the data subject asked
+/// earlier (a letter or an email to support entered later).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, remote = "Self")]
 pub struct FileErasureRequest {
@@ -733,6 +734,13 @@ pub struct FileErasureRequest {
     #[serde(default)]
     #[schema(pattern = "^[A-Za-z0-9._:/#-]{1,64}$", min_length = 1, max_length = 64)]
     pub reference: Option<String>,
+    /// When the data subject's request reached you (RFC 3339), if before now: the
+    /// due date counts from it, so a request entered late may be due soon or
+    /// overdue at once. At most a year ago; a time up to 5 minutes ahead of the
+    /// server's clock is taken as now. Absent: now.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub received_at: Option<String>,
 }
 
 /// Submit a bulk erasure job: every customer becomes an erasure request of its

@@ -82,6 +82,7 @@ pub async fn terminate_and_erase(
         customer_id: c,
         by: key.actor(),
         reference: reference(body.reference.as_deref())?,
+        received_at: None,
     };
     let r = state.ledger.terminate_and_erase(req).await;
     if let Err(AppError::Refused(first)) = &r {
@@ -208,10 +209,10 @@ async fn answer(
     responses(
         (status = 200, description = "The request as it stands (completed, deferred or refused)", body = ErasureRequestDto),
         (status = 202, description = "The erasure is committed but its key destruction is still pending; the request completes once it is done", body = ErasureRequestDto),
-        (status = 400, description = "Invalid id or reference", body = ErrorBody),
+        (status = 400, description = "Invalid id, reference or received_at", body = ErrorBody),
         (status = 401, description = "Missing or invalid API or admin key", body = ErrorBody),
         (status = 404, description = "No such customer for this caller (nothing recorded)", body = ErrorBody),
-        (status = 409, description = "REQUEST_EXISTS: the request id was used for another request", body = ErrorBody),
+        (status = 409, description = "REQUEST_EXISTS: the request id was used for another request; RECEIVED_AT_OUT_OF_RANGE: received_at is more than a year ago or in the future (nothing recorded)", body = ErrorBody),
     ),
     security(("bearer" = []), ("admin" = [])))]
 #[instrument(skip(state, body))]
@@ -221,11 +222,21 @@ pub async fn file(
     ApiJson(body): ApiJson<FileErasureRequest>,
 ) -> Result<Answer, ApiError> {
     let c = customer_id(&body.customer_id)?;
+    let received_at = body
+        .received_at
+        .as_deref()
+        .map(|t| {
+            Timestamp::parse_rfc3339(t).map_err(|_| {
+                ApiError::invalid_input("received_at", "expected an RFC 3339 date and time")
+            })
+        })
+        .transpose()?;
     let req = FileRequest {
         request_id: chosen_id(body.request_id.as_deref())?,
         customer_id: c,
         by: caller.actor(),
         reference: reference(body.reference.as_deref())?,
+        received_at,
     };
     let r = state.ledger.request_erasure(req).await;
     answer(&state, r).await
@@ -487,6 +498,7 @@ pub async fn operator_anonymize(
         customer_id: c,
         by: Actor::Operator,
         reference,
+        received_at: None,
     };
     let r = state.ledger.request_erasure(req).await;
     if let Ok(o) = &r {

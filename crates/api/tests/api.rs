@@ -2137,6 +2137,10 @@ async fn the_operator_erases_a_shared_account_once_no_subscription_is_active() {
     erasure_requests::the_operator_erases_a_shared_account_once_no_subscription_is_active().await;
 }
 #[tokio::test]
+async fn a_request_received_earlier_is_due_from_then() {
+    erasure_requests::a_request_received_earlier_is_due_from_then().await;
+}
+#[tokio::test]
 async fn erasure_receipts_are_paged_by_cursor_limit_and_since() {
     erasure_requests::erasure_receipts_are_paged().await;
 }

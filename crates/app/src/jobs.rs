@@ -409,6 +409,7 @@ impl Ledger {
                 customer_id: c,
                 by: sub.requested_by,
                 reference: sub.reference.clone(),
+                received_at: None,
             })
             .await
         };

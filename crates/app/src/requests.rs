@@ -76,6 +76,27 @@ pub struct FileRequest {
     pub customer_id: CustomerId,
     pub by: Actor,
     pub reference: Option<Reference>,
+    /// When the data subject's request reached the controller, if before it is
+    /// filed here (a letter, an email to support): the due date counts from it.
+    /// `None` is now.
+    pub received_at: Option<Timestamp>,
+}
+
+/// How long before its filing a request may say it was received: a year.
+pub const RECEIVED_AT_MAX_AGE_MS: i64 = 366 * 24 * 3_600_000;
+
+/// How far ahead of the server's clock a `received_at` may be (the client's
+/// clock may run a little fast); such a time is taken as now.
+pub const RECEIVED_AT_CLOCK_SKEW_MS: i64 = 5 * 60_000;
+
+/// The receipt time of a request filed `now` that says it was received `given`.
+pub fn received_at(given: Option<Timestamp>, now: Timestamp) -> Result<Timestamp, Refusal> {
+    let Some(t) = given else { return Ok(now) };
+    let earliest = Timestamp::from_millis(now.millis().saturating_sub(RECEIVED_AT_MAX_AGE_MS));
+    if t < earliest || t.millis() > now.millis().saturating_add(RECEIVED_AT_CLOCK_SKEW_MS) {
+        return Err(Refusal::ReceivedAtOutOfRange { earliest });
+    }
+    Ok(t.min(now))
 }
 
 /// A request as it stands after a step, with the erasure receipt when it completed
@@ -115,7 +136,7 @@ impl Ledger {
         let eraser = self.eraser(ErasedBy::from(req.by)).await?;
         let customer = self.customer(req.customer_id).await?;
         customer.erasure_plan(&eraser)?;
-        let received_at = Timestamp::now();
+        let received_at = received_at(req.received_at, Timestamp::now())?;
         let due_at = received_at
             .add_months(self.policy.due_months.max(1))
             .ok_or(Refusal::InvalidInput {

@@ -100,6 +100,7 @@ async fn audit_reports_every_request_its_deadline_and_its_erasure() {
                 customer_id: c,
                 by: by(b),
                 reference: None,
+                received_at: None,
             })
             .await
             .unwrap();

@@ -52,6 +52,7 @@ async fn no_personal_value_of_a_registered_customer_ever_appears_in_the_public_e
                 key_id: None,
             },
             reference: None,
+            received_at: None,
         })
         .await
         .unwrap();

@@ -64,6 +64,11 @@ pub enum Refusal {
     /// An erasure request with this id was already received.
     #[error("an erasure request with this id already exists")]
     RequestExists,
+    /// The day a request says it was received is in the future, or more than a
+    /// year ago (the server's clock): a conflict with the present, as
+    /// `ENDS_AT_PASSED` is.
+    #[error("received_at must be between {earliest} and now")]
+    ReceivedAtOutOfRange { earliest: Timestamp },
     /// The erasure request ended (completed, refused or cancelled): nothing changes
     /// it any more.
     #[error("the erasure request is {} and can no longer change", status.as_str())]
@@ -135,6 +140,7 @@ impl Refusal {
             Refusal::CurrencyMismatch => "CURRENCY_MISMATCH",
             Refusal::EndsAtPassed => "ENDS_AT_PASSED",
             Refusal::RequestExists => "REQUEST_EXISTS",
+            Refusal::ReceivedAtOutOfRange { .. } => "RECEIVED_AT_OUT_OF_RANGE",
             Refusal::RequestClosed { .. } => "REQUEST_CLOSED",
             Refusal::AlreadyExtended => "ALREADY_EXTENDED",
             Refusal::DueDateNotLater { .. } => "DUE_DATE_NOT_LATER",
@@ -157,7 +163,8 @@ impl Refusal {
 /// Serializes as `{"code": "...", "message": "...", ...details}` where the details
 /// are `subscriptions` (ACTIVE_SUBSCRIPTION), `refundable` (REFUND_EXCEEDS_PAYMENT),
 /// `status` (REQUEST_CLOSED), `state` (JOB_CLOSED, JOB_STATE), `given` and `max`
-/// (TOO_MANY_IDS), `duplicates` (DUPLICATE_IDS), `current_due_at` (DUE_DATE_NOT_LATER), `latest_due_at`
+/// (TOO_MANY_IDS), `duplicates` (DUPLICATE_IDS), `earliest_received_at`
+/// (RECEIVED_AT_OUT_OF_RANGE), `current_due_at` (DUE_DATE_NOT_LATER), `latest_due_at`
 /// (EXTENSION_TOO_LONG) or `field` and
 /// `reason` (INVALID_INPUT).
 impl Serialize for Refusal {
@@ -174,6 +181,9 @@ impl Serialize for Refusal {
             }
             Refusal::RequestClosed { status } => {
                 m.serialize_entry("status", status)?;
+            }
+            Refusal::ReceivedAtOutOfRange { earliest } => {
+                m.serialize_entry("earliest_received_at", &earliest.to_rfc3339())?;
             }
             Refusal::DueDateNotLater { current } => {
                 m.serialize_entry("current_due_at", &current.to_rfc3339())?;

@@ -1050,6 +1050,10 @@
     $('confirm-reference-label').textContent = m === 'operator' ? 'Reference (required)' : 'Reference (optional)';
     $('confirm-reference').value = '';
     $('confirm-reference').disabled = false;
+    $('confirm-received-row').hidden = m !== 'later';
+    $('confirm-received').value = '';
+    $('confirm-received').disabled = false;
+    $('confirm-received').max = localDay(new Date());
     $('confirm-text').value = '';
     $('confirm-submit').disabled = true;
     $('confirm-submit').textContent = words.submit;
@@ -1064,12 +1068,28 @@
     return $('confirm-reference').value.trim();
   }
 
+  // YYYY-MM-DD of a date in the browser's time zone (the date input's format).
+  function localDay(d) {
+    const p = (n) => String(n).padStart(2, '0');
+    return d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate());
+  }
+
+  // The chosen "received on" day as the start of that day in the browser's time
+  // zone (never after now for today), or null.
+  function receivedValue() {
+    const v = $('confirm-received').value;
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(v)) return null;
+    const start = new Date(v + 'T00:00:00');
+    return isNaN(start.getTime()) ? null : start.toISOString();
+  }
+
   function confirmReady() {
     if (state.busy || $('confirm-text').value.trim() !== 'DELETE') return false;
     const m = state.confirmMode;
     const ref = referenceValue();
     if (m === 'operator') return REFERENCE_RE.test(ref);
     if (m === 'now') return true;
+    if (m === 'later' && $('confirm-received').value && !receivedValue()) return false;
     return ref === '' || REFERENCE_RE.test(ref);
   }
 
@@ -1082,7 +1102,8 @@
   // request.
   async function runErasure(mode, id) {
     const ref = referenceValue();
-    const opts = { idempotencyKey: keyFor(mode + ' ' + id + ' ' + ref) };
+    const received = mode === 'later' ? receivedValue() : null;
+    const opts = { idempotencyKey: keyFor(mode + ' ' + id + ' ' + ref + ' ' + (received || '')) };
     switch (mode) {
       case 'now':
         return { receipt: await api('DELETE', '/v1/customers/' + enc(id), opts) };
@@ -1097,6 +1118,7 @@
       default: {
         const body = { customer_id: id };
         if (ref) body.reference = ref;
+        if (received) body.received_at = received;
         const r = await api('POST', '/v1/erasure-requests', { ...opts, body });
         return { receipt: r.receipt || null, request: r };
       }
@@ -1114,6 +1136,7 @@
     btn.textContent = CONFIRM_MODES[mode].busy;
     $('confirm-text').disabled = true;
     $('confirm-reference').disabled = true;
+    $('confirm-received').disabled = true;
     $('confirm-cancel').disabled = true;
     const err = $('confirm-error');
     err.hidden = true;
@@ -1154,6 +1177,7 @@
       btn.disabled = !confirmReady();
       $('confirm-text').disabled = false;
       $('confirm-reference').disabled = false;
+      $('confirm-received').disabled = false;
       $('confirm-cancel').disabled = false;
     }
   }
@@ -1577,7 +1601,7 @@
     });
     $('delete-user').addEventListener('click', openConfirm);
     $('confirm-form').addEventListener('submit', submitConfirm);
-    for (const f of ['confirm-text', 'confirm-reference']) {
+    for (const f of ['confirm-text', 'confirm-reference', 'confirm-received']) {
       $(f).addEventListener('input', () => {
         $('confirm-submit').disabled = !confirmReady();
       });

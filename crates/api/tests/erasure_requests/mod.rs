@@ -820,3 +820,93 @@ pub async fn erase_when_it_ends_races_a_new_subscription() {
     }
     assert_eq!(erased_first + started_first, 12);
 }
+
+/// A request entered after the data subject asked (a letter, an email to
+/// support) is due a month after it was received, so it may be overdue at once;
+/// a receipt more than a year ago or in the future is refused with nothing
+/// recorded, and a malformed one is a 400.
+pub async fn a_request_received_earlier_is_due_from_then() {
+    let h = Harness::new().await;
+    let day = 24 * 3_600_000;
+    let now = Timestamp::now();
+    let c = h.register(&h.a, "Ada", "Lovelace", "ada@example.org").await;
+    h.subscribe(&h.a, &c).await;
+    let head = h.state.ledger.store().head().await.unwrap();
+    for (given, code) in [
+        (now.millis() - 367 * day, "RECEIVED_AT_OUT_OF_RANGE"),
+        (now.millis() + day, "RECEIVED_AT_OUT_OF_RANGE"),
+    ] {
+        let at = Timestamp::from_millis(given).to_rfc3339();
+        let r = h
+            .post(
+                "/v1/erasure-requests",
+                &h.a,
+                json!({ "customer_id": c, "received_at": at }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+        assert_eq!(r.body["code"], code, "{}", r.text);
+        assert!(
+            r.body["details"]["earliest_received_at"].is_string(),
+            "{}",
+            r.text
+        );
+    }
+    let r = h
+        .post(
+            "/v1/erasure-requests",
+            &h.a,
+            json!({ "customer_id": c, "received_at": "last tuesday" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.body["code"], "INVALID_INPUT", "{}", r.text);
+    assert!(
+        !r.text.contains("tuesday"),
+        "the value is not echoed: {}",
+        r.text
+    );
+    assert_eq!(
+        h.state.ledger.store().head().await.unwrap(),
+        head,
+        "nothing recorded"
+    );
+
+    // Received 40 days ago: deferred (the subscription), and overdue already.
+    let received = Timestamp::from_millis(now.millis() - 40 * day);
+    let r = h
+        .post(
+            "/v1/erasure-requests",
+            &h.a,
+            json!({ "customer_id": c, "received_at": received.to_rfc3339() }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["status"], "deferred", "{}", r.text);
+    assert_eq!(r.body["received_at"], received.to_rfc3339());
+    assert_eq!(
+        r.body["due_at"],
+        received.add_months(1).unwrap().to_rfc3339()
+    );
+    assert_eq!(r.body["overdue"], true, "{}", r.text);
+    let id = r.body["request_id"].as_str().unwrap().to_owned();
+    let overdue = h.get("/v1/erasure-requests?overdue=true", &h.a).await;
+    assert_eq!(ids(&overdue.body), vec![id]);
+
+    // A clock a minute fast is taken as now.
+    let c2 = h
+        .register(&h.a, "Grace", "Hopper", "grace@example.org")
+        .await;
+    let ahead = Timestamp::from_millis(Timestamp::now().millis() + 60_000);
+    let r = h
+        .post(
+            "/v1/erasure-requests",
+            &h.a,
+            json!({ "customer_id": c2, "received_at": ahead.to_rfc3339() }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let got = Timestamp::parse_rfc3339(r.body["received_at"].as_str().unwrap()).unwrap();
+    assert!(got < ahead, "{}", r.text);
+    assert_eq!(r.body["overdue"], false);
+}
