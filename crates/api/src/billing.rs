@@ -17,7 +17,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::idempotency::new_id;
-use crate::{parse_id, SharedState};
+use crate::{parse_id, parse_time, SharedState};
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -118,15 +118,7 @@ pub async fn start_subscription(
     let c = customer_id(&id)?;
     let sid = optional_id::<SubscriptionId>(body.subscription_id.as_deref(), "subscription_id")?
         .unwrap_or_else(|| new_id("subscription", SubscriptionId::from_uuid));
-    let ends_at = body
-        .ends_at
-        .as_deref()
-        .map(|t| {
-            Timestamp::parse_rfc3339(t).map_err(|_| {
-                ApiError::invalid_input("ends_at", "expected an RFC 3339 date and time")
-            })
-        })
-        .transpose()?;
+    let ends_at = parse_time(body.ends_at.as_deref(), "ends_at")?;
     let cmd = CustomerCommand::StartSubscription {
         broadcaster_id: tenant.0,
         subscription_id: sid,

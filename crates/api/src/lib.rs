@@ -239,6 +239,19 @@ pub fn parse_id<T: FromStr>(s: &str, field: &'static str) -> Result<T, ApiError>
     T::from_str(s).map_err(|_| ApiError::invalid_id(field))
 }
 
+/// An optional RFC 3339 date and time from a request body; a malformed one is
+/// `INVALID_INPUT` naming `field` (the value is not echoed).
+pub fn parse_time(
+    s: Option<&str>,
+    field: &'static str,
+) -> Result<Option<ledger_types::Timestamp>, ApiError> {
+    s.map(|t| {
+        ledger_types::Timestamp::parse_rfc3339(t)
+            .map_err(|_| ApiError::invalid_input(field, "expected an RFC 3339 date and time"))
+    })
+    .transpose()
+}
+
 /// The methods of every path of the OpenAPI document (HEAD with GET, as axum
 /// serves it).
 fn documented_methods() -> std::collections::BTreeMap<String, Vec<Method>> {

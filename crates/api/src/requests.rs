@@ -34,7 +34,7 @@ use crate::dto::{
     OperatorAnonymizeRequest, ReceiptDto, TerminateAndEraseRequest,
 };
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
-use crate::{parse_id, SharedState};
+use crate::{parse_id, parse_time, SharedState};
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -222,15 +222,7 @@ pub async fn file(
     ApiJson(body): ApiJson<FileErasureRequest>,
 ) -> Result<Answer, ApiError> {
     let c = customer_id(&body.customer_id)?;
-    let received_at = body
-        .received_at
-        .as_deref()
-        .map(|t| {
-            Timestamp::parse_rfc3339(t).map_err(|_| {
-                ApiError::invalid_input("received_at", "expected an RFC 3339 date and time")
-            })
-        })
-        .transpose()?;
+    let received_at = parse_time(body.received_at.as_deref(), "received_at")?;
     let req = FileRequest {
         request_id: chosen_id(body.request_id.as_deref())?,
         customer_id: c,
