@@ -9,11 +9,13 @@
 //! `synchronous = NORMAL`: projections are derived data; a lost last transaction is
 //! folded again from the log at the next start. Checkpoints never run in the
 //! saving connection (`wal_autocheckpoint = 0`): a thread with its own connection
-//! runs a passive checkpoint after saves, at most every
-//! [`CHECKPOINT_INTERVAL`], concurrently with them. An inline checkpoint stalled
-//! the projector, and so every request waiting to read its own write, for about
-//! 100 ms every few seconds under a stream of erasures (it copied 32,768 pages at
-//! once), and a rebuild paid for its copies on the projector's own thread. Views and receipts (about 1-2 KiB of JSON each)
+//! runs a passive checkpoint once [`CHECKPOINT_AFTER_ROWS`] rows were saved since
+//! the last one, at most every [`CHECKPOINT_INTERVAL`], concurrently with the
+//! saves. An inline checkpoint (every 32,768 pages) stalled the projector, and so
+//! every request waiting to read its own write, for about 100 ms every few seconds
+//! under a stream of erasures; counting rows keeps the amount of copying close to
+//! what it was (a rebuild rewrites every view, and frequent checkpoints copy a page
+//! rewritten several times more often). Views and receipts (about 1-2 KiB of JSON each)
 //! live in ordinary rowid tables: `WITHOUT ROWID` would push rows that large into
 //! overflow pages and triple the file.
 
@@ -107,13 +109,15 @@ pub struct SqliteViewStore {
 struct Checkpointer {
     wake: std::sync::mpsc::SyncSender<()>,
     thread: std::thread::JoinHandle<()>,
+    /// Rows saved since the checkpointer was last woken.
+    rows: std::sync::atomic::AtomicUsize,
 }
 
 impl Drop for SqliteViewStore {
     /// Ends the checkpointer first, so that the saving connection closes last and
     /// SQLite empties the WAL as it closes.
     fn drop(&mut self) {
-        if let Some(Checkpointer { wake, thread }) = self.checkpointer.take() {
+        if let Some(Checkpointer { wake, thread, .. }) = self.checkpointer.take() {
             drop(wake);
             let _ = thread.join();
         }
@@ -122,6 +126,10 @@ impl Drop for SqliteViewStore {
 
 /// The shortest time between two background checkpoints of the view store.
 pub const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Rows saved (views, revenue buckets, receipts) between two background
+/// checkpoints: about 16 to 32 MiB of WAL.
+pub const CHECKPOINT_AFTER_ROWS: usize = 16_384;
 
 /// The view store's checkpointer: a passive checkpoint after saves, at most every
 /// [`CHECKPOINT_INTERVAL`], until the store is dropped. Passive checkpoints wait
@@ -188,14 +196,24 @@ impl SqliteViewStore {
         Ok(Self {
             conn: Mutex::new(conn),
             read_only: false,
-            checkpointer: Some(Checkpointer { wake, thread }),
+            checkpointer: Some(Checkpointer {
+                wake,
+                thread,
+                rows: std::sync::atomic::AtomicUsize::new(0),
+            }),
         })
     }
 
-    /// Asks the checkpointer for a checkpoint (one already asked for is enough).
-    fn wake_checkpointer(&self) {
+    /// Counts `rows` saved, and asks the checkpointer for a checkpoint once
+    /// [`CHECKPOINT_AFTER_ROWS`] were (one already asked for is enough).
+    fn saved(&self, rows: usize) {
+        use std::sync::atomic::Ordering;
         if let Some(c) = &self.checkpointer {
-            let _ = c.wake.try_send(());
+            let total = c.rows.fetch_add(rows, Ordering::Relaxed) + rows;
+            if total >= CHECKPOINT_AFTER_ROWS {
+                c.rows.store(0, Ordering::Relaxed);
+                let _ = c.wake.try_send(());
+            }
         }
     }
 
@@ -406,7 +424,7 @@ impl ViewStore for SqliteViewStore {
             }
         }
         tx.commit().map_err(err)?;
-        self.wake_checkpointer();
+        self.saved(changes.customers.len() + changes.revenue.len() + changes.erasures.len() + 1);
         Ok(())
     }
 
@@ -434,7 +452,7 @@ impl ViewStore for SqliteViewStore {
             }
         }
         tx.commit().map_err(err)?;
-        self.wake_checkpointer();
+        self.saved(CHECKPOINT_AFTER_ROWS);
         Ok(())
     }
 }
@@ -524,7 +542,7 @@ mod tests {
             .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
             .unwrap();
         assert_eq!(auto, 0, "the saving connection never checkpoints");
-        for p in 1..=50u64 {
+        for p in 1..=(CHECKPOINT_AFTER_ROWS as u64 / 2 + 1) {
             let key = RevenueKey {
                 broadcaster_id: BroadcasterId::new(),
                 offer_id: OfferId::parse("monthly").unwrap(),
