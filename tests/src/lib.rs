@@ -10,6 +10,8 @@
 //! Every command starts with no `LEDGER_*` variable of the caller's environment:
 //! only what a test sets reaches the program.
 
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod pg;
 pub mod server;
 

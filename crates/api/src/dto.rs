@@ -1009,6 +1009,24 @@ pub struct Readiness {
     pub oldest_pending_destruction_seconds: f64,
     /// Every part that is failing now; empty when ready.
     pub failing: Vec<FailingPart>,
+    /// The JetStream publisher (`serve --publish`), when one runs. Its state never
+    /// makes the service not ready: it catches up from its checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<PublisherStatus>,
+}
+
+/// How the outbound publisher is doing.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PublisherStatus {
+    /// `connecting`, `publishing` (or waiting for commits) or `retrying`.
+    pub state: String,
+    /// The last position the destination acknowledged (its durable checkpoint).
+    pub position: u64,
+    /// Events of the log not yet acknowledged: `log_head - position`.
+    pub lag: u64,
+    /// The code of the last failure while not publishing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A part of the service that makes it not ready.

@@ -404,7 +404,7 @@ impl Modify for Security {
         transparency::SignedTreeHeadDto, transparency::InclusionProofDto,
         transparency::ConsistencyProofDto,
         RevenueResponse, RevenueRow, revenue::RevenueLineDto, CreateBroadcasterRequest, BroadcasterDto,
-        CreateApiKeyRequest, ApiKeyCreated, ApiKeyDto, Health, Readiness, FailingPart,
+        CreateApiKeyRequest, ApiKeyCreated, ApiKeyDto, Health, Readiness, FailingPart, PublisherStatus,
         crate::money::Total,
         admin::OperatorCustomerDto, admin::LinkedBroadcasterDto, admin::OperatorSubscriptionDto,
         feed::PublicEvent, feed::PublicData, ledger_public_events::EventType, feed::ActorData,

@@ -96,7 +96,14 @@ pub struct Gauges {
     pub oldest_open_request_seconds: f64,
     /// Bulk erasure jobs by state, in `ledger_command::JobState::ALL` order.
     pub erasure_jobs: [u64; 6],
+    /// The JetStream publisher's state and checkpoint, when one runs.
+    pub publisher: Option<(ledger_app::health::SinkState, u64)>,
 }
+
+/// The publisher's gauges (registered when a publisher runs, not before).
+const PUBLISH_POSITION: &str = "ledger_publish_position";
+const PUBLISH_LAG: &str = "ledger_publish_lag_events";
+const PUBLISH_UP: &str = "ledger_publish_up";
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -120,6 +127,18 @@ impl Metrics {
             metrics::describe_histogram!(DURATION, "Request latency by route template.");
             metrics::describe_gauge!(REQUESTS_BY_STATUS, "Erasure requests by status.");
             metrics::describe_gauge!(JOBS_BY_STATE, "Bulk erasure jobs by state.");
+            metrics::describe_gauge!(
+                PUBLISH_POSITION,
+                "Last log position JetStream acknowledged (serve --publish)."
+            );
+            metrics::describe_gauge!(
+                PUBLISH_LAG,
+                "Events in the log not yet acknowledged by JetStream (serve --publish)."
+            );
+            metrics::describe_gauge!(
+                PUBLISH_UP,
+                "1 while the publisher is connected, 0 while it connects or retries."
+            );
             let counter = |name: &'static str, help: &'static str| {
                 metrics::describe_counter!(name, help);
                 metrics::counter!(name)
@@ -215,6 +234,12 @@ impl Metrics {
             for (state, n) in ledger_command::JobState::ALL.iter().zip(g.erasure_jobs) {
                 metrics::gauge!(JOBS_BY_STATE, "state" => state.as_str()).set(n as f64);
             }
+            if let Some((state, position)) = g.publisher {
+                metrics::gauge!(PUBLISH_POSITION).set(position as f64);
+                metrics::gauge!(PUBLISH_LAG).set(g.log_head.saturating_sub(position) as f64);
+                let up = state == ledger_app::health::SinkState::Publishing;
+                metrics::gauge!(PUBLISH_UP).set(if up { 1.0 } else { 0.0 });
+            }
         });
         self.handle.render()
     }
@@ -245,7 +270,10 @@ mod tests {
             erasure_requests_overdue: 1,
             oldest_open_request_seconds: 86_400.0,
             erasure_jobs: [0, 0, 1, 4, 2, 0],
+            publisher: Some((ledger_app::health::SinkState::Retrying, 4)),
         });
+        assert!(text.contains("ledger_publish_lag_events 6"), "{text}");
+        assert!(text.contains("ledger_publish_up 0"), "{text}");
         assert!(
             text.contains("ledger_erasure_requests{status=\"open\"} 3"),
             "{text}"

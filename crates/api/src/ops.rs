@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::dto::{FailingPart, Health, Readiness};
+use crate::dto::{FailingPart, Health, PublisherStatus, Readiness};
 use crate::metrics::Gauges;
 use crate::SharedState;
 use ledger_app::AppError;
@@ -100,6 +100,7 @@ async fn gauges(state: &SharedState, failing: &mut Vec<FailingPart>) -> Gauges {
         *slot = jobs.get(s.as_str()).copied().unwrap_or(0);
     }
     Gauges {
+        publisher: state.health.sink().map(|s| (s.state, s.position)),
         log_head: head,
         read_model_position: pos,
         pending_destructions: pending.count as u64,
@@ -139,6 +140,12 @@ pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
             pending_destructions: g.pending_destructions,
             oldest_pending_destruction_seconds: g.oldest_pending_destruction_seconds,
             failing,
+            publisher: state.health.sink().map(|s| PublisherStatus {
+                state: s.state.as_str().into(),
+                position: s.position,
+                lag: g.log_head.saturating_sub(s.position),
+                error: s.error.map(str::to_owned),
+            }),
         }),
     )
 }

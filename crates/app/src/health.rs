@@ -10,6 +10,10 @@
 //! writes still succeed, in room a failed commit left in a WAL file, so a write
 //! proves nothing where a probe can look.) When space is back, the background
 //! loops hear it ([`Health::space_returned`]) and retry at once.
+//!
+//! The outbound publisher (`serve --publish`) reports its state and checkpoint
+//! here too ([`Health::set_sink`]), shown by `/readyz` and `/metrics` but never a
+//! reason to be not ready.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -44,6 +48,39 @@ impl Part {
     }
 }
 
+/// What the outbound publisher (`ledger serve --publish`) is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkState {
+    /// Connecting to the destination (at start, and after a failure).
+    Connecting,
+    /// Connected: publishing, or waiting for new commits.
+    Publishing,
+    /// The last attempt failed; waiting out a backoff before the next.
+    Retrying,
+}
+
+impl SinkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkState::Connecting => "connecting",
+            SinkState::Publishing => "publishing",
+            SinkState::Retrying => "retrying",
+        }
+    }
+}
+
+/// The publisher's state and checkpoint, for `/readyz` and `/metrics`. Reported
+/// beside readiness, never as a failing part: a broker that is down must not take
+/// the API out of a load balancer's rotation (the publisher catches up later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkStatus {
+    pub state: SinkState,
+    /// The last position the destination acknowledged (the durable checkpoint).
+    pub position: u64,
+    /// The code of the last failure, while not publishing.
+    pub error: Option<&'static str>,
+}
+
 /// How a failing part failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -60,6 +97,8 @@ pub struct Health {
     probed: bool,
     /// Told when a full disk is cleared.
     space: tokio::sync::Notify,
+    /// The outbound publisher's, when one runs.
+    sink: Mutex<Option<SinkStatus>>,
 }
 
 impl Health {
@@ -136,6 +175,18 @@ impl Health {
     /// Whether a store reported a full disk that no write has cleared since.
     pub fn storage_full(&self) -> Option<Duration> {
         self.full_since.lock().ok()?.map(|t| t.elapsed())
+    }
+
+    /// The outbound publisher reports how it is doing.
+    pub fn set_sink(&self, status: SinkStatus) {
+        if let Ok(mut s) = self.sink.lock() {
+            *s = Some(status);
+        }
+    }
+
+    /// The outbound publisher's last report (`None` when none runs).
+    pub fn sink(&self) -> Option<SinkStatus> {
+        self.sink.lock().ok().and_then(|s| *s)
     }
 
     /// The failing parts, by name, with their code and how long they have failed.

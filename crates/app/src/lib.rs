@@ -27,6 +27,7 @@ pub mod retry;
 pub mod search;
 mod service;
 pub mod shred;
+pub mod sink;
 mod stream;
 pub mod transparency;
 

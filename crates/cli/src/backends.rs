@@ -428,6 +428,11 @@ impl Backends {
         self.forget.as_ref().map(|l| l.describe())
     }
 
+    /// The view store (read models, and the outbound sinks' checkpoints).
+    pub fn views(&self) -> Arc<dyn ViewStore> {
+        self.views.clone()
+    }
+
     /// Where answers to idempotent writes are saved.
     pub fn responses(&self) -> Arc<dyn ResponseStore> {
         self.responses.clone()

@@ -62,6 +62,11 @@ pub struct BenchArgs {
     /// customers erased by one job (validation, filing, key destruction, receipts projected).
     #[arg(long, default_value_t = 0)]
     jobs: usize,
+    /// Measure publishing to NATS JetStream at this URL instead (`serve
+    /// --publish`'s sink, Cargo feature `nats`): the public events of a demo data
+    /// set of `--customers` customers, each run to a new stream (deleted after).
+    #[arg(long)]
+    publish: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -359,6 +364,16 @@ fn median(mut xs: Vec<f64>) -> f64 {
 pub async fn run(data: &Path, store: Option<&str>, args: BenchArgs) -> Result<()> {
     let dir = data.join(format!("bench-{}", std::process::id()));
     let kind = StoreKind::parse(store, data)?;
+    if let Some(url) = &args.publish {
+        let target = crate::publish::Target::parse(url, "LEDGER", "ledger")?;
+        crate::publish::check_built(Some(&target))?;
+        #[cfg(feature = "nats")]
+        {
+            let r = publish(&dir, url, &args).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            return r;
+        }
+    }
     if args.read_side {
         anyhow::ensure!(
             matches!(kind, StoreKind::Sqlite(_)),
@@ -839,19 +854,99 @@ async fn erasures(scratch: &Scratch, dir: &Path, args: &BenchArgs) -> Result<()>
     })
 }
 
-async fn read_side(dir: &Path, args: &BenchArgs) -> Result<()> {
-    use ledger_app::{demo, read::ReadSide, Ledger};
-    use ledger_crypto::{Kek, Keyring, SqliteKeyStore};
-    use rand::{Rng, SeedableRng};
+/// `--publish URL`: the demo data set's public events published to JetStream by
+/// the serve loop's sink (pipelined pages, acknowledgements awaited, checkpoint
+/// saved per page), `--runs` times, each to a stream of its own; events/s.
+#[cfg(feature = "nats")]
+async fn publish(dir: &Path, url: &str, args: &BenchArgs) -> Result<()> {
+    use ledger_app::demo;
+    use ledger_app::feed::public_event;
+    use ledger_app::health::Health;
 
+    let (store, ledger) = scratch_ledger(dir)?;
+    demo::load(&ledger, &demo::generate(2026, args.customers)).await?;
+    let head = store.head().await?;
+    let mut events = 0u64;
+    let mut after = 0;
+    while after < head {
+        let page = store.read_all(after, 10_000).await?;
+        for r in &page {
+            events += u64::from(public_event(r)?.is_some());
+            after = r.position;
+        }
+    }
+    let mut rates = Vec::new();
+    for run in 0..args.runs.max(1) {
+        let id = format!("{}_{run}", std::process::id());
+        let target = crate::publish::Target::parse(
+            url,
+            &format!("LEDGER_BENCH_{id}"),
+            &format!("ledger_bench_{id}"),
+        )?;
+        let views: Arc<dyn ledger_projections::ViewStore> = Arc::new(
+            ledger_store_sqlite::SqliteViewStore::open(&dir.join(format!("views-{run}.sqlite")))?,
+        );
+        let sink = crate::publish::sink(&target, store.clone(), views);
+        let health = Health::new();
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let started = Instant::now();
+        let done = async {
+            while health.sink().is_none_or(|s| s.position < head) {
+                anyhow::ensure!(
+                    started.elapsed() < Duration::from_secs(600),
+                    "not published within 10 minutes: {:?}",
+                    health.sink()
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            let _ = stop_tx.send(true);
+            Ok::<f64, anyhow::Error>(secs)
+        };
+        let stop = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        let (_, secs) = tokio::join!(sink.run(stop, &health), done);
+        let secs = secs?;
+        ledger_sink_nats::delete_stream(url, target.stream()).await?;
+        let rate = events as f64 / secs;
+        eprintln!(
+            "run {}: {events} events in {secs:.2}s: {rate:.0} events/s",
+            run + 1
+        );
+        rates.push(rate);
+    }
+    let m = median(rates.clone());
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"publish": {"events": events, "records": head, "events_per_second": rates, "median_events_per_second": m}})
+        );
+    } else {
+        println!("JetStream publishing: {events} public events ({head} records), median {m:.0} events/s over {} runs", rates.len());
+    }
+    Ok(())
+}
+
+/// An empty SQLite log and key store in `dir` (emptied first), and a ledger on them.
+fn scratch_ledger(dir: &Path) -> Result<(Arc<dyn EventStore>, ledger_app::Ledger)> {
+    use ledger_crypto::{Kek, Keyring, SqliteKeyStore};
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&dir.join("events.sqlite"))?);
     let keys = SqliteKeyStore::open(&dir.join("keys.sqlite"))?;
-    let ledger = Ledger::new(
+    let ledger = ledger_app::Ledger::new(
         store.clone(),
         Arc::new(Keyring::new(Kek::generate(), Arc::new(keys))),
     );
+    Ok((store, ledger))
+}
+
+async fn read_side(dir: &Path, args: &BenchArgs) -> Result<()> {
+    use ledger_app::{demo, read::ReadSide};
+    use rand::{Rng, SeedableRng};
+
+    let (store, ledger) = scratch_ledger(dir)?;
     let data = demo::generate(2026, args.customers);
     let t = Instant::now();
     let summary = demo::load(&ledger, &data).await?;

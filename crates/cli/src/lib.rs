@@ -15,6 +15,7 @@ mod events;
 mod folder;
 mod jobs;
 mod listener;
+mod publish;
 mod revenue;
 mod serve;
 mod transparency;

@@ -96,6 +96,31 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     signing: SigningArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    publish: PublishArgs,
+}
+
+/// Publishing the public events to NATS JetStream (ADR 0027; Cargo feature `nats`).
+#[derive(Debug, Args, Serialize)]
+pub struct PublishArgs {
+    /// Publish every public event (`ledger-events-v1`, every tenant) to NATS
+    /// JetStream at this URL, e.g. nats://127.0.0.1:4222, on subjects
+    /// PREFIX.<broadcaster id or `platform`>.<type>; env LEDGER_PUBLISH, config key
+    /// `publish` [default: none].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish: Option<String>,
+    /// The JetStream stream to publish to (created if missing); env
+    /// LEDGER_PUBLISH_STREAM, config key `publish_stream` [default: LEDGER].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish_stream: Option<String>,
+    /// The subjects' first token(s); env LEDGER_PUBLISH_PREFIX, config key
+    /// `publish_prefix` [default: ledger].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish_prefix: Option<String>,
 }
 
 /// Signed tree heads (ADR 0014).
@@ -143,6 +168,11 @@ struct Settings {
     signing_key: Option<PathBuf>,
     sign_every_events: u64,
     sign_every_secs: u64,
+    /// `None`: nothing is published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish: Option<String>,
+    publish_stream: String,
+    publish_prefix: String,
 }
 
 impl Default for Settings {
@@ -164,6 +194,9 @@ impl Default for Settings {
             signing_key: None,
             sign_every_events: signing.every_events,
             sign_every_secs: signing.every.as_secs(),
+            publish: None,
+            publish_stream: "LEDGER".to_owned(),
+            publish_prefix: "ledger".to_owned(),
         }
     }
 }
@@ -185,6 +218,9 @@ const ENV: &[(&str, &str)] = &[
     ("SIGNING_KEY_FILE", "signing_key"),
     ("SIGN_EVERY_EVENTS", "sign_every_events"),
     ("SIGN_EVERY_SECS", "sign_every_secs"),
+    ("PUBLISH", "publish"),
+    ("PUBLISH_STREAM", "publish_stream"),
+    ("PUBLISH_PREFIX", "publish_prefix"),
 ];
 
 /// The settings: defaults, then the config file, then the environment variables
@@ -330,6 +366,14 @@ pub async fn run(
         idempotency_ttl: Duration::from_secs(conf.idempotency_ttl_secs),
         ready_max_lag: conf.ready_max_lag,
     };
+    // Checked before anything is opened: a malformed URL, or one this build
+    // cannot publish to, changes nothing.
+    let publish = conf
+        .publish
+        .as_deref()
+        .map(|u| crate::publish::Target::parse(u, &conf.publish_stream, &conf.publish_prefix))
+        .transpose()?;
+    crate::publish::check_built(publish.as_ref())?;
     let limits = Limits::new(
         Some(conf.max_connections),
         Some(conf.header_read_timeout_secs),
@@ -534,6 +578,20 @@ pub async fn run(
         let (health, stop) = (health.clone(), stopped());
         tokio::spawn(async move { probe_space(&folders, &health, stop).await })
     };
+    // The public events to NATS JetStream, from its own checkpoint (ADR 0027).
+    let publisher = publish.as_ref().map(|target| {
+        info!(
+            stream = target.stream(),
+            "publishing the public events to NATS JetStream"
+        );
+        crate::publish::spawn(
+            target,
+            ledger.store().clone(),
+            backends.views(),
+            health.clone(),
+            stopped(),
+        )
+    });
 
     info!(%local, "serving");
     crate::listener::serve(listener, app, limits, shutdown).await;
@@ -548,6 +606,9 @@ pub async fn run(
         erasure_process,
         erasure_jobs
     );
+    if let Some(p) = publisher {
+        let _ = p.await;
+    }
     // Persist what the projector folded last, then commit everything queued.
     if let Err(e) = read.catch_up().await {
         warn!(code = e.code(), "final read model catch-up failed");
@@ -811,6 +872,35 @@ mod tests {
         // The global --store (or LEDGER_STORE, through clap) over the file.
         assert_eq!(s.store.as_deref(), Some("sqlite:///from/file"));
         assert_eq!(only_env.store.as_deref(), Some("sqlite:///flag"));
+    }
+
+    #[test]
+    fn publish_settings_come_from_the_environment_and_the_flags() {
+        let _lock = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let d = settings(&args(&[]), None, "LEDGER_TEST_NONE_").unwrap();
+        assert_eq!(
+            (
+                d.publish,
+                d.publish_stream.as_str(),
+                d.publish_prefix.as_str()
+            ),
+            (None, "LEDGER", "ledger")
+        );
+        let p = "LEDGER_TEST_PUBLISH_";
+        std::env::set_var(format!("{p}PUBLISH"), "nats://10.0.0.1:4222");
+        std::env::set_var(format!("{p}PUBLISH_STREAM"), "FROM_ENV");
+        let s = settings(&args(&["--publish-prefix", "flag.prefix"]), None, p);
+        let flag = settings(&args(&["--publish", "nats://10.0.0.2:4222"]), None, p);
+        for k in ["PUBLISH", "PUBLISH_STREAM"] {
+            std::env::remove_var(format!("{p}{k}"));
+        }
+        let (s, flag) = (s.unwrap(), flag.unwrap());
+        assert_eq!(s.publish.as_deref(), Some("nats://10.0.0.1:4222"));
+        assert_eq!(
+            (s.publish_stream.as_str(), s.publish_prefix.as_str()),
+            ("FROM_ENV", "flag.prefix")
+        );
+        assert_eq!(flag.publish.as_deref(), Some("nats://10.0.0.2:4222"));
     }
 
     #[test]

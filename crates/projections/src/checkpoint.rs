@@ -111,9 +111,18 @@ pub fn agreed_checkpoint_hash(rows: &[(u64, Option<Vec<u8>>)]) -> Option<[u8; 32
 /// positions as last saved (nothing marked dirty); `save` writes [`Changes`]
 /// atomically; `clear` forgets one projection (`"customers"`, `"revenue"`,
 /// `"erasures"`, the latter with revenue, see [`crate::Erasures`]) or all (`None`),
-/// rows and checkpoint together.
+/// rows and checkpoint together. The same store keeps the outbound sinks'
+/// checkpoints (`sink_position`), so that they are as durable as the views'.
 pub trait ViewStore: Send + Sync + std::fmt::Debug {
     fn load(&self) -> Result<ReadModel, ViewStoreError>;
     fn save(&self, changes: &Changes) -> Result<(), ViewStoreError>;
     fn clear(&self, name: Option<&str>) -> Result<(), ViewStoreError>;
+    /// The position an outbound sink (e.g. `nats:LEDGER`, the JetStream publisher)
+    /// has delivered up to; 0 if none is saved. Sinks' checkpoints live in a table
+    /// of their own, apart from the projections' (whose three rows must agree on
+    /// one log hash): `clear` and a rebuild leave them alone.
+    fn sink_position(&self, name: &str) -> Result<u64, ViewStoreError>;
+    /// Saves a sink's position; the sink calls it only once its destination has
+    /// acknowledged every event up to `position`.
+    fn save_sink_position(&self, name: &str, position: u64) -> Result<(), ViewStoreError>;
 }

@@ -641,6 +641,12 @@ const VIEW_SCHEMA: &str = "
     -- The log hash at the checkpoint: views restored beside another log are found
     -- out at start.
     ALTER TABLE ledger_checkpoints ADD COLUMN IF NOT EXISTS log_hash BYTEA;
+    -- Outbound sinks' checkpoints (the JetStream publisher's), apart from the
+    -- projections' (which a rebuild clears).
+    CREATE TABLE IF NOT EXISTS ledger_sink_checkpoints (
+        name TEXT PRIMARY KEY,
+        position BIGINT NOT NULL
+    );
     CREATE TABLE IF NOT EXISTS ledger_customer_views (
         customer_id UUID PRIMARY KEY,
         view TEXT NOT NULL
@@ -964,6 +970,54 @@ impl ViewStore for PgViewStore {
                     }
                 }
                 tx.commit().await.map_err(views)
+            })
+        })
+    }
+
+    fn sink_position(&self, name: &str) -> Result<u64, ViewStoreError> {
+        let name = name.to_owned();
+        self.actor.call(Repeat::Safe, move |client| {
+            let name = name.clone();
+            Box::pin(async move {
+                // A read-only session on a database without the table reads 0.
+                let present: bool = client
+                    .query_one(
+                        "SELECT to_regclass('ledger_sink_checkpoints') IS NOT NULL",
+                        &[],
+                    )
+                    .await
+                    .map_err(views)?
+                    .get(0);
+                if !present {
+                    return Ok(0);
+                }
+                let row = client
+                    .query_opt(
+                        "SELECT position FROM ledger_sink_checkpoints WHERE name = $1",
+                        &[&name],
+                    )
+                    .await
+                    .map_err(views)?;
+                Ok(row.map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
+            })
+        })
+    }
+
+    fn save_sink_position(&self, name: &str, position: u64) -> Result<(), ViewStoreError> {
+        self.writable()?;
+        let (name, position) = (name.to_owned(), position as i64);
+        self.actor.call(Repeat::Safe, move |client| {
+            let name = name.clone();
+            Box::pin(async move {
+                client
+                    .execute(
+                        "INSERT INTO ledger_sink_checkpoints (name, position) VALUES ($1, $2)
+                             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
+                        &[&name, &position],
+                    )
+                    .await
+                    .map_err(views)?;
+                Ok(())
             })
         })
     }

@@ -572,3 +572,43 @@ async fn answers_saved_beside_appends_share_their_groups_and_the_last_one_wins()
     ));
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sink_checkpoints_survive_a_reconnect_and_a_rebuild_and_stay_apart() {
+    use ledger_projections::{Changes, Positions, ViewStore};
+    use ledger_store_postgres::PgViewStore;
+
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    // The view store's actor runs its own runtime: drive it from a plain thread.
+    std::thread::spawn(move || {
+        let store = PgViewStore::connect(&url).expect("view store");
+        assert_eq!(store.sink_position("nats:LEDGER").unwrap(), 0);
+        let changes = Changes {
+            positions: Positions {
+                customers: 7,
+                revenue: 7,
+                erasures: 7,
+            },
+            log_hash: Some([9; 32]),
+            ..Changes::default()
+        };
+        store.save(&changes).expect("save");
+        store.save_sink_position("nats:LEDGER", 5).unwrap();
+        store.save_sink_position("nats:LEDGER", 6).unwrap();
+        store.clear(None).unwrap();
+        store.save(&changes).expect("save");
+        drop(store);
+        let store = PgViewStore::connect(&url).expect("view store");
+        assert_eq!(store.sink_position("nats:LEDGER").unwrap(), 6);
+        assert_eq!(store.sink_position("nats:OTHER").unwrap(), 0);
+        assert_eq!(store.load().unwrap().checkpoint_hash, Some([9; 32]));
+        let reader = PgViewStore::connect_read_only(&url).expect("reader");
+        assert_eq!(reader.sink_position("nats:LEDGER").unwrap(), 6);
+        assert!(reader.save_sink_position("nats:LEDGER", 7).is_err());
+    })
+    .join()
+    .expect("view store thread");
+}

@@ -39,6 +39,12 @@ const SCHEMA: &str = "
         position INTEGER NOT NULL,
         log_hash BLOB
     ) WITHOUT ROWID;
+    -- Outbound sinks' checkpoints (the JetStream publisher's): apart from the
+    -- projections' rows, which must agree on one log hash and which a rebuild clears.
+    CREATE TABLE IF NOT EXISTS sink_checkpoints (
+        name TEXT PRIMARY KEY,
+        position INTEGER NOT NULL
+    ) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS customer_views (
         customer_id TEXT PRIMARY KEY,
         view TEXT NOT NULL
@@ -280,12 +286,17 @@ fn checkpoint_hash(conn: &Connection) -> Result<Option<[u8; 32]>, ViewStoreError
 }
 
 fn position(conn: &Connection, name: &str) -> Result<u64, ViewStoreError> {
+    position_in(
+        conn,
+        "SELECT position FROM checkpoints WHERE name = ?1",
+        name,
+    )
+}
+
+/// The position `sql` (one `?1` for the name) reads, 0 if no row.
+fn position_in(conn: &Connection, sql: &str, name: &str) -> Result<u64, ViewStoreError> {
     let p: Option<i64> = conn
-        .query_row(
-            "SELECT position FROM checkpoints WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
+        .query_row(sql, [name], |r| r.get(0))
         .map(Some)
         .or_else(|e| match e {
             rusqlite::Error::QueryReturnedNoRows => Ok(None),
@@ -457,12 +468,72 @@ impl ViewStore for SqliteViewStore {
         self.saved(CHECKPOINT_AFTER_ROWS);
         Ok(())
     }
+
+    fn sink_position(&self, name: &str) -> Result<u64, ViewStoreError> {
+        let conn = self.conn()?;
+        // A read-only file written before sinks existed has no such table.
+        let present: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'sink_checkpoints'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if !present {
+            return Ok(0);
+        }
+        position_in(
+            &conn,
+            "SELECT position FROM sink_checkpoints WHERE name = ?1",
+            name,
+        )
+    }
+
+    fn save_sink_position(&self, name: &str, position: u64) -> Result<(), ViewStoreError> {
+        self.writable()?;
+        self.conn()?
+            .execute(
+                "INSERT OR REPLACE INTO sink_checkpoints (name, position) VALUES (?1, ?2)",
+                params![name, position as i64],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use ledger_projections::Positions;
+
+    /// A sink's checkpoint survives a reopen and a rebuild's `clear`, and does not
+    /// count as a projection checkpoint (the log hash still agrees).
+    #[test]
+    fn sink_checkpoints_are_kept_apart_from_the_projections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("views.sqlite");
+        let store = SqliteViewStore::open(&path).unwrap();
+        assert_eq!(store.sink_position("nats:LEDGER").unwrap(), 0);
+        let changes = Changes {
+            positions: Positions {
+                customers: 7,
+                revenue: 7,
+                erasures: 7,
+            },
+            log_hash: Some([9; 32]),
+            ..Changes::default()
+        };
+        store.save(&changes).unwrap();
+        store.save_sink_position("nats:LEDGER", 5).unwrap();
+        store.save_sink_position("nats:OTHER", 2).unwrap();
+        store.clear(None).unwrap();
+        store.save(&changes).unwrap();
+        drop(store);
+        let store = SqliteViewStore::open(&path).unwrap();
+        assert_eq!(store.sink_position("nats:LEDGER").unwrap(), 5);
+        assert_eq!(store.sink_position("nats:OTHER").unwrap(), 2);
+        assert_eq!(store.load().unwrap().checkpoint_hash, Some([9; 32]));
+    }
 
     /// Revenue totals are i128: one past i64 (a BLOB) and ordinary ones (INTEGER,
     /// as every file written before) both come back exactly.
