@@ -2,17 +2,14 @@
 //! verification report every request, the on-time rate and the overdue ones, and
 //! find a completed request whose erasure is missing or whose key survives.
 
-use std::sync::Arc;
+mod support;
 
 use ledger_app::audit::{self, RequestAudit};
 use ledger_app::export;
 use ledger_app::requests::FileRequest;
 use ledger_app::{decode_record, Ledger};
 use ledger_command::{CustomerCommand, RequestStatus};
-use ledger_crypto::{Kek, Keyring, SqliteKeyStore};
 use ledger_events::{Actor, Integration, Profile};
-use ledger_store::EventStore;
-use ledger_store_sqlite::SqliteStore;
 use ledger_types::{BroadcasterId, CustomerId, RequestId, SubscriptionId, Timestamp};
 
 fn profile(n: usize) -> Profile {
@@ -51,13 +48,7 @@ fn by(b: BroadcasterId) -> Actor {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_reports_every_request_its_deadline_and_its_erasure() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn EventStore> =
-        Arc::new(SqliteStore::open(&dir.path().join("events.sqlite")).unwrap());
-    let keys = SqliteKeyStore::open(&dir.path().join("keys.sqlite")).unwrap();
-    let ledger = Ledger::new(
-        store.clone(),
-        Arc::new(Keyring::new(Kek::generate(), Arc::new(keys))),
-    );
+    let (store, ledger) = support::scratch_ledger(dir.path());
     let (wl, sh) = (BroadcasterId::new(), BroadcasterId::new());
     let now = Timestamp::now();
     ledger

@@ -3,17 +3,15 @@
 //! registered customer ever appears in it, every kind of event the log holds is
 //! there, and reading from any position gives the same events as a read from zero.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+mod support;
 
+use std::collections::BTreeSet;
+
+use ledger_app::demo;
 use ledger_app::feed::{Feed, FeedQuery, Scope};
 use ledger_app::requests::FileRequest;
-use ledger_app::{demo, Ledger};
-use ledger_crypto::{Kek, Keyring, SqliteKeyStore};
 use ledger_events::Actor;
 use ledger_public_events::EventType;
-use ledger_store::EventStore;
-use ledger_store_sqlite::SqliteStore;
 use ledger_types::RequestId;
 
 fn all(after: u64) -> FeedQuery {
@@ -28,13 +26,7 @@ fn all(after: u64) -> FeedQuery {
 #[tokio::test]
 async fn no_personal_value_of_a_registered_customer_ever_appears_in_the_public_events() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn EventStore> =
-        Arc::new(SqliteStore::open(&dir.path().join("events.sqlite")).unwrap());
-    let keys = SqliteKeyStore::open(&dir.path().join("keys.sqlite")).unwrap();
-    let ledger = Ledger::new(
-        store.clone(),
-        Arc::new(Keyring::new(Kek::generate(), Arc::new(keys))),
-    );
+    let (store, ledger) = support::scratch_ledger(dir.path());
     let data = demo::generate(13, 120);
     let summary = demo::load(&ledger, &data).await.unwrap();
     // Erasures, directly and through erasure requests.

@@ -3,18 +3,18 @@
 //! arrives once and in log order although connections are refused and an
 //! acknowledgement is lost, and the checkpoint reaches the head only then.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ledger_app::demo;
 use ledger_app::feed::{public_event, READ_PAGE};
 use ledger_app::health::{Health, SinkState};
 use ledger_app::sink::{Connected, Connector, Publisher, Sink, SinkError};
-use ledger_app::{demo, Ledger};
-use ledger_crypto::{Kek, Keyring, SqliteKeyStore};
 use ledger_projections::ViewStore;
 use ledger_public_events::PublicEvent;
-use ledger_store::EventStore;
-use ledger_store_sqlite::{SqliteStore, SqliteViewStore};
+use ledger_store_sqlite::SqliteViewStore;
 
 /// What the fake destination kept (deduplicated by id, as JetStream does), and
 /// how it is told to fail.
@@ -68,13 +68,7 @@ impl Connector for Fake {
 #[tokio::test]
 async fn every_public_event_arrives_once_in_order_through_refusals_and_lost_acks() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn EventStore> =
-        Arc::new(SqliteStore::open(&dir.path().join("events.sqlite")).unwrap());
-    let keys = SqliteKeyStore::open(&dir.path().join("keys.sqlite")).unwrap();
-    let ledger = Ledger::new(
-        store.clone(),
-        Arc::new(Keyring::new(Kek::generate(), Arc::new(keys))),
-    );
+    let (store, ledger) = support::scratch_ledger(dir.path());
     demo::load(&ledger, &demo::generate(7, 300)).await.unwrap();
     let mut ids = Vec::new();
     for r in store.read_all(0, usize::MAX).await.unwrap() {
