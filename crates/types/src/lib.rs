@@ -482,12 +482,27 @@ impl Timestamp {
     /// (none on a whole second), e.g. `2026-11-29T03:16:12Z`,
     /// `2026-11-29T03:16:12.45Z`. This exact form is stored in views and written
     /// in exports; years outside 0000-9999 (which RFC 3339 cannot express) are
-    /// written as milliseconds since the epoch.
+    /// written as milliseconds since the epoch. Written field by field rather
+    /// than through a strftime pattern, which is parsed on every call: the change
+    /// feed formats one or two times per event.
     pub fn to_rfc3339(&self) -> String {
+        use chrono::Timelike as _;
+        use std::fmt::Write as _;
         let Some(t) = self.datetime().filter(|t| (0..=9999).contains(&t.year())) else {
             return self.0.to_string();
         };
-        let mut out = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+        let mut out = String::with_capacity(24);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
         let frac = self.0.rem_euclid(1000);
         if frac != 0 {
             let digits = format!("{frac:03}");
@@ -668,6 +683,53 @@ mod tests {
         assert!(OfferId::parse("Premium").is_err());
         assert!(OfferId::parse("").is_err());
         assert!(OfferId::parse(&"a".repeat(65)).is_err());
+    }
+
+    /// The form written field by field is exactly the strftime form it replaced,
+    /// over edge instants and 40,000 pseudo-random ones.
+    #[test]
+    fn times_are_written_exactly_as_strftime_writes_them() {
+        let strftime = |t: Timestamp| {
+            let Some(d) = t.datetime().filter(|d| (0..=9999).contains(&d.year())) else {
+                return t.0.to_string();
+            };
+            let mut out = d.format("%Y-%m-%dT%H:%M:%S").to_string();
+            let frac = t.0.rem_euclid(1000);
+            if frac != 0 {
+                let digits = format!("{frac:03}");
+                out.push('.');
+                out.push_str(digits.trim_end_matches('0'));
+            }
+            out.push('Z');
+            out
+        };
+        let mut values = vec![
+            0,
+            1,
+            -1,
+            999,
+            1_000,
+            1_450,
+            86_399_999,
+            -62_167_219_200_000,
+            -62_167_219_200_001,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            i64::MIN,
+            i64::MAX,
+        ];
+        let mut x: i64 = 1_764_500_000_123;
+        for _ in 0..20_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            values.push(x.rem_euclid(300_000_000_000_000) - 70_000_000_000_000);
+            values.push(x.rem_euclid(4_000_000_000_000));
+        }
+        for v in values {
+            let t = Timestamp::from_millis(v);
+            assert_eq!(t.to_rfc3339(), strftime(t), "{v}");
+        }
     }
 
     #[test]
