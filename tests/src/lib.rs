@@ -14,6 +14,7 @@
 pub mod nats;
 pub mod pg;
 pub mod server;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::pg::block_on;
-use crate::server::{agent, ADMIN};
+use crate::server::ADMIN;
 
 const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
@@ -152,41 +152,9 @@ impl Drop for TestStream {
     }
 }
 
-/// Every public event of the log, as the admin's change feed serves it (NDJSON
-/// pages of `GET /v1/events`).
+/// Every public event of the log, as the admin's change feed serves it.
 pub fn feed(base: &str) -> Vec<Value> {
-    let mut out: Vec<Value> = Vec::new();
-    let mut after = 0u64;
-    loop {
-        let mut res = agent()
-            .get(&format!("{base}/v1/events?after={after}&limit=10000"))
-            .header("Authorization", &format!("Bearer {ADMIN}"))
-            .call()
-            .expect("GET /v1/events");
-        assert_eq!(res.status().as_u16(), 200);
-        let next: u64 = res
-            .headers()
-            .get("ledger-next-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .expect("Ledger-Next-After");
-        let text = res
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_string()
-            .expect("the page");
-        let before = out.len();
-        out.extend(
-            text.lines()
-                .filter(|l| !l.is_empty())
-                .map(|l| serde_json::from_str::<Value>(l).expect("an NDJSON line")),
-        );
-        if out.len() == before && next == after {
-            return out;
-        }
-        after = next;
-    }
+    crate::server::feed_of(base, ADMIN, 0)
 }
 
 /// A TCP proxy from a loopback port to `upstream`, which a test cuts (closing

@@ -273,6 +273,9 @@ pub fn try_call_with(
             .content_type("application/json")
             .send(b.to_string()),
         ("POST", None) => add(a.post(url), headers, &auth).send_empty(),
+        ("PATCH", Some(b)) => add(a.patch(url), headers, &auth)
+            .content_type("application/json")
+            .send(b.to_string()),
         _ => unreachable!(),
     };
     let mut res = res?;
@@ -288,4 +291,41 @@ pub fn try_call_with(
         body: serde_json::from_str(&text).unwrap_or(Value::Null),
         retry_after,
     })
+}
+
+/// The public events after `after` that `token` (an API key, or [`ADMIN`] for
+/// every tenant's) reads in the change feed (NDJSON pages of `GET /v1/events`).
+pub fn feed_of(base: &str, token: &str, after: u64) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    let mut after = after;
+    loop {
+        let mut res = agent()
+            .get(&format!("{base}/v1/events?after={after}&limit=10000"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .expect("GET /v1/events");
+        assert_eq!(res.status().as_u16(), 200);
+        let next: u64 = res
+            .headers()
+            .get("ledger-next-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("Ledger-Next-After");
+        let text = res
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .expect("the page");
+        let before = out.len();
+        out.extend(
+            text.lines()
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_str::<Value>(l).expect("an NDJSON line")),
+        );
+        if out.len() == before && next == after {
+            return out;
+        }
+        after = next;
+    }
 }

@@ -95,6 +95,9 @@ objects_only!(
     ExtendErasureRequest,
     OperatorAnonymizeRequest,
     SubmitErasureJob,
+    CreateWebhookEndpoint,
+    UpdateWebhookEndpoint,
+    RedeliverRequest,
 );
 serialize_inherent!(AnswerDto, MoneyDto);
 
@@ -1043,3 +1046,69 @@ pub struct FailingPart {
 
 /// A JSON document whose shape is described in prose (export, audit report).
 pub type Document = Value;
+
+/// A field that may be absent (leave as is), `null` (clear) or a value.
+fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A new webhook endpoint. Its signing secret is in the answer, and only there.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, remote = "Self")]
+pub struct CreateWebhookEndpoint {
+    /// Where to POST: an absolute `https` URL of at most 2,048 characters, without
+    /// credentials or fragment, whose host is public (loopback, private and
+    /// link-local addresses are refused unless the server runs with
+    /// `--allow-private-webhooks`, which also takes `http`).
+    #[schema(max_length = 2048)]
+    pub url: String,
+    /// Only these event types (docs/events.md), 1 to 15 of them; absent or null:
+    /// every type, those added later included.
+    #[serde(default)]
+    #[schema(min_items = 1, max_items = 15)]
+    pub event_types: Option<Vec<String>>,
+    /// A note for yourself (at most 200 characters; not personal data).
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    pub description: Option<String>,
+}
+
+/// A change to a webhook endpoint: absent fields stay as they are.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, remote = "Self")]
+pub struct UpdateWebhookEndpoint {
+    #[serde(default)]
+    #[schema(max_length = 2048)]
+    pub url: Option<String>,
+    /// `null`: every event type.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>, min_items = 1, max_items = 15)]
+    pub event_types: Option<Option<Vec<String>>>,
+    /// `null`: no description.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, max_length = 200)]
+    pub description: Option<Option<String>>,
+    /// `true` re-enables an endpoint (one the ledger disabled after failing too
+    /// long resumes from where it stopped); `false` pauses its deliveries.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// What to deliver again: one message (`position`) or everything after a
+/// position (`since_position`), exactly one of the two. Messages keep their
+/// `webhook-id`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, remote = "Self")]
+pub struct RedeliverRequest {
+    /// The log position of the one message to deliver again (each message's body
+    /// carries it).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub position: Option<u64>,
+    /// Deliver every message after this position again, then go on as before.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub since_position: Option<u64>,
+}

@@ -102,6 +102,11 @@ pub const NOT_REPLAYABLE: &[(Method, &str, &str)] = &[
         "admin operation: the answer holds a token shown once",
     ),
     (
+        Method::POST,
+        "/v1/webhook-endpoints",
+        "the answer holds the endpoint's signing secret, shown once",
+    ),
+    (
         Method::DELETE,
         "/v1/admin/api-keys/{key_id}",
         "admin operation: not scoped to a broadcaster",

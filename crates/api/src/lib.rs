@@ -46,6 +46,7 @@ pub mod personal;
 pub mod requests;
 pub mod revenue;
 pub mod transparency;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -92,6 +93,9 @@ pub struct ApiConfig {
     pub idempotency_ttl: Duration,
     /// `/readyz` answers 503 while the read model is more events behind than this.
     pub ready_max_lag: u64,
+    /// Webhook URLs may be `http` and name loopback or private addresses
+    /// (`--allow-private-webhooks`; the dispatcher is told the same).
+    pub allow_private_webhooks: bool,
 }
 
 impl Default for ApiConfig {
@@ -103,6 +107,7 @@ impl Default for ApiConfig {
             idempotency_capacity: 1_000_000,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             ready_max_lag: 1_000,
+            allow_private_webhooks: false,
         }
     }
 }
@@ -116,6 +121,9 @@ pub struct Services {
     /// passes the one its follower keeps up to date). `None`: a tree over the
     /// ledger's store, caught up on demand, signed with a key made for this process.
     pub transparency: Option<Arc<TransparencyLog>>,
+    /// The webhook endpoints (`serve` passes the one its dispatcher follows).
+    /// `None`: a registry over the read side's view store.
+    pub webhooks: Option<Arc<ledger_webhooks::Registry>>,
 }
 
 impl Default for Services {
@@ -125,6 +133,7 @@ impl Default for Services {
             health: Arc::new(ServiceHealth::new()),
             responses: Arc::new(ledger_store::responses::MemoryResponses::new()),
             transparency: None,
+            webhooks: None,
         }
     }
 }
@@ -145,6 +154,8 @@ pub struct ApiState {
     pub responses: Arc<dyn ResponseStore>,
     /// Signed tree heads and proofs (receipts, `/v1/audit/tree-head`, ...).
     pub transparency: Arc<TransparencyLog>,
+    /// The webhook endpoints.
+    pub webhooks: Arc<ledger_webhooks::Registry>,
     openapi_json: String,
     /// The methods each documented path accepts (see [`allowed_methods`]).
     methods: std::collections::BTreeMap<String, Vec<Method>>,
@@ -181,8 +192,12 @@ impl ApiState {
                 SigningPolicy::default(),
             ))
         });
+        let webhooks = services.webhooks.unwrap_or_else(|| {
+            ledger_webhooks::Registry::new(read.views().clone(), ledger.store().clone())
+        });
         Arc::new(Self {
             transparency,
+            webhooks,
             health: services.health,
             responses: services.responses,
             ledger,
@@ -323,6 +338,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(feed::router())
         .merge(audit::router())
         .merge(transparency::router())
+        .merge(webhooks::router())
         .merge(admin::router())
         .merge(ops::router())
         // The dashboard: `/` and `/assets/{file}`, static files built into the binary.
@@ -384,6 +400,8 @@ impl Modify for Security {
         requests::file, requests::list, requests::show, requests::cancel, requests::extend,
         requests::operator_anonymize, requests::terminate_and_erase,
         jobs::submit, jobs::show, jobs::items, jobs::cancel,
+        webhooks::create, webhooks::list, webhooks::show, webhooks::update, webhooks::delete,
+        webhooks::attempts, webhooks::redeliver,
         revenue::revenue,
         feed::events,
         audit::events, audit::verify,
@@ -403,6 +421,9 @@ impl Modify for Security {
         jobs::ErasureJobDto, jobs::ErasureJobItemDto, jobs::ErasureJobItemPage, jobs::ItemCounts,
         transparency::SignedTreeHeadDto, transparency::InclusionProofDto,
         transparency::ConsistencyProofDto,
+        CreateWebhookEndpoint, UpdateWebhookEndpoint, RedeliverRequest,
+        webhooks::WebhookEndpointDto, webhooks::WebhookEndpointCreated, webhooks::WebhookEndpointList,
+        webhooks::WebhookAttemptDto, webhooks::WebhookAttemptPage,
         RevenueResponse, RevenueRow, revenue::RevenueLineDto, CreateBroadcasterRequest, BroadcasterDto,
         CreateApiKeyRequest, ApiKeyCreated, ApiKeyDto, Health, Readiness, FailingPart, PublisherStatus,
         crate::money::Total,
@@ -414,7 +435,7 @@ impl Modify for Security {
     modifiers(&Security, &CommonResponses, &RequestFields),
     tags(
         (name = "customers"), (name = "subscriptions"), (name = "payments"),
-        (name = "erasure"), (name = "revenue"), (name = "events"), (name = "audit"), (name = "admin"), (name = "ops")
+        (name = "erasure"), (name = "revenue"), (name = "events"), (name = "webhooks"), (name = "audit"), (name = "admin"), (name = "ops")
     )
 )]
 pub struct ApiDoc;

@@ -12,6 +12,7 @@ mod erasure_requests;
 mod feed;
 mod layers;
 mod transparency;
+mod webhooks;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -2180,6 +2181,11 @@ async fn a_full_job_with_an_idempotency_key_is_accepted_and_replayed() {
 }
 
 #[tokio::test]
+async fn webhook_endpoints_are_managed_per_owner_with_every_refusal() {
+    webhooks::endpoints_are_managed_per_owner_with_every_refusal().await;
+}
+
+#[tokio::test]
 async fn every_documented_response_is_produced_by_a_test() {
     let text = ledger_api::openapi_json();
     let parsed: utoipa::openapi::OpenApi =
@@ -2237,6 +2243,7 @@ async fn every_documented_response_is_produced_by_a_test() {
     erasure_jobs::a_job_is_validated_run_counted_and_paged().await;
     erasure_jobs::the_operator_erases_shared_accounts_by_job_and_a_cancel_stops_a_job().await;
     erasure_jobs::bad_job_lists_are_refused_whole_and_change_nothing().await;
+    webhooks::endpoints_are_managed_per_owner_with_every_refusal().await;
     let produced = seen().lock().unwrap().clone();
     // The one exclusion: 503 (STORE_UNAVAILABLE, TIMEOUT) and 507 (STORAGE_FULL),
     // which `CommonResponses` documents on every authenticated `/v1/` operation

@@ -226,6 +226,12 @@ fn poisoned() -> AppError {
 }
 
 impl ReadSide {
+    /// Where the projections are persisted (which also keeps the outbound sinks'
+    /// checkpoints and the webhook endpoints).
+    pub fn views(&self) -> &Arc<dyn ViewStore> {
+        &self.views
+    }
+
     /// Loads the persisted projections, catches up, and builds the search index.
     #[instrument(skip_all)]
     pub async fn open(

@@ -67,6 +67,17 @@ pub struct BenchArgs {
     /// set of `--customers` customers, each run to a new stream (deleted after).
     #[arg(long)]
     publish: Option<String>,
+    /// Measure webhook fan-out instead (embedded store, in one process): this many
+    /// customers registered per second, each event delivered to every endpoint
+    /// (`--webhook-endpoints`) at a local receiver that checks the signatures.
+    #[arg(long, default_value_t = 0)]
+    webhooks: usize,
+    /// How long the webhook load lasts, in seconds.
+    #[arg(long, default_value_t = 10)]
+    webhook_secs: u64,
+    /// Platform-wide endpoints of the webhook measurement.
+    #[arg(long, default_value_t = 1)]
+    webhook_endpoints: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -373,6 +384,22 @@ pub async fn run(data: &Path, store: Option<&str>, args: BenchArgs) -> Result<()
             let _ = std::fs::remove_dir_all(&dir);
             return r;
         }
+    }
+    if args.webhooks > 0 {
+        anyhow::ensure!(
+            matches!(kind, StoreKind::Sqlite(_)),
+            "--webhooks measures the embedded store only"
+        );
+        let r = crate::bench_webhooks::run(
+            &dir,
+            args.webhooks,
+            args.webhook_secs,
+            args.webhook_endpoints,
+            args.json,
+        )
+        .await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
     }
     if args.read_side {
         anyhow::ensure!(
@@ -929,7 +956,7 @@ async fn publish(dir: &Path, url: &str, args: &BenchArgs) -> Result<()> {
 }
 
 /// An empty SQLite log and key store in `dir` (emptied first), and a ledger on them.
-fn scratch_ledger(dir: &Path) -> Result<(Arc<dyn EventStore>, ledger_app::Ledger)> {
+pub(crate) fn scratch_ledger(dir: &Path) -> Result<(Arc<dyn EventStore>, ledger_app::Ledger)> {
     use ledger_crypto::{Kek, Keyring, SqliteKeyStore};
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;

@@ -99,6 +99,37 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     publish: PublishArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    webhooks: WebhookArgs,
+}
+
+/// Webhook delivery (ADR 0028).
+#[derive(Debug, Args, Serialize)]
+pub struct WebhookArgs {
+    /// Take webhook URLs in plain http and to loopback, private and link-local
+    /// addresses (tests, closed networks); env LEDGER_ALLOW_PRIVATE_WEBHOOKS, config
+    /// key `allow_private_webhooks` [default: false: https to public addresses only].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    allow_private_webhooks: bool,
+    /// Seconds a webhook attempt may take, connection included; env
+    /// LEDGER_WEBHOOK_TIMEOUT_SECS, config key `webhook_timeout_secs` [default: 10].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_timeout_secs: Option<u64>,
+    /// The longest wait between two retries of a failed webhook (the first is 1 s,
+    /// then doubling); env LEDGER_WEBHOOK_MAX_RETRY_INTERVAL_SECS, config key
+    /// `webhook_max_retry_interval_secs` [default: 3600].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_max_retry_interval_secs: Option<u64>,
+    /// Disable an endpoint whose deliveries have failed for this long; env
+    /// LEDGER_WEBHOOK_GIVE_UP_AFTER_SECS, config key `webhook_give_up_after_secs`
+    /// [default: 259200, 3 days].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_give_up_after_secs: Option<u64>,
 }
 
 /// Publishing the public events to NATS JetStream (ADR 0027; Cargo feature `nats`).
@@ -173,12 +204,17 @@ struct Settings {
     publish: Option<String>,
     publish_stream: String,
     publish_prefix: String,
+    allow_private_webhooks: bool,
+    webhook_timeout_secs: u64,
+    webhook_max_retry_interval_secs: u64,
+    webhook_give_up_after_secs: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         let api = ApiConfig::default();
         let signing = SigningPolicy::default();
+        let hooks = ledger_webhooks::DispatchConfig::default();
         Self {
             listen: "127.0.0.1:8080".to_owned(),
             store: None,
@@ -197,6 +233,10 @@ impl Default for Settings {
             publish: None,
             publish_stream: "LEDGER".to_owned(),
             publish_prefix: "ledger".to_owned(),
+            allow_private_webhooks: false,
+            webhook_timeout_secs: hooks.timeout.as_secs(),
+            webhook_max_retry_interval_secs: hooks.max_retry_interval.as_secs(),
+            webhook_give_up_after_secs: hooks.give_up_after.as_secs(),
         }
     }
 }
@@ -221,6 +261,13 @@ const ENV: &[(&str, &str)] = &[
     ("PUBLISH", "publish"),
     ("PUBLISH_STREAM", "publish_stream"),
     ("PUBLISH_PREFIX", "publish_prefix"),
+    ("ALLOW_PRIVATE_WEBHOOKS", "allow_private_webhooks"),
+    ("WEBHOOK_TIMEOUT_SECS", "webhook_timeout_secs"),
+    (
+        "WEBHOOK_MAX_RETRY_INTERVAL_SECS",
+        "webhook_max_retry_interval_secs",
+    ),
+    ("WEBHOOK_GIVE_UP_AFTER_SECS", "webhook_give_up_after_secs"),
 ];
 
 /// The settings: defaults, then the config file, then the environment variables
@@ -365,6 +412,17 @@ pub async fn run(
         idempotency_capacity: conf.idempotency_capacity,
         idempotency_ttl: Duration::from_secs(conf.idempotency_ttl_secs),
         ready_max_lag: conf.ready_max_lag,
+        allow_private_webhooks: conf.allow_private_webhooks,
+    };
+    if conf.webhook_timeout_secs == 0 || conf.webhook_max_retry_interval_secs == 0 {
+        bail!("invalid configuration: webhook_timeout_secs and webhook_max_retry_interval_secs must be at least 1");
+    }
+    let hooks = ledger_webhooks::DispatchConfig {
+        allow_private: conf.allow_private_webhooks,
+        timeout: Duration::from_secs(conf.webhook_timeout_secs),
+        max_retry_interval: Duration::from_secs(conf.webhook_max_retry_interval_secs),
+        give_up_after: Duration::from_secs(conf.webhook_give_up_after_secs),
+        ..ledger_webhooks::DispatchConfig::default()
     };
     // Checked before anything is opened: a malformed URL, or one this build
     // cannot publish to, changes nothing.
@@ -486,6 +544,18 @@ pub async fn run(
     });
     let responses = backends.responses();
     let (ttl, capacity) = (config.idempotency_ttl, config.idempotency_capacity);
+    let webhooks = ledger_webhooks::Registry::new(backends.views(), ledger.store().clone());
+    let dispatcher = ledger_webhooks::Dispatcher::new(
+        webhooks.clone(),
+        ledger_app::feed::Feed::new(
+            ledger.store().clone(),
+            read.clone(),
+            ledger.requests().clone(),
+        ),
+        ledger.store().clone(),
+        hooks,
+    )
+    .map_err(|e| anyhow!(e))?;
     let state = ApiState::with_services(
         ledger.clone(),
         read.clone(),
@@ -496,6 +566,7 @@ pub async fn run(
             health: health.clone(),
             responses: responses.clone(),
             transparency: Some(transparency.clone()),
+            webhooks: Some(webhooks),
         },
     );
     // The state's recorder is the process's too: the `metrics` macros anywhere in
@@ -578,6 +649,12 @@ pub async fn run(
         let (health, stop) = (health.clone(), stopped());
         tokio::spawn(async move { probe_space(&folders, &health, stop).await })
     };
+    // Signed webhooks, one worker per enabled endpoint, each from its own
+    // checkpoint (ADR 0028).
+    let webhook_dispatcher = {
+        let stop = stopped();
+        tokio::spawn(async move { dispatcher.run(stop).await })
+    };
     // The public events to NATS JetStream, from its own checkpoint (ADR 0027).
     let publisher = publish.as_ref().map(|target| {
         info!(
@@ -604,7 +681,8 @@ pub async fn run(
         expiry,
         tree_follower,
         erasure_process,
-        erasure_jobs
+        erasure_jobs,
+        webhook_dispatcher
     );
     if let Some(p) = publisher {
         let _ = p.await;

@@ -125,4 +125,26 @@ pub trait ViewStore: Send + Sync + std::fmt::Debug {
     /// Saves a sink's position; the sink calls it only once its destination has
     /// acknowledged every event up to `position`.
     fn save_sink_position(&self, name: &str, position: u64) -> Result<(), ViewStoreError>;
+    /// Every webhook endpoint's document (`ledger-webhooks` owns its JSON form:
+    /// URL, event types, signing secret, state). Configuration, not derived from
+    /// the log: `clear` and a rebuild leave it alone, like the sinks' checkpoints.
+    fn webhook_endpoints(&self) -> Result<Vec<String>, ViewStoreError>;
+    /// Saves (`Some`) or deletes (`None`) endpoint `id`'s document.
+    fn put_webhook_endpoint(&self, id: &str, doc: Option<&str>) -> Result<(), ViewStoreError>;
+    /// Appends delivery attempts' documents to `endpoint`'s history, numbered on
+    /// from its last, in one transaction, and forgets all but its newest `keep`.
+    fn add_webhook_attempts(
+        &self,
+        endpoint: &str,
+        docs: &[String],
+        keep: usize,
+    ) -> Result<(), ViewStoreError>;
+    /// Up to `limit` of `endpoint`'s attempts numbered below `before` (all, if
+    /// `None`), newest first, with their numbers.
+    fn webhook_attempts(
+        &self,
+        endpoint: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, ViewStoreError>;
 }

@@ -647,6 +647,18 @@ const VIEW_SCHEMA: &str = "
         name TEXT PRIMARY KEY,
         position BIGINT NOT NULL
     );
+    -- Webhook endpoints (JSON documents, secrets included) and the last delivery
+    -- attempts of each: configuration and history, not derived from the log.
+    CREATE TABLE IF NOT EXISTS ledger_webhook_endpoints (
+        id TEXT PRIMARY KEY,
+        doc TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS ledger_webhook_attempts (
+        endpoint TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (endpoint, seq)
+    );
     CREATE TABLE IF NOT EXISTS ledger_customer_views (
         customer_id UUID PRIMARY KEY,
         view TEXT NOT NULL
@@ -1018,6 +1030,135 @@ impl ViewStore for PgViewStore {
                     .await
                     .map_err(views)?;
                 Ok(())
+            })
+        })
+    }
+
+    fn webhook_endpoints(&self) -> Result<Vec<String>, ViewStoreError> {
+        self.actor.call(Repeat::Safe, move |client| {
+            Box::pin(async move {
+                let present: bool = client
+                    .query_one(
+                        "SELECT to_regclass('ledger_webhook_endpoints') IS NOT NULL",
+                        &[],
+                    )
+                    .await
+                    .map_err(views)?
+                    .get(0);
+                if !present {
+                    return Ok(Vec::new());
+                }
+                let rows = client
+                    .query("SELECT doc FROM ledger_webhook_endpoints ORDER BY id", &[])
+                    .await
+                    .map_err(views)?;
+                Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+            })
+        })
+    }
+
+    fn put_webhook_endpoint(&self, id: &str, doc: Option<&str>) -> Result<(), ViewStoreError> {
+        self.writable()?;
+        let (id, doc) = (id.to_owned(), doc.map(str::to_owned));
+        self.actor.call(Repeat::Safe, move |client| {
+            let (id, doc) = (id.clone(), doc.clone());
+            Box::pin(async move {
+                match doc {
+                    Some(doc) => client
+                        .execute(
+                            "INSERT INTO ledger_webhook_endpoints (id, doc) VALUES ($1, $2)
+                                 ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc",
+                            &[&id, &doc],
+                        )
+                        .await
+                        .map_err(views)?,
+                    None => client
+                        .execute("DELETE FROM ledger_webhook_endpoints WHERE id = $1", &[&id])
+                        .await
+                        .map_err(views)?,
+                };
+                Ok(())
+            })
+        })
+    }
+
+    fn add_webhook_attempts(
+        &self,
+        endpoint: &str,
+        docs: &[String],
+        keep: usize,
+    ) -> Result<(), ViewStoreError> {
+        self.writable()?;
+        let (endpoint, docs) = (endpoint.to_owned(), docs.to_vec());
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        // Not repeated after a lost answer: the attempts would be recorded twice.
+        self.actor.call(Repeat::Never, move |client| {
+            let (endpoint, docs) = (endpoint.clone(), docs.clone());
+            Box::pin(async move {
+                let tx = client.transaction().await.map_err(views)?;
+                let last: i64 = tx
+                    .query_one(
+                        "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM ledger_webhook_attempts
+                         WHERE endpoint = $1",
+                        &[&endpoint],
+                    )
+                    .await
+                    .map_err(views)?
+                    .get(0);
+                let seqs: Vec<i64> = (1..=docs.len() as i64).map(|i| last + i).collect();
+                tx.execute(
+                    "INSERT INTO ledger_webhook_attempts (endpoint, seq, doc)
+                     SELECT $1, s, d FROM UNNEST($2::BIGINT[], $3::TEXT[]) AS t(s, d)",
+                    &[&endpoint, &seqs, &docs],
+                )
+                .await
+                .map_err(views)?;
+                tx.execute(
+                    "DELETE FROM ledger_webhook_attempts WHERE endpoint = $1 AND seq <= $2",
+                    &[&endpoint, &(last + docs.len() as i64 - keep)],
+                )
+                .await
+                .map_err(views)?;
+                tx.commit().await.map_err(views)
+            })
+        })
+    }
+
+    fn webhook_attempts(
+        &self,
+        endpoint: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, ViewStoreError> {
+        let endpoint = endpoint.to_owned();
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.actor.call(Repeat::Safe, move |client| {
+            let endpoint = endpoint.clone();
+            Box::pin(async move {
+                let present: bool = client
+                    .query_one(
+                        "SELECT to_regclass('ledger_webhook_attempts') IS NOT NULL",
+                        &[],
+                    )
+                    .await
+                    .map_err(views)?
+                    .get(0);
+                if !present {
+                    return Ok(Vec::new());
+                }
+                let rows = client
+                    .query(
+                        "SELECT seq, doc FROM ledger_webhook_attempts
+                         WHERE endpoint = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+                        &[&endpoint, &before, &limit],
+                    )
+                    .await
+                    .map_err(views)?;
+                Ok(rows
+                    .iter()
+                    .map(|r| (r.get::<_, i64>(0).max(0) as u64, r.get::<_, String>(1)))
+                    .collect())
             })
         })
     }

@@ -45,6 +45,18 @@ const SCHEMA: &str = "
         name TEXT PRIMARY KEY,
         position INTEGER NOT NULL
     ) WITHOUT ROWID;
+    -- Webhook endpoints (their JSON documents, secrets included) and the last
+    -- delivery attempts of each: configuration and history, not derived from the log.
+    CREATE TABLE IF NOT EXISTS webhook_endpoints (
+        id TEXT PRIMARY KEY,
+        doc TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS webhook_attempts (
+        endpoint TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (endpoint, seq)
+    ) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS customer_views (
         customer_id TEXT PRIMARY KEY,
         view TEXT NOT NULL
@@ -472,14 +484,7 @@ impl ViewStore for SqliteViewStore {
     fn sink_position(&self, name: &str) -> Result<u64, ViewStoreError> {
         let conn = self.conn()?;
         // A read-only file written before sinks existed has no such table.
-        let present: bool = conn
-            .query_row(
-                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'sink_checkpoints'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(err)?;
-        if !present {
+        if !table_present(&conn, "sink_checkpoints")? {
             return Ok(0);
         }
         position_in(
@@ -499,12 +504,154 @@ impl ViewStore for SqliteViewStore {
             .map_err(err)?;
         Ok(())
     }
+
+    fn webhook_endpoints(&self) -> Result<Vec<String>, ViewStoreError> {
+        let conn = self.conn()?;
+        if !table_present(&conn, "webhook_endpoints")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = conn
+            .prepare("SELECT doc FROM webhook_endpoints ORDER BY id")
+            .map_err(err)?;
+        let docs = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(docs)
+    }
+
+    fn put_webhook_endpoint(&self, id: &str, doc: Option<&str>) -> Result<(), ViewStoreError> {
+        self.writable()?;
+        let conn = self.conn()?;
+        match doc {
+            Some(doc) => conn.execute(
+                "INSERT OR REPLACE INTO webhook_endpoints (id, doc) VALUES (?1, ?2)",
+                params![id, doc],
+            ),
+            None => conn.execute("DELETE FROM webhook_endpoints WHERE id = ?1", params![id]),
+        }
+        .map_err(err)?;
+        Ok(())
+    }
+
+    fn add_webhook_attempts(
+        &self,
+        endpoint: &str,
+        docs: &[String],
+        keep: usize,
+    ) -> Result<(), ViewStoreError> {
+        self.writable()?;
+        let conn = self.conn()?;
+        let tx = conn.unchecked_transaction().map_err(err)?;
+        let last: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM webhook_attempts WHERE endpoint = ?1",
+                [endpoint],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO webhook_attempts (endpoint, seq, doc) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(err)?;
+            for (i, doc) in docs.iter().enumerate() {
+                insert
+                    .execute(params![endpoint, last + 1 + i as i64, doc])
+                    .map_err(err)?;
+            }
+        }
+        let newest = last + docs.len() as i64;
+        tx.execute(
+            "DELETE FROM webhook_attempts WHERE endpoint = ?1 AND seq <= ?2",
+            params![endpoint, newest - keep as i64],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        drop(conn);
+        // Twice the rows: as many are deleted once the history is full.
+        self.saved(2 * docs.len());
+        Ok(())
+    }
+
+    fn webhook_attempts(
+        &self,
+        endpoint: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, ViewStoreError> {
+        let conn = self.conn()?;
+        if !table_present(&conn, "webhook_attempts")? {
+            return Ok(Vec::new());
+        }
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, doc FROM webhook_attempts WHERE endpoint = ?1 AND seq < ?2
+                 ORDER BY seq DESC LIMIT ?3",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![endpoint, before, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, String>(1)?))
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+}
+
+/// Whether a table exists (a read-only file written by an older version may lack
+/// one).
+fn table_present(conn: &Connection, name: &str) -> Result<bool, ViewStoreError> {
+    conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+    .map_err(err)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use ledger_projections::Positions;
+
+    /// Webhook endpoints and attempts survive a reopen and a rebuild's `clear`;
+    /// attempts are numbered on, listed newest first, and pruned to `keep`.
+    #[test]
+    fn webhook_documents_are_kept_apart_and_attempts_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("views.sqlite");
+        let store = SqliteViewStore::open(&path).unwrap();
+        store.put_webhook_endpoint("b", Some("{\"n\":2}")).unwrap();
+        store.put_webhook_endpoint("a", Some("{\"n\":1}")).unwrap();
+        store.put_webhook_endpoint("a", Some("{\"n\":3}")).unwrap();
+        let docs: Vec<String> = (0..5).map(|i| format!("{{\"i\":{i}}}")).collect();
+        store.add_webhook_attempts("a", &docs[..3], 4).unwrap();
+        store.add_webhook_attempts("a", &docs[3..], 4).unwrap();
+        store.clear(None).unwrap();
+        drop(store);
+        let store = SqliteViewStore::open(&path).unwrap();
+        assert_eq!(
+            store.webhook_endpoints().unwrap(),
+            ["{\"n\":3}", "{\"n\":2}"]
+        );
+        let all = store.webhook_attempts("a", None, 10).unwrap();
+        let seqs: Vec<u64> = all.iter().map(|(n, _)| *n).collect();
+        assert_eq!(seqs, [5, 4, 3, 2], "newest first, the oldest pruned");
+        assert_eq!(all[0].1, "{\"i\":4}");
+        let older = store.webhook_attempts("a", Some(4), 2).unwrap();
+        assert_eq!(older.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [3, 2]);
+        assert!(store.webhook_attempts("b", None, 10).unwrap().is_empty());
+        store.put_webhook_endpoint("a", None).unwrap();
+        store.add_webhook_attempts("a", &[], 0).unwrap();
+        assert_eq!(store.webhook_endpoints().unwrap(), ["{\"n\":2}"]);
+        assert!(store.webhook_attempts("a", None, 10).unwrap().is_empty());
+    }
 
     /// A sink's checkpoint survives a reopen and a rebuild's `clear`, and does not
     /// count as a projection checkpoint (the log hash still agrees).
