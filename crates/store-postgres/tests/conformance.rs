@@ -612,3 +612,47 @@ async fn sink_checkpoints_survive_a_reconnect_and_a_rebuild_and_stay_apart() {
     .join()
     .expect("view store thread");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_endpoints_and_attempts_are_kept_apart_and_pruned() {
+    use ledger_projections::ViewStore;
+    use ledger_store_postgres::PgViewStore;
+
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    std::thread::spawn(move || {
+        let store = PgViewStore::connect(&url).expect("view store");
+        assert!(store.webhook_endpoints().unwrap().is_empty());
+        store.put_webhook_endpoint("e1", Some("{\"v\":1}")).unwrap();
+        store.put_webhook_endpoint("e1", Some("{\"v\":2}")).unwrap();
+        let docs: Vec<String> = (0..6).map(|i| format!("{{\"a\":{i}}}")).collect();
+        for chunk in docs.chunks(2) {
+            store.add_webhook_attempts("e1", chunk, 5).unwrap();
+        }
+        store.clear(None).unwrap();
+        drop(store);
+        let store = PgViewStore::connect(&url).expect("view store");
+        assert_eq!(store.webhook_endpoints().unwrap(), ["{\"v\":2}"]);
+        let newest: Vec<u64> = store
+            .webhook_attempts("e1", None, 3)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(newest, [6, 5, 4]);
+        let rest = store.webhook_attempts("e1", Some(4), 10).unwrap();
+        assert_eq!(rest.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [3, 2]);
+        assert_eq!(rest[1].1, "{\"a\":1}");
+        let reader = PgViewStore::connect_read_only(&url).expect("reader");
+        assert_eq!(reader.webhook_endpoints().unwrap().len(), 1);
+        assert!(reader.put_webhook_endpoint("e1", None).is_err());
+        store.put_webhook_endpoint("e1", None).unwrap();
+        store.add_webhook_attempts("e1", &[], 0).unwrap();
+        assert!(store.webhook_endpoints().unwrap().is_empty());
+        assert!(store.webhook_attempts("e1", None, 10).unwrap().is_empty());
+    })
+    .join()
+    .expect("view store thread");
+}
