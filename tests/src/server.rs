@@ -25,6 +25,17 @@ pub struct Server {
     drains: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// A server a test did not [`stop`] (it failed first) is killed, not left
+/// running after the test binary ends.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Reads a child's pipe to the end on a thread, into `into`.
 fn drain(
     mut pipe: impl std::io::Read + Send + 'static,
