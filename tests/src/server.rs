@@ -340,3 +340,15 @@ pub fn feed_of(base: &str, token: &str, after: u64) -> Vec<Value> {
         after = next;
     }
 }
+
+/// Waits (up to `secs`) until `cond` holds; `what` names it in the failure.
+pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !cond() {
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -26,20 +26,10 @@ mod suite {
     use std::time::{Duration, Instant};
 
     use ledger_system_tests::nats::{feed, Proxy, TestStream};
-    use ledger_system_tests::server::{self, free_port, start_with, stop, tenant, Server};
+    use ledger_system_tests::server::{
+        self, free_port, start_with, stop, tenant, wait_until, Server,
+    };
     use serde_json::Value;
-
-    /// Waits (up to `secs`) until `cond` holds; `what` names it in the failure.
-    fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-        let started = Instant::now();
-        while !cond() {
-            assert!(
-                started.elapsed() < Duration::from_secs(secs),
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 
     fn readyz(base: &str) -> Value {
         let (_, body) = server::call("GET", &format!("{base}/readyz"), "", None);

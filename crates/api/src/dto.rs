@@ -1059,19 +1059,22 @@ fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
 #[serde(deny_unknown_fields, remote = "Self")]
 pub struct CreateWebhookEndpoint {
     /// Where to POST: an absolute `https` URL of at most 2,048 characters, without
-    /// credentials or fragment, whose host is public (loopback, private and
-    /// link-local addresses are refused unless the server runs with
-    /// `--allow-private-webhooks`, which also takes `http`).
-    #[schema(max_length = 2048)]
+    /// credentials or fragment, whose host is public. A URL of this form that the
+    /// server still refuses is `409`: `WEBHOOK_URL_NOT_HTTPS` (`http` is taken
+    /// only when the server runs with `--allow-private-webhooks`),
+    /// `WEBHOOK_URL_NOT_PUBLIC` (loopback, private, link-local, ... addresses,
+    /// likewise), `INVALID_WEBHOOK_URL` (credentials, a fragment, a bad host).
+    #[schema(pattern = "^https?://[^\\s/?#]+[^\\s]*$", max_length = 2048)]
     pub url: String,
-    /// Only these event types (docs/events.md), 1 to 15 of them; absent or null:
-    /// every type, those added later included.
+    /// Only these event types (docs/events.md), 1 to 15 of them (a type named
+    /// twice counts once); absent or null: every type, those added later included.
     #[serde(default)]
-    #[schema(min_items = 1, max_items = 15)]
+    #[schema(value_type = Option<Vec<ledger_public_events::EventType>>, min_items = 1, max_items = 15)]
     pub event_types: Option<Vec<String>>,
-    /// A note for yourself (at most 200 characters; not personal data).
+    /// A note for yourself (at most 200 characters, no control characters; not
+    /// personal data).
     #[serde(default)]
-    #[schema(max_length = 200)]
+    #[schema(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", max_length = 200)]
     pub description: Option<String>,
 }
 
@@ -1079,16 +1082,17 @@ pub struct CreateWebhookEndpoint {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, remote = "Self")]
 pub struct UpdateWebhookEndpoint {
+    /// As at creation (`409` for a URL of the right form the server refuses).
     #[serde(default)]
-    #[schema(max_length = 2048)]
+    #[schema(pattern = "^https?://[^\\s/?#]+[^\\s]*$", max_length = 2048)]
     pub url: Option<String>,
     /// `null`: every event type.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<Vec<String>>, min_items = 1, max_items = 15)]
+    #[schema(value_type = Option<Vec<ledger_public_events::EventType>>, min_items = 1, max_items = 15)]
     pub event_types: Option<Option<Vec<String>>>,
     /// `null`: no description.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>, max_length = 200)]
+    #[schema(value_type = Option<String>, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", max_length = 200)]
     pub description: Option<Option<String>>,
     /// `true` re-enables an endpoint (one the ledger disabled after failing too
     /// long resumes from where it stopped); `false` pauses its deliveries.
@@ -1096,19 +1100,19 @@ pub struct UpdateWebhookEndpoint {
     pub enabled: Option<bool>,
 }
 
-/// What to deliver again: one message (`position`) or everything after a
-/// position (`since_position`), exactly one of the two. Messages keep their
-/// `webhook-id`.
+/// What to deliver again. Messages keep their `webhook-id`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, remote = "Self")]
 pub struct RedeliverRequest {
-    /// The log position of the one message to deliver again (each message's body
-    /// carries it).
+    /// A log position (each message's body carries its own).
+    #[serde(deserialize_with = "crate::money::whole_u64")]
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_u64)]
+    pub position: u64,
+    /// `one` (default): the message at `position`, once more; `after`: every
+    /// message after `position` again (the endpoint's checkpoint moves back
+    /// there), then on as before. A position the log does not hold yet (or 0 with
+    /// `one`) is `409 POSITION_NOT_IN_LOG`.
     #[serde(default)]
-    #[schema(minimum = 1)]
-    pub position: Option<u64>,
-    /// Deliver every message after this position again, then go on as before.
-    #[serde(default)]
-    #[schema(minimum = 0)]
-    pub since_position: Option<u64>,
+    #[schema(value_type = Option<String>, pattern = "^(one|after)$")]
+    pub mode: Option<String>,
 }

@@ -183,20 +183,13 @@ pub async fn events(
     );
     if !follow {
         let page = feed
-            .page(&FeedQuery {
+            .page_ndjson(&FeedQuery {
                 after,
                 limit,
                 types,
                 scope,
             })
             .await?;
-        let mut body = Vec::with_capacity(page.events.len() * 320);
-        for e in &page.events {
-            // Strings, integers and vectors of them always serialize.
-            if serde_json::to_writer(&mut body, e).is_ok() {
-                body.push(b'\n');
-            }
-        }
         return Ok((
             [
                 (
@@ -205,7 +198,7 @@ pub async fn events(
                 ),
                 (NEXT_AFTER, HeaderValue::from(page.next_after)),
             ],
-            body,
+            page.body,
         )
             .into_response());
     }

@@ -141,6 +141,12 @@ pub fn whole_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error
         .and_then(|v| i64::try_from(v).map_err(|_| serde::de::Error::custom("invalid value")))
 }
 
+/// `deserialize_with` for a `u64` field: a whole number as in [`whole_i64`].
+pub fn whole_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    d.deserialize_any(Whole)
+        .and_then(|v| u64::try_from(v).map_err(|_| serde::de::Error::custom("invalid value")))
+}
+
 /// `deserialize_with` for an `Option<u64>` field (with `#[serde(default)]`): null,
 /// or a whole number as in [`whole_i64`].
 pub fn whole_u64_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {

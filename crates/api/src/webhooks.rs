@@ -131,13 +131,15 @@ impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         match e {
             RegistryError::NotFound => ApiError::not_found(),
-            RegistryError::Url(u) => ApiError::new(StatusCode::BAD_REQUEST, u.code(), u.to_string())
+            // The URL has the documented form (else the body is refused first);
+            // what the server still refuses is a conflict with its rules.
+            RegistryError::Url(u) => ApiError::new(StatusCode::CONFLICT, u.code(), u.to_string())
                 .with_details(json!({ "field": "url" })),
             RegistryError::Invalid { field, message } => ApiError::invalid_input(field, message),
             RegistryError::PastHead => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "POSITION_PAST_HEAD",
-                "the position is not in the log (1 to its head for one message, 0 to its head since)",
+                StatusCode::CONFLICT,
+                "POSITION_NOT_IN_LOG",
+                "the log holds no such position yet (1 to its head for one message, 0 to its head for every message after)",
             ),
             RegistryError::App(e) => e.into(),
         }
@@ -207,8 +209,9 @@ async fn dto(state: &SharedState, e: &Endpoint) -> Result<WebhookEndpointDto, Ap
     request_body = CreateWebhookEndpoint,
     responses(
         (status = 201, description = "Registered; the answer holds the secret", body = WebhookEndpointCreated),
-        (status = 400, description = "INVALID_WEBHOOK_URL, WEBHOOK_URL_NOT_HTTPS, WEBHOOK_URL_NOT_PUBLIC, INVALID_EVENT_TYPES, UNKNOWN_EVENT_TYPE or INVALID_INPUT", body = ErrorBody),
+        (status = 400, description = "A body not of the documented form: INVALID_EVENT_TYPES, UNKNOWN_EVENT_TYPE, INVALID_INPUT, ...", body = ErrorBody),
         (status = 401, description = "Missing or invalid API or admin key", body = ErrorBody),
+        (status = 409, description = "A URL the server refuses: WEBHOOK_URL_NOT_HTTPS, WEBHOOK_URL_NOT_PUBLIC or INVALID_WEBHOOK_URL", body = ErrorBody),
     ),
     security(("bearer" = []), ("admin" = [])))]
 #[instrument(skip(state, body))]
@@ -289,6 +292,7 @@ pub async fn show(
         (status = 400, description = "Invalid id or body (as for creation)", body = ErrorBody),
         (status = 401, description = "Missing or invalid API or admin key", body = ErrorBody),
         (status = 404, description = "No such endpoint for this caller", body = ErrorBody),
+        (status = 409, description = "A URL the server refuses (as for creation)", body = ErrorBody),
     ),
     security(("bearer" = []), ("admin" = [])))]
 #[instrument(skip(state, body))]
@@ -388,17 +392,18 @@ pub async fn attempts(
     Ok(Json(WebhookAttemptPage { items, next_cursor }))
 }
 
-/// Deliver again: one message (`position`), or every message after
-/// `since_position` (the endpoint's checkpoint moves back there). Messages keep
-/// their `webhook-id`, so receivers that deduplicate see nothing twice.
+/// Deliver again: the message at `position`, or (`mode: after`) every message
+/// after it (the endpoint's checkpoint moves back there). Messages keep their
+/// `webhook-id`, so receivers that deduplicate see nothing twice.
 #[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/redeliver", tag = "webhooks",
     request_body = RedeliverRequest,
     params(("id" = String, Path, description = "Endpoint id (UUID)")),
     responses(
         (status = 202, description = "Accepted; the attempts list shows the deliveries", body = WebhookEndpointDto),
-        (status = 400, description = "Invalid id or body, or POSITION_PAST_HEAD", body = ErrorBody),
+        (status = 400, description = "Invalid id or body", body = ErrorBody),
         (status = 401, description = "Missing or invalid API or admin key", body = ErrorBody),
         (status = 404, description = "No such endpoint for this caller", body = ErrorBody),
+        (status = 409, description = "POSITION_NOT_IN_LOG", body = ErrorBody),
     ),
     security(("bearer" = []), ("admin" = [])))]
 #[instrument(skip(state, body))]
@@ -411,18 +416,13 @@ pub async fn redeliver(
     let id = endpoint_id(&id)?;
     state.webhooks.ready().await?;
     let o = owner(caller);
-    let e = match (body.position, body.since_position) {
-        (Some(p), None) => {
-            state.webhooks.redeliver_one(o, id, p).await?;
+    let e = match body.mode.as_deref() {
+        None | Some("one") => {
+            state.webhooks.redeliver_one(o, id, body.position).await?;
             state.webhooks.get(o, id)?
         }
-        (None, Some(p)) => state.webhooks.redeliver_since(o, id, p).await?,
-        _ => {
-            return Err(ApiError::invalid_input(
-                "position",
-                "give exactly one of position and since_position",
-            ))
-        }
+        Some("after") => state.webhooks.redeliver_since(o, id, body.position).await?,
+        Some(_) => return Err(ApiError::invalid_input("mode", "one or after")),
     };
     Ok((StatusCode::ACCEPTED, Json(dto(&state, &e).await?)))
 }

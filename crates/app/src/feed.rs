@@ -85,6 +85,27 @@ pub struct FeedPage {
     pub at_end: bool,
 }
 
+/// A page of the feed as NDJSON ([`Feed::page_ndjson`]).
+#[derive(Debug, Clone, Default)]
+pub struct NdjsonPage {
+    /// One JSON object and `\n` per event.
+    pub body: Vec<u8>,
+    /// How many lines `body` holds.
+    pub events: usize,
+    /// The last position examined (filtered-out records included): resume after it.
+    pub next_after: u64,
+    /// Whether the page reached the end of what can be served now.
+    pub at_end: bool,
+}
+
+/// One chunk's serialized events, with the end offset and position of each.
+struct Lines {
+    body: Vec<u8>,
+    ends: Vec<(usize, u64)>,
+    /// The last position examined.
+    examined: u64,
+}
+
 /// The feed over a log, scoping with the read side and the request index (both
 /// only needed for broadcaster scopes).
 #[derive(Debug, Clone)]
@@ -169,6 +190,107 @@ impl Feed {
             }
         }
         Ok(page)
+    }
+
+    /// [`page`](Self::page) as NDJSON lines (one JSON object and `\n` per event),
+    /// for readers that only forward the bytes (`GET /v1/events`): the same
+    /// events, `next_after` and `at_end`. Faster on more than one core: the next
+    /// chunk of records is read (chains verified, in order) while the chunks
+    /// before it are decoded, projected, filtered and serialized on blocking
+    /// threads, two at a time, and their lines are appended in log order.
+    pub async fn page_ndjson(&self, q: &FeedQuery) -> Result<NdjsonPage, AppError> {
+        /// Chunks being projected at once (besides the one being read).
+        const IN_FLIGHT: usize = 2;
+        let ceiling = self.ceiling(q.scope).await?;
+        let mut out = NdjsonPage {
+            body: Vec::new(),
+            events: 0,
+            next_after: q.after,
+            at_end: false,
+        };
+        if q.limit == 0 {
+            return Ok(out);
+        }
+        // A small page reads small chunks: at most IN_FLIGHT of them ahead.
+        let chunk_size = READ_PAGE.min(q.limit.max(256));
+        let mut read_to = q.after;
+        let mut chunks = std::collections::VecDeque::new();
+        let mut read_all = false;
+        loop {
+            // Keep reading ahead while fewer than IN_FLIGHT chunks are projected.
+            while !read_all && chunks.len() < IN_FLIGHT {
+                if read_to >= ceiling {
+                    read_all = true;
+                    break;
+                }
+                let want = usize::try_from(ceiling - read_to)
+                    .unwrap_or(usize::MAX)
+                    .min(chunk_size);
+                let records = self.store.read_all(read_to, want).await?;
+                let Some(last) = records.last().map(|r| r.position) else {
+                    read_all = true;
+                    break;
+                };
+                read_to = last.min(ceiling);
+                let (feed, types, scope) = (self.clone(), q.types.clone(), q.scope);
+                chunks.push_back(tokio::task::spawn_blocking(move || {
+                    feed.lines(&records, ceiling, types.as_ref(), scope)
+                }));
+            }
+            let Some(next) = chunks.pop_front() else {
+                out.at_end = true;
+                return Ok(out);
+            };
+            let chunk = next
+                .await
+                .map_err(|_| AppError::Io("a feed task failed".into()))??;
+            let room = q.limit - out.events;
+            if chunk.ends.len() > room {
+                // The limit falls inside this chunk: up to its last event.
+                let (end, position) = chunk.ends[room - 1];
+                out.body.extend_from_slice(&chunk.body[..end]);
+                out.events += room;
+                out.next_after = position;
+                return Ok(out);
+            }
+            out.body.extend_from_slice(&chunk.body);
+            out.events += chunk.ends.len();
+            out.next_after = chunk.examined;
+            if out.events == q.limit {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// One chunk's lines (see [`page_ndjson`](Self::page_ndjson)).
+    fn lines(
+        &self,
+        records: &[RecordedEvent],
+        ceiling: u64,
+        types: Option<&BTreeSet<EventType>>,
+        scope: Scope,
+    ) -> Result<Lines, AppError> {
+        let mut l = Lines {
+            body: Vec::with_capacity(records.len() * 512),
+            ends: Vec::with_capacity(records.len()),
+            examined: 0,
+        };
+        for r in records {
+            if r.position > ceiling {
+                break;
+            }
+            l.examined = r.position;
+            let Some(e) = public_event(r)? else { continue };
+            if types.is_some_and(|t| !t.contains(&e.event_type)) || !self.visible(&e, scope)? {
+                continue;
+            }
+            // Strings, integers and vectors of them always serialize.
+            if serde_json::to_writer(&mut l.body, &e).is_ok() {
+                l.body.push(b'\n');
+                l.ends.push((l.body.len(), r.position));
+            }
+        }
+        Ok(l)
     }
 
     /// Whether the scope sees the event (see the module documentation).

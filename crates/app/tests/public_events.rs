@@ -143,3 +143,73 @@ async fn no_personal_value_of_a_registered_customer_ever_appears_in_the_public_e
         .iter()
         .all(|e| e.event_type == EventType::PaymentRefunded));
 }
+
+/// The NDJSON page (read ahead, projected on blocking threads) is the page's
+/// events serialized, line for line, with the same resume position, for every
+/// size, filter and starting position; pages of it concatenate to the whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ndjson_pages_are_the_pages_serialized() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, ledger) = support::scratch_ledger(dir.path());
+    demo::load(&ledger, &demo::generate(17, 400)).await.unwrap();
+    let feed = Feed::unscoped(store.clone());
+    let head = store.head().await.unwrap();
+    assert!(head > 4_000, "{head} records: several chunks");
+    let serialized = |events: &[ledger_public_events::PublicEvent]| {
+        let mut b = Vec::new();
+        for e in events {
+            serde_json::to_writer(&mut b, e).unwrap();
+            b.push(b'\n');
+        }
+        b
+    };
+    let refunds = Some(BTreeSet::from([EventType::PaymentRefunded]));
+    for (after, limit, types) in [
+        (0, usize::MAX, None),
+        (0, 1, None),
+        (5, 37, None),
+        (0, 2_000, None),
+        (100, 2_001, None),
+        (0, 10_000, None),
+        (head / 2, 300, None),
+        (0, 3, refunds.clone()),
+        (0, usize::MAX, refunds.clone()),
+        (head, 10, None),
+    ] {
+        let q = FeedQuery {
+            after,
+            limit,
+            types,
+            scope: Scope::All,
+        };
+        let page = feed.page(&q).await.unwrap();
+        let lines = feed.page_ndjson(&q).await.unwrap();
+        assert_eq!(lines.events, page.events.len(), "{after} {limit}");
+        assert!(lines.body == serialized(&page.events), "{after} {limit}");
+        assert_eq!(lines.at_end, page.at_end, "{after} {limit}");
+        if lines.events == limit {
+            // A full page resumes after its last event, or after the records
+            // past it that its chunk examined and filtered out.
+            assert!(lines.next_after >= page.events.last().unwrap().position);
+        } else {
+            assert_eq!(lines.next_after, page.next_after, "{after} {limit}");
+        }
+    }
+    let whole = feed.page_ndjson(&all(0)).await.unwrap().body;
+    let (mut paged, mut after) = (Vec::new(), 0);
+    loop {
+        let p = feed
+            .page_ndjson(&FeedQuery {
+                limit: 333,
+                ..all(after)
+            })
+            .await
+            .unwrap();
+        paged.extend_from_slice(&p.body);
+        if p.at_end || p.events == 0 {
+            break;
+        }
+        after = p.next_after;
+    }
+    assert!(paged == whole, "pages of 333 make the whole");
+}

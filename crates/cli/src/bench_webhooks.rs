@@ -88,8 +88,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub async fn run(dir: &Path, rate: usize, secs: u64, endpoints: usize, json: bool) -> Result<()> {
-    use ledger_command::CustomerCommand;
-    use ledger_events::{Integration, Profile};
+    use ledger_events::Integration;
     use ledger_types::{BroadcasterId, CustomerId};
 
     ensure!(
@@ -201,22 +200,7 @@ pub async fn run(dir: &Path, rate: usize, secs: u64, endpoints: usize, json: boo
             let n = written + i;
             tasks.spawn(async move {
                 let c = CustomerId::new();
-                let cmd = CustomerCommand::Register {
-                    customer_id: c,
-                    broadcaster_id: b,
-                    profile: Profile {
-                        email: format!("hook{n}@example.org"),
-                        password_hash: "argon2id$bench".into(),
-                        first_name: "Bench".into(),
-                        last_name: format!("Hook{n}"),
-                        address: None,
-                        company_name: None,
-                        phone_number: None,
-                        custom_answers: vec![],
-                        registration_ip: None,
-                    },
-                    at: Timestamp::now(),
-                };
+                let cmd = crate::bench::register(c, b, n);
                 let t = Instant::now();
                 ledger.execute(c, &cmd).await.map(|_| t.elapsed())
             });

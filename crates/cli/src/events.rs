@@ -13,9 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use ledger_app::feed::{Feed, FeedQuery, Scope, READ_PAGE};
+use ledger_app::feed::{Feed, FeedQuery, Scope};
 use ledger_public_events::EventType;
 use ledger_store::EventStore;
+
+/// Events per page: the most `GET /v1/events` serves at once.
+const PAGE: usize = 10_000;
 
 /// What `ledger events tail` was asked.
 #[derive(Debug, clap::Args)]
@@ -54,7 +57,7 @@ pub async fn tail(store: Arc<dyn EventStore>, args: TailArgs) -> Result<()> {
     let feed = Feed::unscoped(store.clone());
     let mut query = FeedQuery {
         after: args.after,
-        limit: READ_PAGE,
+        limit: PAGE,
         types,
         scope: Scope::All,
     };
@@ -62,36 +65,30 @@ pub async fn tail(store: Arc<dyn EventStore>, args: TailArgs) -> Result<()> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     let started = Instant::now();
     let mut count = 0u64;
-    let mut line = Vec::with_capacity(512);
-    // The next page is read and projected on another task while this one writes
-    // the current page: reading and writing overlap on two cores.
+    // The next page is read and projected while this one is written: reading and
+    // writing overlap (each page's chunks are projected on blocking threads).
     let fetch = |q: FeedQuery| {
         let feed = feed.clone();
-        tokio::spawn(async move { feed.page(&q).await })
+        tokio::spawn(async move { feed.page_ndjson(&q).await })
     };
-    query.limit = left.min(READ_PAGE);
+    query.limit = left.min(PAGE);
     let mut next = Some(fetch(query.clone()));
     while let Some(pending) = next.take() {
         let page = pending.await??;
         query.after = page.next_after;
-        left -= page.events.len();
-        query.limit = left.min(READ_PAGE);
+        left -= page.events;
+        query.limit = left.min(PAGE);
         if left > 0 && !page.at_end {
             next = Some(fetch(query.clone()));
         }
-        for e in &page.events {
-            line.clear();
-            serde_json::to_writer(&mut line, e)?;
-            line.push(b'\n');
-            if let Err(err) = out.write_all(&line) {
-                // A reader that went away (`| head`) ends the tail quietly.
-                if err.kind() == std::io::ErrorKind::BrokenPipe {
-                    return Ok(());
-                }
-                return Err(err.into());
+        if let Err(err) = out.write_all(&page.body) {
+            // A reader that went away (`| head`) ends the tail quietly.
+            if err.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(());
             }
+            return Err(err.into());
         }
-        count += page.events.len() as u64;
+        count += page.events as u64;
         if page.at_end && left > 0 && args.follow {
             out.flush()?;
             store

@@ -992,15 +992,7 @@ impl ViewStore for PgViewStore {
             let name = name.clone();
             Box::pin(async move {
                 // A read-only session on a database without the table reads 0.
-                let present: bool = client
-                    .query_one(
-                        "SELECT to_regclass('ledger_sink_checkpoints') IS NOT NULL",
-                        &[],
-                    )
-                    .await
-                    .map_err(views)?
-                    .get(0);
-                if !present {
+                if !table_present(client, "ledger_sink_checkpoints").await? {
                     return Ok(0);
                 }
                 let row = client
@@ -1037,15 +1029,7 @@ impl ViewStore for PgViewStore {
     fn webhook_endpoints(&self) -> Result<Vec<String>, ViewStoreError> {
         self.actor.call(Repeat::Safe, move |client| {
             Box::pin(async move {
-                let present: bool = client
-                    .query_one(
-                        "SELECT to_regclass('ledger_webhook_endpoints') IS NOT NULL",
-                        &[],
-                    )
-                    .await
-                    .map_err(views)?
-                    .get(0);
-                if !present {
+                if !table_present(client, "ledger_webhook_endpoints").await? {
                     return Ok(Vec::new());
                 }
                 let rows = client
@@ -1136,15 +1120,7 @@ impl ViewStore for PgViewStore {
         self.actor.call(Repeat::Safe, move |client| {
             let endpoint = endpoint.clone();
             Box::pin(async move {
-                let present: bool = client
-                    .query_one(
-                        "SELECT to_regclass('ledger_webhook_attempts') IS NOT NULL",
-                        &[],
-                    )
-                    .await
-                    .map_err(views)?
-                    .get(0);
-                if !present {
+                if !table_present(client, "ledger_webhook_attempts").await? {
                     return Ok(Vec::new());
                 }
                 let rows = client
@@ -1162,6 +1138,19 @@ impl ViewStore for PgViewStore {
             })
         })
     }
+}
+
+/// Whether a table exists (a read-only session on a database written by an
+/// older version may lack one).
+async fn table_present(
+    client: &tokio_postgres::Client,
+    table: &str,
+) -> Result<bool, ViewStoreError> {
+    Ok(client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await
+        .map_err(views)?
+        .get(0))
 }
 
 fn json<T: serde::Serialize>(row: &T) -> Result<String, ViewStoreError> {

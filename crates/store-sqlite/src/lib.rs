@@ -167,6 +167,15 @@ impl SqliteStore {
         })
     }
 
+    /// Reads every row of the log without decoding or verifying anything (see
+    /// `read::raw_scan`); returns the rows and bytes read. For benchmarks.
+    pub async fn raw_scan(&self) -> Result<(u64, u64), StoreError> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with(read::raw_scan))
+            .await
+            .map_err(|_| StoreError::Backend("the scan task failed".into()))?
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

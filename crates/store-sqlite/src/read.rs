@@ -299,3 +299,26 @@ pub(crate) fn head(conn: &Connection) -> Result<Position, StoreError> {
         .map_err(backend)?;
     Ok(p.unwrap_or(0).max(0) as u64)
 }
+
+/// Every row of the log read as the page reads do (same columns, same order, on a
+/// pooled read connection), touching each column's bytes and decoding nothing:
+/// no chain check, no copy into a record. The floor under every read path
+/// (`ledger bench --read-side` reports the others as fractions of it). Returns the
+/// rows and the bytes read.
+pub(crate) fn raw_scan(conn: &Connection) -> Result<(u64, u64), StoreError> {
+    let mut stmt = conn
+        .prepare(&format!("SELECT {COLUMNS} FROM events ORDER BY position"))
+        .map_err(backend)?;
+    let mut rows = stmt.query([]).map_err(backend)?;
+    let (mut n, mut bytes) = (0u64, 0u64);
+    while let Some(row) = rows.next().map_err(backend)? {
+        n += 1;
+        for i in 0..10 {
+            bytes += match row.get_ref(i).map_err(backend)? {
+                ValueRef::Text(b) | ValueRef::Blob(b) => b.len() as u64,
+                _ => 8,
+            };
+        }
+    }
+    Ok((n, bytes))
+}

@@ -451,7 +451,9 @@ impl Registry {
         id: Uuid,
         attempts: Vec<Attempt>,
     ) -> Result<(), RegistryError> {
-        if attempts.is_empty() {
+        // Nothing is kept for an endpoint deleted meanwhile (its worker is being
+        // stopped): its history went with it.
+        if attempts.is_empty() || self.endpoint(id).is_none() {
             return Ok(());
         }
         let docs: Vec<String> = attempts
