@@ -180,11 +180,7 @@ impl Feed {
                     break;
                 }
                 page.next_after = r.position;
-                let Some(e) = public_event(r)? else { continue };
-                if q.types.as_ref().is_some_and(|t| !t.contains(&e.event_type)) {
-                    continue;
-                }
-                if self.visible(&e, q.scope)? {
+                if let Some(e) = self.selected(r, q.types.as_ref(), q.scope)? {
                     page.events.push(e);
                 }
             }
@@ -280,10 +276,9 @@ impl Feed {
                 break;
             }
             l.examined = r.position;
-            let Some(e) = public_event(r)? else { continue };
-            if types.is_some_and(|t| !t.contains(&e.event_type)) || !self.visible(&e, scope)? {
+            let Some(e) = self.selected(r, types, scope)? else {
                 continue;
-            }
+            };
             // Strings, integers and vectors of them always serialize.
             if serde_json::to_writer(&mut l.body, &e).is_ok() {
                 l.body.push(b'\n');
@@ -291,6 +286,23 @@ impl Feed {
             }
         }
         Ok(l)
+    }
+
+    /// The record's public event, if it has one of `types` (any, if `None`) and
+    /// the scope sees it.
+    fn selected(
+        &self,
+        r: &RecordedEvent,
+        types: Option<&BTreeSet<EventType>>,
+        scope: Scope,
+    ) -> Result<Option<PublicEvent>, AppError> {
+        let Some(e) = public_event(r)? else {
+            return Ok(None);
+        };
+        if types.is_some_and(|t| !t.contains(&e.event_type)) || !self.visible(&e, scope)? {
+            return Ok(None);
+        }
+        Ok(Some(e))
     }
 
     /// Whether the scope sees the event (see the module documentation).

@@ -543,6 +543,22 @@ struct ScratchLedger {
     closer: Closer,
 }
 
+/// Registers the white-label broadcaster whose customers a bench writes.
+pub(crate) async fn bench_broadcaster(
+    ledger: &ledger_app::Ledger,
+) -> Result<ledger_types::BroadcasterId> {
+    let b = ledger_types::BroadcasterId::new();
+    ledger
+        .register_broadcaster(
+            b,
+            "Bench Broadcaster",
+            ledger_events::Integration::WhiteLabel,
+            Timestamp::now(),
+        )
+        .await?;
+    Ok(b)
+}
+
 /// The registration of bench customer `i` (made-up personal data, sealed like
 /// any customer's).
 pub(crate) fn register(
@@ -577,8 +593,7 @@ async fn scratch_customers(
     use ledger_app::forget::FileForgetList;
     use ledger_app::{read::ReadSide, Ledger};
     use ledger_crypto::{Kek, Keyring};
-    use ledger_events::Integration;
-    use ledger_types::{BroadcasterId, CustomerId};
+    use ledger_types::CustomerId;
 
     let (store, closer) = scratch.open().await?;
     let (keys, views) = scratch.state()?;
@@ -588,15 +603,7 @@ async fn scratch_customers(
     let ledger = Ledger::new(store.clone(), Arc::new(Keyring::new(Kek::generate(), keys)))
         .with_grouped_destruction(grouped)
         .with_forget_list(Arc::new(FileForgetList::open(&forget, true)?));
-    let b = BroadcasterId::new();
-    ledger
-        .register_broadcaster(
-            b,
-            "Bench Broadcaster",
-            Integration::WhiteLabel,
-            Timestamp::now(),
-        )
-        .await?;
+    let b = bench_broadcaster(&ledger).await?;
     let customers: Vec<CustomerId> = (0..n).map(|_| CustomerId::new()).collect();
     let mut tasks = tokio::task::JoinSet::new();
     for chunk in customers.chunks(n.div_ceil(64).max(1)) {

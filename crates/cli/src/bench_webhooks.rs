@@ -26,7 +26,7 @@ struct Received {
     latencies: Vec<f64>,
     /// Each first arrival's log position and time (ms since the epoch).
     arrivals: Vec<(u64, i64)>,
-    seen: HashMap<(String, String), ()>,
+    seen: std::collections::HashSet<(String, String)>,
     bad_signatures: u64,
     last_at: Option<Instant>,
 }
@@ -66,7 +66,7 @@ async fn receive(
         if !verified {
             g.bad_signatures += 1;
         }
-        if g.seen.insert((id, endpoint), ()).is_none() {
+        if g.seen.insert((id, endpoint)) {
             if let Some(t) = occurred {
                 g.latencies.push((now.millis() - t.millis()) as f64);
             }
@@ -88,8 +88,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub async fn run(dir: &Path, rate: usize, secs: u64, endpoints: usize, json: bool) -> Result<()> {
-    use ledger_events::Integration;
-    use ledger_types::{BroadcasterId, CustomerId};
+    use ledger_types::CustomerId;
 
     ensure!(
         rate > 0 && secs > 0 && endpoints > 0,
@@ -177,15 +176,7 @@ pub async fn run(dir: &Path, rate: usize, secs: u64, endpoints: usize, json: boo
     };
 
     // The load: `rate` registrations a second, in ticks of 10 ms.
-    let b = BroadcasterId::new();
-    ledger
-        .register_broadcaster(
-            b,
-            "Bench Broadcaster",
-            Integration::WhiteLabel,
-            Timestamp::now(),
-        )
-        .await?;
+    let b = crate::bench::bench_broadcaster(&ledger).await?;
     let per_tick = rate.div_ceil(100);
     let ticks = (secs * 100) as usize;
     let started = Instant::now();

@@ -103,9 +103,9 @@ impl Dispatcher {
         }
         let mut running: HashMap<Uuid, Running> = HashMap::new();
         loop {
-            let wanted: HashMap<Uuid, Endpoint> = self
-                .registry
-                .all()
+            let all = self.registry.all();
+            let total = all.len();
+            let wanted: HashMap<Uuid, Endpoint> = all
                 .into_iter()
                 .filter(|e| e.enabled)
                 .map(|e| (e.id, e))
@@ -113,7 +113,7 @@ impl Dispatcher {
             metrics::gauge!("ledger_webhook_endpoints", "state" => "enabled")
                 .set(wanted.len() as f64);
             metrics::gauge!("ledger_webhook_endpoints", "state" => "disabled")
-                .set((self.registry.all().len() - wanted.len()) as f64);
+                .set((total - wanted.len()) as f64);
             let stale: Vec<Uuid> = running
                 .iter()
                 .filter(|(id, r)| {

@@ -242,9 +242,13 @@ impl Registry {
         blocking(move || v.save_sink_position(&Endpoint::checkpoint_name(id), position)).await
     }
 
+    /// Saves an endpoint's document, then the registry's copy (callers hold
+    /// `writing`, so nothing changed it meanwhile).
     async fn save(&self, e: &Endpoint) -> Result<(), RegistryError> {
         let (v, id, doc) = (self.views.clone(), e.id.to_string(), encode(e)?);
-        blocking(move || v.put_webhook_endpoint(&id, Some(&doc))).await
+        blocking(move || v.put_webhook_endpoint(&id, Some(&doc))).await?;
+        self.lock().insert(e.id, e.clone());
+        Ok(())
     }
 
     /// Creates an endpoint that receives the events committed from now on, and
@@ -285,10 +289,7 @@ impl Registry {
             .await
             .map_err(|e| RegistryError::App(e.into()))?;
         self.save_checkpoint(e.id, head).await?;
-        self.save(&e).await?;
-        self.lock().insert(e.id, e.clone());
-        self.changed();
-        Ok((e, secret))
+        Ok((self.replace(e).await?, secret))
     }
 
     /// Applies `patch` to one of `owner`'s endpoints. Enabling a disabled one
@@ -328,7 +329,6 @@ impl Registry {
 
     async fn replace(&self, e: Endpoint) -> Result<Endpoint, RegistryError> {
         self.save(&e).await?;
-        self.lock().insert(e.id, e.clone());
         self.changed();
         Ok(e)
     }
@@ -384,11 +384,7 @@ impl Registry {
             return Ok(());
         };
         self.save_checkpoint(id, p).await?;
-        self.save(&e).await?;
-        if let Some(cur) = self.lock().get_mut(&id) {
-            cur.rewind_to = None;
-        }
-        Ok(())
+        self.save(&e).await
     }
 
     /// Delivers the message of the record at `position` once more (if the
@@ -480,9 +476,6 @@ impl Registry {
         let now = Timestamp::now();
         e.failing_since = Some(now);
         self.save(&e).await?;
-        if let Some(cur) = self.lock().get_mut(&id) {
-            cur.failing_since = Some(now);
-        }
         Ok(now)
     }
 
@@ -493,11 +486,7 @@ impl Registry {
             return Ok(());
         };
         e.failing_since = None;
-        self.save(&e).await?;
-        if let Some(cur) = self.lock().get_mut(&id) {
-            cur.failing_since = None;
-        }
-        Ok(())
+        self.save(&e).await
     }
 
     /// Disables an endpoint that kept failing for too long.
