@@ -81,7 +81,7 @@ async fn erase(state: &SharedState, key: KeyedTenant, c: CustomerId) -> Result<E
     match r {
         Ok(receipt) => {
             if !receipt.repeat {
-                state.read_your_write().await;
+                state.read_your_write_to(receipt.event_position).await;
                 state.metrics.erasures.increment(1);
             }
             // The receipt's digests come from the read model; a failed catch-up

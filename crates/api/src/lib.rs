@@ -224,7 +224,10 @@ impl ApiState {
         let ex = r?;
         self.metrics.appends.increment(ex.appended as u64);
         if ex.appended > 0 {
-            self.read_your_write().await;
+            match ex.last_position {
+                Some(p) => self.read_your_write_to(p).await,
+                None => self.read_your_write().await,
+            }
         }
         Ok(ex)
     }
@@ -233,7 +236,17 @@ impl ApiState {
     /// The write is committed whatever happens here: a failure is logged (the
     /// projector retries it) and never turns the write's answer into an error.
     pub async fn read_your_write(&self) {
-        if let Err(e) = self.read.catch_up().await {
+        Self::caught_up(self.read.catch_up().await.map(|_| ()));
+    }
+
+    /// [`read_your_write`](Self::read_your_write) for a write that ended at
+    /// `position`: answers at once when the projector has already folded it.
+    pub async fn read_your_write_to(&self, position: u64) {
+        Self::caught_up(self.read.catch_up_to(position).await);
+    }
+
+    fn caught_up(r: Result<(), ledger_app::AppError>) {
+        if let Err(e) = r {
             tracing::warn!(
                 code = e.code(),
                 "read-your-writes catch-up failed after a committed write; the projector retries"

@@ -498,6 +498,21 @@ impl ReadSide {
         self.fold(true).await
     }
 
+    /// [`catch_up`](Self::catch_up) for a reader that needs the model to hold
+    /// the log up to `position` (its own write): nothing to do, and no wait for
+    /// the fold in progress, when the model already holds it, as it usually does
+    /// once the follower has folded the commit while the writer went on.
+    pub async fn catch_up_to(&self, position: u64) -> Result<(), AppError> {
+        if self.with_model(|m| m.position())? >= position {
+            return Ok(());
+        }
+        let _one_at_a_time = self.folding.lock().await;
+        if self.with_model(|m| m.position())? >= position {
+            return Ok(());
+        }
+        self.fold_locked(true).await.map(|_| ())
+    }
+
     /// The fold behind [`catch_up`](Self::catch_up). Reading and decoding the next
     /// page runs in its own task while this one folds and saves the current page,
     /// so the two halves use both cores. With `index` false the search index is

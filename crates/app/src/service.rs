@@ -334,22 +334,41 @@ impl Ledger {
         c: CustomerId,
         cmd: &CustomerCommand,
     ) -> Result<Executed, AppError> {
+        Ok(self.execute_loaded(c, cmd).await?.0)
+    }
+
+    /// [`execute`](Self::execute), also answering the customer as the command
+    /// left it without reading the stream again: the state loaded to decide, with
+    /// the appended events applied in memory (`apply` never reads a personal
+    /// block, so an open event applies as its sealed record would). Its
+    /// `written` list holds only what was loaded.
+    async fn execute_loaded(
+        &self,
+        c: CustomerId,
+        cmd: &CustomerCommand,
+    ) -> Result<(Executed, Loaded), AppError> {
         if let CustomerCommand::Register { .. } = cmd {
             self.keys(move |k| k.ensure_keys(&[c])).await?;
         }
         for _ in 0..MAX_ATTEMPTS {
-            let loaded = self.load(c).await?;
+            let mut loaded = self.load(c).await?;
             if let Some(done) = self.appended_before(c, cmd, &loaded) {
-                return Ok(done);
+                return Ok((done, loaded));
             }
             let events = loaded.customer.handle(cmd)?;
             if events.is_empty() {
-                return Ok(Executed {
+                let done = Executed {
                     appended: 0,
                     last_position: None,
                     stream_version: loaded.version,
-                });
+                };
+                return Ok((done, loaded));
             }
+            let mut after = loaded.customer.clone();
+            events.iter().for_each(|e| after.apply(e));
+            let anonymized = events
+                .iter()
+                .position(|e| matches!(e, CustomerEvent::Anonymized(_)));
             let at = Timestamp::now();
             let n = events.len();
             let new = events
@@ -372,11 +391,22 @@ impl Ledger {
             };
             match self.store.append(req).await {
                 Ok(r) => {
-                    return Ok(Executed {
+                    let done = Executed {
                         appended: n,
                         last_position: Some(r.last_position),
                         stream_version: r.stream_version,
-                    })
+                    };
+                    // One append's records have consecutive positions; a store
+                    // that answered otherwise is read again rather than trusted.
+                    if r.last_position + 1 - r.first_position != n as u64 {
+                        return Ok((done, self.load(c).await?));
+                    }
+                    loaded.customer = after;
+                    loaded.version = r.stream_version;
+                    if loaded.anonymized_at.is_none() {
+                        loaded.anonymized_at = anonymized.map(|i| r.first_position + i as u64);
+                    }
+                    return Ok((done, loaded));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
@@ -456,8 +486,7 @@ impl Ledger {
             }
             _ => CustomerCommand::AnonymizeAsOperator { request_id, at },
         };
-        let executed = self.execute(customer, &cmd).await?;
-        let loaded = self.load(customer).await?;
+        let (executed, loaded) = self.execute_loaded(customer, &cmd).await?;
         let (Some(receipt), Some(position)) = (loaded.customer.anonymized(), loaded.anonymized_at)
         else {
             return Err(Refusal::NotFound.into());

@@ -16,9 +16,9 @@ use ledger_store::{
 use ledger_store_sqlite::SqliteStore;
 use ledger_types::RequestId;
 
-/// The real store, except that once a `CustomerAnonymized` has been appended,
-/// every stream read takes 300 ms: the erasure is decided, and the caller has
-/// time to give up before the key is destroyed.
+/// The real store, except that the append of a `CustomerAnonymized` answers
+/// 300 ms after it committed: the erasure is decided, and the caller has time to
+/// give up before the key is destroyed.
 #[derive(Debug)]
 struct SlowAfterDecision {
     inner: Arc<SqliteStore>,
@@ -35,6 +35,7 @@ impl EventStore for SlowAfterDecision {
         let out = self.inner.append(r).await;
         if erasure && out.is_ok() {
             self.decided.store(true, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
         out
     }
@@ -42,9 +43,6 @@ impl EventStore for SlowAfterDecision {
         self.inner.append_batch(r).await
     }
     async fn read_stream(&self, s: &str, v: Version) -> Result<Vec<RecordedEvent>, StoreError> {
-        if self.decided.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
         self.inner.read_stream(s, v).await
     }
     async fn read_all(&self, a: Position, l: usize) -> Result<Vec<RecordedEvent>, StoreError> {

@@ -142,6 +142,30 @@ async fn search_finds_by_email_and_accent_free_name_prefix_and_an_erased_custome
     assert_eq!(rs.search(b, &c.to_string(), 10).unwrap(), vec![c]);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn catching_up_to_a_write_folds_it_and_a_position_already_folded_needs_no_fold() {
+    let f = fixture(50).await;
+    let rs = read_side(&f, &f.views_path).await;
+    let (b, c) = f.summary.samples.erasable[0];
+    let receipt = f.ledger.anonymize(b, c, RequestId::new()).await.unwrap();
+    let at = receipt.event_position;
+    assert!(rs.with_model(|m| m.position()).unwrap() < at);
+    // The reader's own write is folded before it reads.
+    rs.catch_up_to(at).await.unwrap();
+    assert!(rs.with_model(|m| m.position()).unwrap() >= at);
+    assert!(rs.erasure(c).unwrap().is_some(), "the receipt is readable");
+    // A position the model holds returns without folding what came after it.
+    let (b2, c2) = f.summary.samples.erasable[1];
+    f.ledger.anonymize(b2, c2, RequestId::new()).await.unwrap();
+    rs.catch_up_to(at).await.unwrap();
+    assert!(
+        rs.erasure(c2).unwrap().is_none(),
+        "not folded: not asked for"
+    );
+    rs.catch_up().await.unwrap();
+    assert!(rs.erasure(c2).unwrap().is_some());
+}
+
 /// A backend whose `read_all` hands out at most `max` records per call after
 /// position `short_from` (full pages before it, so that reading ahead starts), and
 /// can leave one position out (a store that does not check contiguity itself).
