@@ -5,7 +5,9 @@
 # It runs, in this order and in one go: `ledger bench` (appends, bulk, replay) and
 # the peer (Python eventsourcing 9.5.6 on SQLite) in the same run; `ledger bench
 # --read-side` and the peer's projection rebuild; then the API under wrk
-# (scripts/wrk/run.sh). Needs: a Rust toolchain, python3 (venv), wrk.
+# (scripts/wrk/run.sh); the change feed with the peer over as many events
+# (scripts/feed/run.sh); start-up and memory of `serve` (scripts/startup/run.sh).
+# Needs: a Rust toolchain, python3 (venv), wrk, curl.
 # Env: RUNS (3), CUSTOMERS (read side, 100000), DURATION (wrk, 15s), PEER_SCRIPT.
 # Measure with nothing else running: every figure here is a median of RUNS, and
 # every speed is also given as a ratio to the peer measured in the same run.
@@ -39,6 +41,11 @@ if command -v wrk >/dev/null 2>&1; then
 else
   echo "wrk not found: the API table is left out (apt-get install wrk)" >&2
 fi
+
+echo "running the change feed and the peer (scripts/feed/run.sh)..." >&2
+RUNS="$RUNS" scripts/feed/run.sh > "$out/feed.txt" 2>/dev/null || true
+echo "running serve's start-up over $CUSTOMERS customers (scripts/startup/run.sh)..." >&2
+BIN=./target/release/ledger CUSTOMERS="$CUSTOMERS" RUNS="$RUNS" scripts/startup/run.sh > "$out/startup.txt" 2>/dev/null || true
 
 python3 - "$out" <<'PY'
 import json, os, re, subprocess, sys, platform, datetime
@@ -101,4 +108,25 @@ if wrk:
         p99 = re.search(r"^\s+99%\s+(\S+)", block, re.M)
         if rps:
             print(f"| `{title}` | {num(float(rps.group(1)))} | {p50.group(1) if p50 else '-'} | {p99.group(1) if p99 else '-'} |")
+
+feed = load("feed.txt")
+m = re.search(r"median events/s \(one NDJSON reader over HTTP\): (\d+)", feed)
+if m:
+    events = re.search(r'"events": (\d+)', feed)
+    print()
+    print(f"| change feed, one NDJSON reader over HTTP ({int(events.group(1)):,} events; median of runs) | ledger | peer, same run | ratio |" if events else "| change feed | ledger | peer | ratio |")
+    print("| --- | --- | --- | --- |")
+    for label, pat in (("its raw notification scan, in process", r"select_notifications scan: .*? = ([\d,]+) rows/s"),
+                       ("its projection rebuild", r"projection rebuild .*? = ([\d,]+) events/s")):
+        p = re.search(pat, feed)
+        peer = float(p.group(1).replace(",", "")) if p else None
+        print(f"| `GET /v1/events` vs {label} | {num(float(m.group(1)))} ev/s | {num(peer) + '/s' if peer else '-'} | {ratio(float(m.group(1)), peer)} |")
+
+startup = re.search(r"serve over ([\d,]+) customers, median of \d+ starts: ready \(s\) ([\d.]+), first search \(s\) ([\d.]+), search index \(s\) ([\d.]+), RSS \(MiB\) ([\d.]+), peak RSS \(MiB\) ([\d.]+)", load("startup.txt"))
+if startup:
+    n, ready, first, index, rss, peak = startup.groups()
+    print()
+    print(f"| `serve` start-up over {n} customers (median of starts) | ready | first search | search index | RSS (peak) |")
+    print("| --- | --- | --- | --- | --- |")
+    print(f"| restart on an existing folder | {ready} s | {first} s | {index} s | {float(rss):,.0f} MiB ({float(peak):,.0f} MiB) |")
 PY
