@@ -165,6 +165,9 @@ impl<'de> serde::Deserialize<'de> for WholeValue {
 
 struct Whole;
 
+/// 2^53: the first whole number a JSON number read as a float may not hold exactly.
+const MAX_EXACT_FLOAT: f64 = 9_007_199_254_740_992.0;
+
 impl serde::de::Visitor<'_> for Whole {
     type Value = i128;
 
@@ -181,8 +184,9 @@ impl serde::de::Visitor<'_> for Whole {
     }
 
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i128, E> {
-        // Exact below 2^53; beyond, any value is far outside every range we take.
-        if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        // Every whole number up to 2^53 - 1 (the largest any schema here allows)
+        // is exact as a float; beyond, a float is no longer one exact number.
+        if v.fract() == 0.0 && v.abs() < MAX_EXACT_FLOAT {
             Ok(v as i128)
         } else {
             Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))
@@ -193,4 +197,36 @@ impl serde::de::Visitor<'_> for Whole {
 /// [`uuid_schema`] as a `RefOr`, for path parameters.
 pub fn uuid_param_schema() -> RefOr<Schema> {
     uuid_schema().into()
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, serde::Deserialize)]
+    struct Position {
+        #[serde(deserialize_with = "super::whole_u64")]
+        position: u64,
+    }
+
+    fn position(json: &str) -> Result<u64, serde_json::Error> {
+        serde_json::from_str::<Position>(json).map(|p| p.position)
+    }
+
+    /// A whole number written as a float is an integer (JSON Schema), up to the
+    /// schemas' largest (2^53 - 1); Schemathesis sent 9007199254740990.0 and got
+    /// 400 while the document allowed it.
+    #[test]
+    fn whole_floats_up_to_2_pow_53_minus_1_are_integers() {
+        assert_eq!(position(r#"{"position": 94.0}"#).unwrap(), 94);
+        assert_eq!(
+            position(r#"{"position": 9007199254740990.0}"#).unwrap(),
+            9_007_199_254_740_990
+        );
+        assert_eq!(
+            position(r#"{"position": 9007199254740991.0}"#).unwrap(),
+            9_007_199_254_740_991
+        );
+        assert!(position(r#"{"position": 9007199254740992.0}"#).is_err());
+        assert!(position(r#"{"position": 1.5}"#).is_err());
+        assert!(position(r#"{"position": -1}"#).is_err());
+    }
 }
