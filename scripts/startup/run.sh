@@ -22,7 +22,7 @@ if [ -z "${BIN:-}" ]; then
 fi
 DATA=$(mktemp -d)
 PID=
-trap '[ -n "$PID" ] && { kill -TERM $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; }; rm -rf "$DATA"' EXIT
+trap '[ -n "$PID" ] && { kill -TERM $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; }; [ -n "${KEEP_LOG:-}" ] && cp "$DATA/serve.err" "$KEEP_LOG"; rm -rf "$DATA"' EXIT
 BASE="http://127.0.0.1:$PORT"
 
 echo "making a folder of $CUSTOMERS demo customers..." >&2
