@@ -398,7 +398,8 @@ impl Ledger {
                     };
                     // One append's records have consecutive positions; a store
                     // that answered otherwise is read again rather than trusted.
-                    if r.last_position + 1 - r.first_position != n as u64 {
+                    let span = r.last_position.checked_sub(r.first_position);
+                    if span.map(|s| s + 1) != Some(n as u64) {
                         return Ok((done, self.load(c).await?));
                     }
                     loaded.customer = after;

@@ -13,7 +13,8 @@
 //! the last one, at most every [`CHECKPOINT_INTERVAL`], concurrently with the
 //! saves; once the WAL holds [`FINISH_AFTER_FRAMES`], the saving connection
 //! finishes one after a save, so the WAL restarts (no passive checkpoint is
-//! complete while saves go on). An inline checkpoint (every 32,768 pages) stalled the projector, and so
+//! complete while saves go on). An inline checkpoint (every 32,768 pages)
+//! stalled the projector, and so
 //! every request waiting to read its own write, for about 100 ms every few seconds
 //! under a stream of erasures. Small batches keep each checkpoint's writes from
 //! competing with the log's and the key store's fsyncs; a rebuild pays for copying
