@@ -188,25 +188,35 @@ fn run_checkpointer(
                 return;
             }
         }
-        let started = std::time::Instant::now();
-        last = Some(started);
-        let r: rusqlite::Result<(i64, i64)> =
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get(1)?, r.get(2)?))
-            });
-        match r {
-            Ok((log, done)) => {
-                tracing::debug!(
-                    wal_frames = log,
-                    checkpointed = done,
-                    micros = started.elapsed().as_micros() as u64,
-                    "view store WAL checkpointed"
-                );
-                if log >= FINISH_AFTER_FRAMES {
-                    finish.store(true, std::sync::atomic::Ordering::Release);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "view store WAL checkpoint failed"),
+        last = Some(std::time::Instant::now());
+        if passive_checkpoint(&conn, "checkpointer").is_some_and(|log| log >= FINISH_AFTER_FRAMES) {
+            finish.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
+/// One passive checkpoint of the view store's WAL on `conn` (`by` names who ran
+/// it, for the log): the frames the WAL held, or `None` if it failed (logged).
+fn passive_checkpoint(conn: &Connection, by: &'static str) -> Option<i64> {
+    let started = std::time::Instant::now();
+    let r: rusqlite::Result<(i64, i64)> =
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(1)?, r.get(2)?))
+        });
+    match r {
+        Ok((log, done)) => {
+            tracing::debug!(
+                by,
+                wal_frames = log,
+                checkpointed = done,
+                micros = started.elapsed().as_micros() as u64,
+                "view store WAL checkpointed"
+            );
+            Some(log)
+        }
+        Err(e) => {
+            tracing::warn!(by, error = %e, "view store WAL checkpoint failed");
+            None
         }
     }
 }
@@ -260,20 +270,7 @@ impl SqliteViewStore {
         use std::sync::atomic::Ordering;
         if let Some(c) = &self.checkpointer {
             if c.finish.swap(false, Ordering::AcqRel) {
-                let started = std::time::Instant::now();
-                let r: rusqlite::Result<(i64, i64)> =
-                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                        Ok((r.get(1)?, r.get(2)?))
-                    });
-                match r {
-                    Ok((log, done)) => tracing::debug!(
-                        wal_frames = log,
-                        checkpointed = done,
-                        micros = started.elapsed().as_micros() as u64,
-                        "view store WAL checkpoint finished by the saving connection"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "view store WAL checkpoint failed"),
-                }
+                passive_checkpoint(conn, "saving connection");
             }
             let total = c.rows.fetch_add(rows, Ordering::Relaxed) + rows;
             if total >= CHECKPOINT_AFTER_ROWS {
